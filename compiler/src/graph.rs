@@ -1,0 +1,385 @@
+//! The execution graph: steps and their dependencies with petgraph, cycle detection, a
+//! deterministic topological order with levels, the transitive reduction for display, and the
+//! text, DOT, Mermaid and JSON renderings.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+
+use petgraph::algo::tarjan_scc;
+use petgraph::algo::tred::{dag_to_toposorted_adjacency_list, dag_transitive_reduction_closure};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::IntoNeighbors;
+use serde_json::json;
+
+use crate::catalog::SideEffect;
+
+/// What the graph shows of one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphNode {
+    pub id: String,
+    pub action: &'static str,
+    pub on: String,
+    /// Runs once per element, known at apply time: drawn as a group.
+    pub for_each: bool,
+    pub gate: bool,
+    pub side_effect: SideEffect,
+}
+
+/// Steps (indexed in declaration order) and what each directly depends on.
+#[derive(Debug, Clone)]
+pub struct ExecutionGraph {
+    pub nodes: Vec<GraphNode>,
+    /// Direct dependencies of each node, sorted, without repeats.
+    pub deps: Vec<Vec<usize>>,
+    /// Topological order; among ready steps the earlier declared goes first.
+    pub order: Vec<usize>,
+    /// Longest distance from a step without dependencies.
+    pub levels: Vec<usize>,
+}
+
+/// Output formats of `planc graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+impl ExecutionGraph {
+    /// Build the graph, or return the cycles (each as a closed path of node indices).
+    pub fn build(
+        nodes: Vec<GraphNode>,
+        mut deps: Vec<Vec<usize>>,
+    ) -> Result<Self, Vec<Vec<usize>>> {
+        for list in &mut deps {
+            list.sort_unstable();
+            list.dedup();
+        }
+        let count = nodes.len();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); count];
+        let mut waiting: Vec<usize> = vec![0; count];
+        for (node, list) in deps.iter().enumerate() {
+            waiting[node] = list.len();
+            for &dep in list {
+                dependents[dep].push(node);
+            }
+        }
+        let mut ready: BinaryHeap<Reverse<usize>> = (0..count)
+            .filter(|&n| waiting[n] == 0)
+            .map(Reverse)
+            .collect();
+        let mut order = Vec::with_capacity(count);
+        let mut levels = vec![0; count];
+        while let Some(Reverse(node)) = ready.pop() {
+            order.push(node);
+            for &next in &dependents[node] {
+                levels[next] = levels[next].max(levels[node] + 1);
+                waiting[next] -= 1;
+                if waiting[next] == 0 {
+                    ready.push(Reverse(next));
+                }
+            }
+        }
+        if order.len() < count {
+            return Err(find_cycles(&deps));
+        }
+        Ok(ExecutionGraph {
+            nodes,
+            deps,
+            order,
+            levels,
+        })
+    }
+
+    pub fn level_count(&self) -> usize {
+        self.levels.iter().max().map_or(0, |m| m + 1)
+    }
+
+    /// Steps in display order: by level, then declaration.
+    pub fn display_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        order.sort_by_key(|&n| (self.levels[n], n));
+        order
+    }
+
+    /// The dependencies left after the transitive reduction, per node, in declaration order.
+    pub fn reduced_deps(&self) -> Vec<Vec<usize>> {
+        let mut graph: DiGraph<(), (), u32> = DiGraph::with_capacity(self.nodes.len(), 0);
+        for _ in &self.nodes {
+            graph.add_node(());
+        }
+        for (node, list) in self.deps.iter().enumerate() {
+            for &dep in list {
+                graph.add_edge(NodeIndex::new(dep), NodeIndex::new(node), ());
+            }
+        }
+        let toposort: Vec<NodeIndex> = self.order.iter().map(|&n| NodeIndex::new(n)).collect();
+        let (adjacency, revmap) = dag_to_toposorted_adjacency_list::<_, u32>(&graph, &toposort);
+        let (reduction, _closure) = dag_transitive_reduction_closure(&adjacency);
+        let mut reduced = vec![Vec::new(); self.nodes.len()];
+        for position in reduction.node_indices() {
+            let from = self.order[position as usize];
+            for next in reduction.neighbors(position) {
+                let to = self.order[next as usize];
+                reduced[to].push(from);
+            }
+        }
+        let _ = revmap;
+        for list in &mut reduced {
+            list.sort_unstable();
+        }
+        reduced
+    }
+
+    pub fn render(&self, plan_name: &str, format: GraphFormat) -> String {
+        match format {
+            GraphFormat::Text => self.render_text(plan_name),
+            GraphFormat::Dot => self.render_dot(plan_name),
+            GraphFormat::Mermaid => self.render_mermaid(),
+            GraphFormat::Json => {
+                let mut text =
+                    serde_json::to_string_pretty(&self.to_json()).expect("graph serialises");
+                text.push('\n');
+                text
+            }
+        }
+    }
+
+    /// One line per step, by level then declaration, with its reduced dependencies: stable, so
+    /// two versions of a plan diff line by line.
+    fn render_text(&self, plan_name: &str) -> String {
+        let reduced = self.reduced_deps();
+        let width = self.nodes.iter().map(|n| n.id.len()).max().unwrap_or(0);
+        let mut out = format!(
+            "# {plan_name}: {} steps in {} levels; `*` runs per item, `?` waits for approval, `!` is irreversible\n",
+            self.nodes.len(),
+            self.level_count()
+        );
+        for node in self.display_order() {
+            let info = &self.nodes[node];
+            let marks = format!(
+                "{}{}{}",
+                if info.for_each { "*" } else { " " },
+                if info.gate { "?" } else { " " },
+                if info.side_effect == SideEffect::Irreversible {
+                    "!"
+                } else {
+                    " "
+                },
+            );
+            let _ = write!(
+                out,
+                "{:>3} {marks} {:<width$}  {} on {}",
+                self.levels[node], info.id, info.action, info.on
+            );
+            if !reduced[node].is_empty() {
+                let after: Vec<&str> = reduced[node]
+                    .iter()
+                    .map(|&d| self.nodes[d].id.as_str())
+                    .collect();
+                let _ = write!(out, "  <- {}", after.join(", "));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    fn render_dot(&self, plan_name: &str) -> String {
+        let reduced = self.reduced_deps();
+        let mut out = format!(
+            "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+            escape(plan_name)
+        );
+        for node in self.display_order() {
+            let info = &self.nodes[node];
+            let mut attributes = vec![format!(
+                "label=\"{}\\n{} on {}\"",
+                escape(&info.id),
+                info.action,
+                escape(&info.on)
+            )];
+            if info.for_each {
+                attributes.push("peripheries=2".into());
+            }
+            if info.gate {
+                attributes.push("style=dashed".into());
+            }
+            if info.side_effect == SideEffect::Irreversible {
+                attributes.push("color=red".into());
+            }
+            let _ = writeln!(
+                out,
+                "  \"{}\" [{}];",
+                escape(&info.id),
+                attributes.join(", ")
+            );
+        }
+        for node in self.display_order() {
+            for &dep in &reduced[node] {
+                let _ = writeln!(
+                    out,
+                    "  \"{}\" -> \"{}\";",
+                    escape(&self.nodes[dep].id),
+                    escape(&self.nodes[node].id)
+                );
+            }
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    fn render_mermaid(&self) -> String {
+        let reduced = self.reduced_deps();
+        let mut out = String::from("flowchart TD\n");
+        for node in self.display_order() {
+            let info = &self.nodes[node];
+            let label =
+                format!("{}<br/>{} on {}", info.id, info.action, info.on).replace('"', "#quot;");
+            let shape = if info.for_each {
+                format!("[[\"{label}\"]]")
+            } else if info.gate {
+                format!("{{{{\"{label}\"}}}}")
+            } else {
+                format!("[\"{label}\"]")
+            };
+            let _ = writeln!(out, "  s{node}{shape}");
+        }
+        for node in self.display_order() {
+            for &dep in &reduced[node] {
+                let _ = writeln!(out, "  s{dep} --> s{node}");
+            }
+        }
+        let irreversible: Vec<String> = (0..self.nodes.len())
+            .filter(|&n| self.nodes[n].side_effect == SideEffect::Irreversible)
+            .map(|n| format!("s{n}"))
+            .collect();
+        if !irreversible.is_empty() {
+            out.push_str("  classDef irreversible stroke:#c00,stroke-width:2px\n");
+            let _ = writeln!(out, "  class {} irreversible", irreversible.join(","));
+        }
+        out
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let reduced = self.reduced_deps();
+        let nodes: Vec<serde_json::Value> = self
+            .display_order()
+            .into_iter()
+            .map(|n| {
+                let info = &self.nodes[n];
+                json!({
+                    "id": info.id,
+                    "uses": info.action,
+                    "on": info.on,
+                    "level": self.levels[n],
+                    "for_each": info.for_each,
+                    "gate": info.gate,
+                    "side_effect": info.side_effect.as_str(),
+                    "after": reduced[n].iter().map(|&d| self.nodes[d].id.clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({ "levels": self.level_count(), "steps": nodes })
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// One closed path per strongly connected component that holds a cycle.
+fn find_cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let mut graph: DiGraph<(), (), u32> = DiGraph::with_capacity(deps.len(), 0);
+    for _ in deps {
+        graph.add_node(());
+    }
+    for (node, list) in deps.iter().enumerate() {
+        for &dep in list {
+            graph.add_edge(NodeIndex::new(node), NodeIndex::new(dep), ());
+        }
+    }
+    let mut cycles = Vec::new();
+    for component in tarjan_scc(&graph) {
+        let members: Vec<usize> = component.iter().map(|n| n.index()).collect();
+        let self_loop = members.len() == 1 && deps[members[0]].contains(&members[0]);
+        if members.len() < 2 && !self_loop {
+            continue;
+        }
+        let start = *members.iter().min().expect("component is not empty");
+        cycles.push(path_back_to(start, deps, &members));
+    }
+    cycles.sort();
+    cycles
+}
+
+/// A shortest path start -> ... -> start following "depends on" edges inside one component.
+fn path_back_to(start: usize, deps: &[Vec<usize>], members: &[usize]) -> Vec<usize> {
+    let mut previous: std::collections::HashMap<usize, usize> = Default::default();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(node) = queue.pop_front() {
+        for &next in &deps[node] {
+            if !members.contains(&next) {
+                continue;
+            }
+            if next == start {
+                let mut path = vec![start];
+                let mut at = node;
+                while at != start {
+                    path.push(at);
+                    at = previous[&at];
+                }
+                path.push(start);
+                let last = path.len() - 1;
+                path[1..last].reverse();
+                return path;
+            }
+            if let std::collections::hash_map::Entry::Vacant(entry) = previous.entry(next) {
+                entry.insert(node);
+                queue.push_back(next);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> GraphNode {
+        GraphNode {
+            id: id.into(),
+            action: "vault.leader",
+            on: "v".into(),
+            for_each: false,
+            gate: false,
+            side_effect: SideEffect::ReadOnly,
+        }
+    }
+
+    #[test]
+    fn levels_order_and_reduction() {
+        // c needs a and b, b needs a: the edge a -> c is redundant.
+        let graph = ExecutionGraph::build(
+            vec![node("a"), node("b"), node("c")],
+            vec![vec![], vec![0], vec![0, 1]],
+        )
+        .unwrap();
+        assert_eq!(graph.order, vec![0, 1, 2]);
+        assert_eq!(graph.levels, vec![0, 1, 2]);
+        assert_eq!(graph.reduced_deps(), vec![vec![], vec![0], vec![1]]);
+    }
+
+    #[test]
+    fn cycles_are_paths() {
+        // a needs c, b needs a, c needs b.
+        let cycles = ExecutionGraph::build(
+            vec![node("a"), node("b"), node("c")],
+            vec![vec![2], vec![0], vec![1]],
+        )
+        .unwrap_err();
+        assert_eq!(cycles, vec![vec![0, 2, 1, 0]]);
+    }
+}

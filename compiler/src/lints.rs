@@ -1,0 +1,353 @@
+//! The Vault ordering rules as compile-time lints (L101-L106): facts that steps establish
+//! (writes blocked, source disabled, step-down done, ...) are propagated along the graph in
+//! topological order, and each step is checked against the facts of its ancestors.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use indexmap::IndexMap;
+use planc_schema::ActionKind;
+use planc_schema::plan::TargetKind;
+
+use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+use crate::expr::Resolved;
+use crate::graph::ExecutionGraph;
+use crate::model::{CompiledStep, CompiledTarget};
+
+/// What has happened to one Vault target before a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct VaultFacts {
+    writes_blocked: bool,
+    args_sleep: bool,
+    disabled: bool,
+    stepped_down: bool,
+    disabled_seal_removed: bool,
+    final_restart: bool,
+}
+
+/// Everything known to have happened before a step (on every path to it).
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    vaults: HashMap<String, VaultFacts>,
+    /// (kubernetes target, kind, name) of backed-up objects.
+    backups: HashSet<(String, String, String)>,
+    /// Key services disabled, with the step that did it.
+    keys_disabled: HashMap<String, usize>,
+}
+
+impl Facts {
+    fn merge(&mut self, other: &Facts) {
+        for (vault, facts) in &other.vaults {
+            let entry = self.vaults.entry(vault.clone()).or_default();
+            entry.writes_blocked |= facts.writes_blocked;
+            entry.args_sleep |= facts.args_sleep;
+            entry.disabled |= facts.disabled;
+            entry.stepped_down |= facts.stepped_down;
+            entry.disabled_seal_removed |= facts.disabled_seal_removed;
+            entry.final_restart |= facts.final_restart;
+        }
+        self.backups.extend(other.backups.iter().cloned());
+        for (key, step) in &other.keys_disabled {
+            self.keys_disabled.entry(key.clone()).or_insert(*step);
+        }
+    }
+
+    fn vault(&self, id: &str) -> VaultFacts {
+        self.vaults.get(id).copied().unwrap_or_default()
+    }
+}
+
+pub fn check(
+    steps: &[CompiledStep],
+    targets: &IndexMap<String, CompiledTarget>,
+    graph: &ExecutionGraph,
+    diagnostics: &mut Diagnostics,
+) {
+    let migrating_vaults: HashSet<&str> = steps
+        .iter()
+        .filter(|s| s.action == ActionKind::SealDisableAndAdd)
+        .map(|s| s.on.as_str())
+        .collect();
+    let mut after: Vec<Option<Rc<Facts>>> = vec![None; steps.len()];
+    let empty = Rc::new(Facts::default());
+    for &index in &graph.order {
+        let facts_before = match graph.deps[index].as_slice() {
+            [] => empty.clone(),
+            [single] => after[*single].clone().expect("dependencies come first"),
+            many => {
+                let mut merged = Facts::default();
+                for &dep in many {
+                    merged.merge(after[dep].as_ref().expect("dependencies come first"));
+                }
+                Rc::new(merged)
+            }
+        };
+        let step = &steps[index];
+        let mut found = Vec::new();
+        check_step(
+            step,
+            index,
+            steps,
+            targets,
+            &facts_before,
+            &migrating_vaults,
+            &mut found,
+        );
+        for diagnostic in found {
+            if !step.allow.contains(&diagnostic.code) {
+                diagnostics.push(diagnostic);
+            }
+        }
+        let facts_after = match establish(step, index, targets, &facts_before) {
+            Some(changed) => Rc::new(changed),
+            None => facts_before.clone(),
+        };
+        after[index] = Some(facts_after);
+    }
+}
+
+fn text<'a>(step: &'a CompiledStep, input: &str) -> Option<&'a str> {
+    step.with.get(input).and_then(Resolved::as_str)
+}
+
+/// The vault targets living in a kubernetes target.
+fn vaults_in<'a>(
+    targets: &'a IndexMap<String, CompiledTarget>,
+    cluster: &'a str,
+) -> impl Iterator<Item = &'a CompiledTarget> {
+    targets
+        .values()
+        .filter(move |t| t.kind == TargetKind::Vault && t.attribute("cluster") == Some(cluster))
+}
+
+fn is_sleep(args: Option<&Resolved>) -> bool {
+    let Some(Resolved::List(items)) = args else {
+        return false;
+    };
+    let words: Vec<&str> = items
+        .iter()
+        .filter_map(Resolved::as_str)
+        .flat_map(str::split_whitespace)
+        .collect();
+    words.first() == Some(&"sleep")
+}
+
+/// The facts after a step, when it changes them.
+fn establish(
+    step: &CompiledStep,
+    index: usize,
+    targets: &IndexMap<String, CompiledTarget>,
+    before: &Facts,
+) -> Option<Facts> {
+    let mut facts = before.clone();
+    let on = step.on.as_str();
+    match step.action {
+        ActionKind::Backup => {
+            let (kind, name) = (text(step, "kind")?, text(step, "name")?);
+            facts.backups.insert((on.into(), kind.into(), name.into()));
+        }
+        ActionKind::Delete => {
+            let (kind, name) = (text(step, "kind")?, text(step, "name")?);
+            if kind != "Ingress" {
+                return None;
+            }
+            let blocked: Vec<String> = vaults_in(targets, on)
+                .filter(|v| v.attribute("ingress") == Some(name))
+                .map(|v| v.id.clone())
+                .collect();
+            if blocked.is_empty() {
+                return None;
+            }
+            for vault in blocked {
+                facts.vaults.entry(vault).or_default().writes_blocked = true;
+            }
+        }
+        ActionKind::PatchArgs => {
+            let statefulset = text(step, "statefulset")?;
+            let sleep = is_sleep(step.with.get("args"));
+            let patched: Vec<String> = vaults_in(targets, on)
+                .filter(|v| v.attribute("statefulset") == Some(statefulset))
+                .map(|v| v.id.clone())
+                .collect();
+            for vault in patched {
+                let entry = facts.vaults.entry(vault).or_default();
+                entry.args_sleep = sleep;
+                // Running Vault again (args restored) also unblocks a later disable check.
+                if !sleep {
+                    entry.disabled = false;
+                }
+            }
+        }
+        ActionKind::Restart => {
+            let entry = facts.vaults.entry(on.into()).or_default();
+            if entry.args_sleep {
+                entry.disabled = true;
+                entry.writes_blocked = true;
+            }
+            if entry.disabled_seal_removed {
+                entry.final_restart = true;
+            }
+        }
+        ActionKind::StepDown => facts.vaults.entry(on.into()).or_default().stepped_down = true,
+        ActionKind::SealRemoveDisabled => {
+            facts
+                .vaults
+                .entry(on.into())
+                .or_default()
+                .disabled_seal_removed = true
+        }
+        ActionKind::KeysDisable => {
+            facts.keys_disabled.entry(on.into()).or_insert(index);
+        }
+        _ => return None,
+    }
+    Some(facts)
+}
+
+fn check_step(
+    step: &CompiledStep,
+    index: usize,
+    steps: &[CompiledStep],
+    targets: &IndexMap<String, CompiledTarget>,
+    before: &Facts,
+    migrating_vaults: &HashSet<&str>,
+    found: &mut Vec<Diagnostic>,
+) {
+    let on = step.on.as_str();
+    let span = step.span;
+    let needs_backup = |kind: &str, name: &str, found: &mut Vec<Diagnostic>| {
+        if !before
+            .backups
+            .contains(&(on.to_string(), kind.to_string(), name.to_string()))
+        {
+            found.push(
+                Diagnostic::new(
+                    Code::BackupMissing,
+                    span,
+                    format!(
+                        "step `{}` changes {kind} `{name}` on `{on}` with no `k8s.backup` of it before",
+                        step.id
+                    ),
+                )
+                .with_help(format!(
+                    "add a step `uses: k8s.backup` with `kind: {kind}` and `name: {name}` on `{on}`, and list it in `needs`"
+                )),
+            );
+        }
+    };
+    match step.action {
+        ActionKind::Delete => {
+            if let (Some(kind), Some(name)) = (text(step, "kind"), text(step, "name")) {
+                needs_backup(kind, name, found);
+            }
+        }
+        ActionKind::PatchArgs => {
+            if let Some(name) = text(step, "statefulset") {
+                needs_backup("StatefulSet", name, found);
+            }
+        }
+        ActionKind::IngressRewrite => {
+            if let Some(name) = text(step, "ingress") {
+                needs_backup("Ingress", name, found);
+            }
+        }
+        ActionKind::SnapshotSave if !before.vault(on).writes_blocked => found.push(
+            Diagnostic::new(
+                Code::SnapshotBeforeWritesBlocked,
+                span,
+                format!("snapshot of `{on}` is taken while clients can still write to it"),
+            )
+            .with_help(format!(
+                "first block writes: delete the Ingress of `{on}` (after backing it up) and list that step in `needs`"
+            )),
+        ),
+        ActionKind::SnapshotRestore => {
+            if let Some(Resolved::StepOutput { step: source, .. }) = step.with.get("snapshot")
+                && let Some(source_step) = steps.iter().find(|s| &s.id == source)
+                && source_step.action == ActionKind::SnapshotSave
+                && !before.vault(&source_step.on).disabled
+            {
+                found.push(
+                    Diagnostic::new(
+                        Code::RestoreBeforeSourceDisabled,
+                        span,
+                        format!(
+                            "snapshot is restored into `{on}` while the source `{}` may still run Vault",
+                            source_step.on
+                        ),
+                    )
+                    .with_help(format!(
+                        "disable `{}` first (patch its StatefulSet args to `sleep infinity`, then restart its pods), so its lease revocations cannot diverge from the snapshot",
+                        source_step.on
+                    )),
+                );
+            }
+        }
+        ActionKind::SealMigrate if before.vault(on).stepped_down => found.push(
+            Diagnostic::new(
+                Code::FollowerMigrationAfterStepDown,
+                span,
+                format!("follower of `{on}` is migrated after the leader stepped down"),
+            )
+            .with_help("migrate every follower first; the step-down hands the active lock to a migrated standby"),
+        ),
+        ActionKind::SealRemoveDisabled if !before.vault(on).stepped_down => found.push(
+            Diagnostic::new(
+                Code::RemoveDisabledSealBeforeStepDown,
+                span,
+                format!("the disabled seal block of `{on}` is removed before the leader stepped down"),
+            )
+            .with_help("the seal migration completes only when a migrated standby becomes active: put `vault.step-down` before this step"),
+        ),
+        ActionKind::KeysDisable => {
+            for vault in targets.values().filter(|t| t.kind == TargetKind::Vault) {
+                let uses_key = steps.iter().any(|s| {
+                    s.on == vault.id
+                        && matches!(s.action, ActionKind::SealPointAtKey | ActionKind::SealDisableAndAdd)
+                        && text(s, "key_service") == Some(on)
+                });
+                if uses_key
+                    && migrating_vaults.contains(vault.id.as_str())
+                    && !before.vault(&vault.id).final_restart
+                {
+                    found.push(
+                        Diagnostic::new(
+                            Code::OldKeyServiceReleasedEarly,
+                            span,
+                            format!(
+                                "key service `{on}` is disabled before the seal migration of `{}` is finished",
+                                vault.id
+                            ),
+                        )
+                        .with_help(format!(
+                            "the migration unseals with the old key until the disabled block is removed and `{}` restarted: make this step need that restart",
+                            vault.id
+                        )),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    // Any use of a key service after it was disabled.
+    let uses: Vec<&str> = std::iter::once(on)
+        .chain(text(step, "key_service"))
+        .collect();
+    for key in uses {
+        if let Some(&disabled_by) = before.keys_disabled.get(key)
+            && disabled_by != index
+        {
+            found.push(
+                Diagnostic::new(
+                    Code::OldKeyServiceReleasedEarly,
+                    span,
+                    format!(
+                        "step `{}` uses key service `{key}` after step `{}` disabled it",
+                        step.id, steps[disabled_by].id
+                    ),
+                )
+                .with_help("disable a key service only after every step that needs it"),
+            );
+        }
+    }
+}

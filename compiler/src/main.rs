@@ -1,0 +1,299 @@
+//! The `planc` command: arguments in, one library call, rendered output and an exit code out
+//! (0 clean or warnings only, 1 errors in the plan, 2 usage or unreadable input).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use planc::graph::GraphFormat;
+use planc::report::{self, ReportFormat};
+use planc::{Compilation, CompileRequest, FileLoader, catalog, render};
+use planc_schema::ActionKind;
+
+const EXAMPLES: &str = "\
+Examples:
+  planc check plans/vault-aks-migration.yaml --params plans/vault-aks-migration.params.yaml
+  planc check plan.yaml --params prod.yaml --set old_context=aks-prod --format github
+  planc graph plans/vault-transit-migration.yaml --params plans/vault-transit-migration.params.yaml
+  planc graph plan.yaml --params p.yaml --format mermaid > graph.mmd
+  planc render plan.yaml --params p.yaml -o compiled.json
+  planc actions vault.seal-migrate
+  planc completions bash > /etc/bash_completion.d/planc";
+
+/// Check a plan for a stateful infrastructure move and compile it into an execution graph.
+///
+/// A plan is YAML: typed parameters, targets (Kubernetes clusters, Vaults, key services) and
+/// steps that each use one action of a closed catalog. planc reads only the files it is given
+/// and never touches a cluster; `planx` applies what planc compiled.
+#[derive(Parser)]
+#[command(name = "planc", version, after_help = EXAMPLES, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report every problem in a plan at once, with file:line:col. Exit 0 when clean or only
+    /// warnings, 1 on errors, 2 when a file cannot be read.
+    Check {
+        #[command(flatten)]
+        input: PlanInput,
+        /// `human` for people, `json` for tools, `github` for pull-request annotations.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+    },
+    /// Print the execution graph: levels, order and dependencies (transitively reduced).
+    Graph {
+        #[command(flatten)]
+        input: PlanInput,
+        /// `text` is stable line by line, made for review diffs.
+        #[arg(long, value_enum, default_value_t = GraphOutput::Text)]
+        format: GraphOutput,
+    },
+    /// Print the compiled plan as JSON: parameters (secrets as references only), targets, steps
+    /// with resolved inputs, and the graph.
+    Render {
+        #[command(flatten)]
+        input: PlanInput,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// List the action catalog, or show one action: target kind, side effect, undo, inputs, outputs.
+    Actions {
+        /// An action name such as `vault.step-down`.
+        name: Option<String>,
+    },
+    /// Print the JSON Schema of plan files (the one committed as schema/plan.schema.json).
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args)]
+struct PlanInput {
+    /// The plan file.
+    plan: PathBuf,
+    /// A YAML file of parameter values; repeat to layer files (later ones win).
+    #[arg(long = "params", value_name = "FILE")]
+    params: Vec<PathBuf>,
+    /// Set one parameter, overriding the files: `--set name=value`. Lists and maps take YAML
+    /// flow syntax: `--set zones=[a,b]`. Secrets take references only: `--set token=env:TOKEN`.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CheckFormat {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphOutput {
+    Text,
+    Dot,
+    Mermaid,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { input, format } => {
+            let format = match format {
+                CheckFormat::Human => ReportFormat::Human,
+                CheckFormat::Json => ReportFormat::Json,
+                CheckFormat::Github => ReportFormat::Github,
+            };
+            let Some(compilation) = compile(&input) else {
+                return ExitCode::from(2);
+            };
+            let colour = use_colour(std::io::stdout().is_terminal());
+            print!(
+                "{}",
+                report::render(
+                    &compilation.diagnostics,
+                    &compilation.sources,
+                    format,
+                    colour
+                )
+            );
+            exit_code(&compilation)
+        }
+        Command::Graph { input, format } => {
+            let format = match format {
+                GraphOutput::Text => GraphFormat::Text,
+                GraphOutput::Dot => GraphFormat::Dot,
+                GraphOutput::Mermaid => GraphFormat::Mermaid,
+                GraphOutput::Json => GraphFormat::Json,
+            };
+            with_plan(
+                &input,
+                |plan, _| Ok(plan.graph.render(&plan.name, format)),
+                None,
+            )
+        }
+        Command::Render { input, output } => with_plan(
+            &input,
+            |plan, sources| {
+                let mut text =
+                    serde_json::to_string_pretty(&render::compiled_plan_json(plan, sources))
+                        .expect("compiled plan serialises");
+                text.push('\n');
+                Ok(text)
+            },
+            output,
+        ),
+        Command::Actions { name } => actions(name.as_deref()),
+        Command::Schema => {
+            print!("{}", planc_schema::plan_schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "planc", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn compile(input: &PlanInput) -> Option<Compilation> {
+    let request = CompileRequest {
+        plan: input.plan.clone(),
+        params_files: input.params.clone(),
+        set: input.set.clone(),
+    };
+    match planc::compile(&request, &FileLoader) {
+        Ok(compilation) => Some(compilation),
+        Err(error) => {
+            eprintln!("error: {error}");
+            None
+        }
+    }
+}
+
+/// Compile, print diagnostics to stderr, and on success write what `produce` makes.
+fn with_plan(
+    input: &PlanInput,
+    produce: impl FnOnce(&planc::CompiledPlan, &planc::SourceMap) -> Result<String, String>,
+    output: Option<PathBuf>,
+) -> ExitCode {
+    let Some(compilation) = compile(input) else {
+        return ExitCode::from(2);
+    };
+    if !compilation.diagnostics.is_empty() {
+        let colour = use_colour(std::io::stderr().is_terminal());
+        eprint!(
+            "{}",
+            report::render(
+                &compilation.diagnostics,
+                &compilation.sources,
+                ReportFormat::Human,
+                colour
+            )
+        );
+    }
+    let Some(plan) = &compilation.plan else {
+        return ExitCode::from(1);
+    };
+    let text = match produce(plan, &compilation.sources) {
+        Ok(text) => text,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    match output {
+        None => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+        }
+        Some(path) => {
+            if let Err(error) = std::fs::write(&path, text) {
+                eprintln!("error: cannot write {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn exit_code(compilation: &Compilation) -> ExitCode {
+    if compilation.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn use_colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn actions(name: Option<&str>) -> ExitCode {
+    let Some(name) = name else {
+        for &action in ActionKind::ALL {
+            let spec = catalog::spec(action);
+            println!(
+                "{:<28} {:<13} {:<12} {}",
+                action.name(),
+                format!("{:?}", spec.target).to_lowercase(),
+                spec.side_effect.as_str(),
+                spec.summary
+            );
+        }
+        return ExitCode::SUCCESS;
+    };
+    let Some(action) = ActionKind::from_name(name) else {
+        eprintln!("error: unknown action `{name}`; `planc actions` lists them");
+        return ExitCode::from(2);
+    };
+    let spec = catalog::spec(action);
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let input = action.input_schema(&mut generator).to_value();
+    let definitions = generator.take_definitions(true);
+    let input = definitions
+        .get(action.input_type_name())
+        .cloned()
+        .unwrap_or(input);
+    println!("{}: {}", action.name(), spec.summary);
+    println!("  runs on:     {}", spec.target.describe());
+    println!("  side effect: {}", spec.side_effect.as_str());
+    println!(
+        "  undo:        {}",
+        serde_json::to_string(&spec.undo).unwrap_or_default()
+    );
+    println!("  chapter:     {}", spec.chapter);
+    println!(
+        "  secret inputs: {}",
+        if spec.secret_inputs.is_empty() {
+            "none".to_string()
+        } else {
+            spec.secret_inputs.join(", ")
+        }
+    );
+    let outputs: Vec<String> = spec
+        .outputs
+        .iter()
+        .map(|o| format!("{} ({})", o.name, o.description))
+        .collect();
+    println!(
+        "  outputs:     {}",
+        if outputs.is_empty() {
+            "none".to_string()
+        } else {
+            outputs.join("; ")
+        }
+    );
+    println!("  inputs (JSON Schema):");
+    let text = serde_json::to_string_pretty(&input).unwrap_or_default();
+    for line in text.lines() {
+        println!("    {line}");
+    }
+    ExitCode::SUCCESS
+}
