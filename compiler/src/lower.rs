@@ -74,6 +74,8 @@ struct Lowering<'a> {
     targets: IndexMap<String, CompiledTarget>,
     /// (file, parameter) pairs read by some expression.
     used_params: HashSet<(FileId, String)>,
+    /// (file, parameter) pairs declared; one without a value was reported when it was bound.
+    declared_params: HashSet<(FileId, String)>,
 }
 
 pub fn lower(
@@ -93,15 +95,11 @@ pub fn lower(
         ids: HashMap::new(),
         targets: IndexMap::new(),
         used_params: HashSet::new(),
+        declared_params: HashSet::new(),
     };
     let root_file = root.file;
-    let values = params::bind(
-        &root.params,
-        root_file,
-        supplied,
-        Span::file_start(root_file),
-        lowering.diagnostics,
-    );
+    lowering.declare_params(&root);
+    let values = params::bind(&root.params, root_file, supplied, None, lowering.diagnostics);
     let compiled_params = root
         .params
         .iter()
@@ -304,6 +302,12 @@ impl Lowering<'_> {
                 }
             }
             Ok(Expression::Template { references }) => {
+                for reference in &references {
+                    if let Some(name) = reference.strip_prefix("params.") {
+                        let name = name.split('.').next().unwrap_or(name);
+                        self.used_params.insert((file, name.to_string()));
+                    }
+                }
                 for reference in &references {
                     let mut parts = reference.split('.');
                     match parts.next() {
@@ -527,6 +531,7 @@ impl Lowering<'_> {
             );
             return;
         }
+        self.declare_params(&module);
         let step_span = step.id.pos.span(caller_file);
         let mut inherited = self.scopes[caller].inherited_needs.clone();
         inherited.extend(self.resolve_needs(caller, step));
@@ -535,7 +540,7 @@ impl Lowering<'_> {
             &module.params,
             module.file,
             supplied,
-            step_span,
+            Some(step_span),
             self.diagnostics,
         );
         let mut target_bindings = HashMap::new();
@@ -836,8 +841,8 @@ impl Lowering<'_> {
                 }
             }
         }
-        if let Some(action) = action {
-            sound &= self.check_inputs(action, step, &with, file);
+        if let (true, Some(action)) = (sound, action) {
+            sound = self.check_inputs(action, step, &with, file);
         }
         let allow = step
             .allow
@@ -859,12 +864,21 @@ impl Lowering<'_> {
                 },
             )
             .collect();
+        for text in [&step.description, &step.gate, &step.when].into_iter().flatten() {
+            self.check_literal(&text.value, text.pos.span(file));
+        }
         let gate = step.gate.as_ref().and_then(|gate| {
-            if expr::is_template(&gate.value) {
-                let context = self.scopes[scope].context.clone();
-                self.render(&gate.value, &context, gate.pos.span(file))
-            } else {
-                Some(gate.value.clone())
+            let node = Node {
+                value: Value::Str(gate.value.clone()),
+                pos: gate.pos,
+            };
+            match self.resolve_value(scope, &node, false, &mut Vec::new()) {
+                Some(Resolved::Str(text)) => Some(text),
+                Some(_) => {
+                    self.error(Code::WrongType, gate.pos.span(file), "`gate` must render to a message");
+                    None
+                }
+                None => None,
             }
         });
         let compiled = match (sound, action, on) {
@@ -906,10 +920,12 @@ impl Lowering<'_> {
                 return false;
             }
         };
-        for reference in &references {
-            if !self.check_template_reference(scope, reference, span) {
-                return false;
-            }
+        let readable = references
+            .iter()
+            .map(|reference| self.check_template_reference(scope, reference, span))
+            .fold(true, |all, ok| all & ok);
+        if !readable {
+            return false;
         }
         let context = self.scopes[scope].context.clone();
         match expr::evaluate_condition(&when.value, &context) {
@@ -1158,10 +1174,12 @@ impl Lowering<'_> {
                     }
                 }
                 Ok(Expression::Template { references: names }) => {
-                    for name in &names {
-                        if !self.check_template_reference(scope, name, span) {
-                            return None;
-                        }
+                    let readable = names
+                        .iter()
+                        .map(|name| self.check_template_reference(scope, name, span))
+                        .fold(true, |all, ok| all & ok);
+                    if !readable {
+                        return None;
                     }
                     let context = self.scopes[scope].context.clone();
                     self.render(text, &context, span).map(Resolved::Str)
@@ -1436,8 +1454,9 @@ impl Lowering<'_> {
         match action.check_input(json.into()) {
             Ok(()) => true,
             Err(error) => {
-                let span =
-                    locate(step.with.as_ref(), &error.path, file).unwrap_or(step.id.pos.span(file));
+                let unknown_field = error.message.starts_with("unknown field");
+                let span = locate(step.with.as_ref(), &error.path, file, unknown_field)
+                    .unwrap_or(step.id.pos.span(file));
                 let field = error
                     .path
                     .iter()
@@ -1477,7 +1496,7 @@ impl Lowering<'_> {
     }
 
     fn check_literal(&mut self, text: &str, span: Span) {
-        if params::looks_like_token(text) {
+        if params::contains_token(text) {
             self.diagnostics.push(
                 Diagnostic::new(Code::SecretLiteral, span, "this value looks like a vault token")
                     .with_help("never write tokens into a plan: declare a parameter of `type: secret` with `env:`, `file:` or `prompt`"),
@@ -1485,7 +1504,18 @@ impl Lowering<'_> {
         }
     }
 
+    fn declare_params(&mut self, document: &Document) {
+        for param in &document.params {
+            self.declared_params.insert((document.file, param.name.value.clone()));
+        }
+    }
+
+    /// Report a read of a parameter without value, unless it is declared: then its own
+    /// diagnostic (missing, wrong type, secret literal) already explains it.
     fn unknown_param(&mut self, name: &str, span: Span, values: &IndexMap<String, Resolved>) {
+        if self.declared_params.contains(&(span.file, name.to_string())) {
+            return;
+        }
         let names: Vec<&str> = values.keys().map(String::as_str).collect();
         let diagnostic = Diagnostic::new(
             Code::UnknownReference,
@@ -1590,9 +1620,16 @@ fn describe_resolved(value: &Resolved) -> String {
 }
 
 /// The node an input error path points at, as deep as the path goes.
-fn locate(with: Option<&Node>, path: &[PathSegment], file: FileId) -> Option<Span> {
+fn locate(with: Option<&Node>, path: &[PathSegment], file: FileId, key_of_last: bool) -> Option<Span> {
     let mut node = with?;
-    for segment in path {
+    for (index, segment) in path.iter().enumerate() {
+        if key_of_last
+            && index + 1 == path.len()
+            && let (PathSegment::Field(name), Value::Map(entries)) = (segment, &node.value)
+            && let Some((key, _)) = entries.iter().find(|(k, _)| &k.name == name)
+        {
+            return Some(key.pos.span(file));
+        }
         let next = match (segment, &node.value) {
             (PathSegment::Field(name), Value::Map(entries)) => entries
                 .iter()
@@ -1620,6 +1657,7 @@ fn with_suggestion(diagnostic: Diagnostic, name: &str, known: &[&str]) -> Diagno
         None => {
             let mut sorted = known.to_vec();
             sorted.sort_unstable();
+            sorted.dedup();
             sorted.truncate(12);
             diagnostic.with_help(format!("known: {}", sorted.join(", ")))
         }

@@ -8,7 +8,7 @@ use planc_schema::plan::ParamType;
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::expr::Resolved;
 use crate::source::{FileId, Span};
-use crate::syntax::{ParamDecl, closest, param_type_name};
+use crate::syntax::{ParamDecl, closest};
 use crate::yaml::{self, Node, Value};
 
 /// One value given for a parameter.
@@ -88,12 +88,13 @@ pub fn read_set_arguments(
 }
 
 /// Values for every declared parameter: supplied ones checked and converted, defaults for the
-/// rest. A parameter without a value stays absent after its diagnostic.
+/// rest. A parameter without a value stays absent after its diagnostic, which points at
+/// `missing_at` (a module's instantiating step) or else at the declaration.
 pub fn bind(
     declarations: &[ParamDecl],
     declaration_file: FileId,
     supplied: Vec<Supplied>,
-    missing_at: Span,
+    missing_at: Option<Span>,
     diagnostics: &mut Diagnostics,
 ) -> IndexMap<String, Resolved> {
     let mut given: IndexMap<String, Supplied> = IndexMap::new();
@@ -134,7 +135,7 @@ pub fn bind(
         } else {
             Err(Diagnostic::new(
                 Code::MissingParam,
-                missing_at,
+                missing_at.unwrap_or(declaration.name.pos.span(declaration_file)),
                 format!("parameter `{name}` has no value"),
             )
             .with_help(format!(
@@ -165,8 +166,8 @@ pub fn check(
             Code::WrongType,
             span,
             format!(
-                "parameter `{name}` is a {}, found {}",
-                param_type_name(declaration.param_type),
+                "parameter `{name}` takes {}, found {}",
+                param_type_phrase(declaration.param_type),
                 describe(found)
             ),
         )
@@ -219,6 +220,16 @@ pub fn check(
         }
         (_, other) => return Err(wrong_type(other)),
     };
+    if let Resolved::Str(text) = &value
+        && contains_token(text)
+    {
+        return Err(Diagnostic::new(
+            Code::SecretLiteral,
+            span,
+            format!("the value of parameter `{name}` looks like a vault token"),
+        )
+        .with_help("tokens belong in parameters of `type: secret`, given as `env:`, `file:` or `prompt`"));
+    }
     if let Some(allowed) = &declaration.allowed {
         let json = value.to_json();
         if !allowed.iter().any(|a| a.to_json() == json) {
@@ -270,9 +281,14 @@ pub fn is_secret_reference(text: &str) -> bool {
         .is_some_and(|path| !path.trim().is_empty())
 }
 
-/// Does a plain string look like a Vault or OpenBao token? Such a literal in a plan or parameter
-/// file is a leaked secret.
-pub fn looks_like_token(text: &str) -> bool {
+/// Does a plain string hold something that looks like a Vault or OpenBao token? Such a literal
+/// in a plan or parameter file is a leaked secret.
+pub fn contains_token(text: &str) -> bool {
+    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ';' | '(' | ')'))
+        .any(looks_like_token)
+}
+
+fn looks_like_token(text: &str) -> bool {
     let Some((prefix, rest)) = text.split_once('.') else {
         return false;
     };
@@ -281,6 +297,18 @@ pub fn looks_like_token(text: &str) -> bool {
         && rest
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn param_type_phrase(param_type: ParamType) -> &'static str {
+    match param_type {
+        ParamType::String => "a string",
+        ParamType::Integer => "an integer",
+        ParamType::Boolean => "a boolean",
+        ParamType::List => "a list",
+        ParamType::Map => "a mapping",
+        ParamType::Secret => "a secret reference",
+        ParamType::Target => "a target id",
+    }
 }
 
 fn describe(value: &Resolved) -> &'static str {
@@ -314,6 +342,7 @@ mod tests {
     #[test]
     fn tokens() {
         assert!(looks_like_token("hvs.CAESIJlU9JMYEhOPYv4KEvKZ2QpC"));
+        assert!(contains_token("use s.Qf1s5zigZ4OX6akYjQXJC1jY if unset"));
         assert!(looks_like_token("s.Qf1s5zigZ4OX6akYjQXJC1jY"));
         assert!(!looks_like_token("vault.example.com"));
         assert!(!looks_like_token("s.short"));

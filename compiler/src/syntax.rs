@@ -274,9 +274,13 @@ impl Reader<'_> {
     }
 
     fn missing(&mut self, at: &Node, field: &str, what: &str) {
+        self.missing_at(at.pos, field, what);
+    }
+
+    fn missing_at(&mut self, pos: Pos, field: &str, what: &str) {
         self.error(
             Code::MissingField,
-            at.pos,
+            pos,
             format!("missing field `{field}` in {what}"),
             None,
         );
@@ -379,7 +383,7 @@ impl Reader<'_> {
             };
             let param_type = match fields.get("type") {
                 None => {
-                    self.missing(spec, "type", &what);
+                    self.missing_at(key.pos, "type", &what);
                     continue;
                 }
                 Some(t) => match t.as_str().and_then(param_type_from_name) {
@@ -476,7 +480,7 @@ impl Reader<'_> {
                 continue;
             };
             let Some(kind_node) = spec.get("kind") else {
-                self.missing(spec, "kind", &what);
+                self.missing_at(key.pos, "kind", &what);
                 continue;
             };
             let Some(kind) = self.target_kind(kind_node) else {
@@ -489,7 +493,7 @@ impl Reader<'_> {
             let _ = self.fields(spec, &format!("{what} of kind `{}`", kind.name()), &known);
             for field in required {
                 if spec.get(field).is_none() {
-                    self.missing(spec, field, &what);
+                    self.missing_at(key.pos, field, &what);
                 }
             }
             targets.push(TargetDecl {
