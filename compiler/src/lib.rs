@@ -34,17 +34,20 @@ pub trait Loader {
     fn load(&self, path: &Path) -> std::io::Result<String>;
 }
 
-/// Reads from the file system, refusing files larger than the parser would accept.
+/// Files larger than this are not read at all. Smaller ones beyond the parser's own limit are
+/// read and then refused with a diagnostic.
+pub const MAX_READ_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads from the file system.
 pub struct FileLoader;
 
 impl Loader for FileLoader {
     fn load(&self, path: &Path) -> std::io::Result<String> {
         let size = std::fs::metadata(path)?.len();
-        if size > yaml::MAX_INPUT_BYTES as u64 {
+        if size > MAX_READ_BYTES {
             return Err(std::io::Error::other(format!(
-                "the file is {:.1} MiB, larger than the {} MiB limit",
-                size as f64 / (1024.0 * 1024.0),
-                yaml::MAX_INPUT_BYTES / (1024 * 1024)
+                "the file is {} MiB, larger than planc reads",
+                size / (1024 * 1024)
             )));
         }
         let bytes = std::fs::read(path)?;

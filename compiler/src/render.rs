@@ -12,6 +12,7 @@ use crate::syntax::param_type_name;
 pub const COMPILED_PLAN_FORMAT: &str = "planc.compiled-plan/v1";
 
 pub fn compiled_plan_json(plan: &CompiledPlan, sources: &SourceMap) -> Value {
+    let reduced = plan.graph.reduced_deps();
     let params: Vec<Value> = plan
         .params
         .iter()
@@ -49,7 +50,7 @@ pub fn compiled_plan_json(plan: &CompiledPlan, sources: &SourceMap) -> Value {
                 "side_effect": spec.side_effect.as_str(),
                 "undo": spec.undo,
                 "with": step.with.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
-                "needs": plan.graph.deps[index].iter().map(|&d| plan.steps[d].id.clone()).collect::<Vec<_>>(),
+                "needs": reduced[index].iter().map(|&d| plan.steps[d].id.clone()).collect::<Vec<_>>(),
                 "outputs": spec.outputs.iter().map(|o| o.name).collect::<Vec<_>>(),
                 "source": format!("{}:{}:{}", sources.path(step.span.file).display(), step.span.line, step.span.column),
             });

@@ -230,6 +230,11 @@ pub fn options() -> Options {
     budget.max_events = 20_000_000;
     budget.max_nodes = 5_000_000;
     budget.max_depth = 64;
+    budget.flow_nesting_limit = 64;
+    // Plans use few anchors; a handful of aliases that expand to millions of nodes is an attack.
+    budget.max_aliases = 10_000;
+    budget.max_anchors = 10_000;
+    budget.max_recorded_anchor_events = 200_000;
     budget.max_total_scalar_bytes = MAX_INPUT_BYTES;
     budget.max_documents = 1;
     let mut options = Options::default();
@@ -254,9 +259,36 @@ pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostic> {
         )
         .with_help("split the plan into modules"));
     }
-    serde_saphyr::from_str_with_options::<Node>(text, options())
-        .map_err(|error| syntax_diagnostic(file, &error))
+    // Deserialising recurses once per nesting level with large frames; the depth limit keeps
+    // the recursion bounded, and a thread of its own keeps it off small caller stacks.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("planc-yaml".into())
+            .stack_size(PARSER_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                serde_saphyr::from_str_with_options::<Node>(text, options())
+                    .map_err(|error| syntax_diagnostic(file, &error))
+            })
+            .map_err(|error| {
+                Diagnostic::new(
+                    Code::YamlSyntax,
+                    Span::file_start(file),
+                    format!("cannot start the parser: {error}"),
+                )
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(Diagnostic::new(
+                    Code::YamlSyntax,
+                    Span::file_start(file),
+                    "the yaml parser failed on this file",
+                ))
+            })
+    })
 }
+
+/// Stack of the parsing thread: room for the nesting limit in a debug build, many times over.
+const PARSER_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 fn syntax_diagnostic(file: FileId, error: &serde_saphyr::Error) -> Diagnostic {
     let span = error

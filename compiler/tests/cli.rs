@@ -1,0 +1,160 @@
+//! The `planc` binary as a person and a CI job use it: exit codes, formats, colour, help.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+}
+
+fn planc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_planc"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("planc runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("utf-8 output")
+}
+
+const AKS: &str = "plans/vault-aks-migration.yaml";
+const AKS_PARAMS: &str = "plans/vault-aks-migration.params.yaml";
+
+#[test]
+fn check_exits_zero_on_a_clean_plan() {
+    let out = planc(&["check", AKS, "--params", AKS_PARAMS]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "no problems found\n");
+}
+
+#[test]
+fn check_exits_one_on_errors_and_reports_them_all() {
+    let out = planc(&["check", "tests/cases/check/dozen-mistakes.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("error[E006]: unknown action `vault.leadr`"));
+    assert!(stdout.contains(" --> tests/cases/check/dozen-mistakes.yaml:"));
+    assert!(stdout.ends_with("12 errors and 2 warnings\n"), "{stdout}");
+    assert!(!stdout.contains('\x1b'), "no colour when not on a terminal");
+}
+
+#[test]
+fn warnings_alone_exit_zero() {
+    let out = planc(&["check", "tests/cases/check/secrets.yaml", "--set", "domain=x"]);
+    assert_eq!(out.status.code(), Some(1), "secrets.yaml has errors");
+    let dir = std::env::temp_dir().join(format!("planc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("warn.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: warn\nparams:\n  unused: {type: string, default: x}\nsteps: []\n",
+    )
+    .unwrap();
+    let out = planc(&["check", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("warning[W012]"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn unreadable_input_and_bad_usage_exit_two() {
+    let out = planc(&["check", "no/such/plan.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read no/such/plan.yaml"));
+    let out = planc(&["check", AKS, "--params", "no/such/params.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = planc(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = planc(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn json_and_github_formats() {
+    let out = planc(&["check", "tests/cases/check/dozen-mistakes.yaml", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid json");
+    assert_eq!(report["errors"], 12);
+    assert_eq!(report["warnings"], 2);
+    let first_error = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "E006")
+        .expect("E006 reported");
+    assert_eq!(first_error["line"], 29);
+    assert_eq!(first_error["column"], 11);
+    let out = planc(&["check", "tests/cases/check/dozen-mistakes.yaml", "--format", "github"]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("::error file=tests/cases/check/dozen-mistakes.yaml,line=29,col=11,title=planc E006::unknown action `vault.leadr`%0Ahelp: did you mean `vault.leader`?"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn set_overrides_the_parameter_file() {
+    let out = planc(&["render", AKS, "--params", AKS_PARAMS, "--set", "old_context=aks-prod-weu", "--set", "expected_replicas=5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rendered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rendered["targets"]["old"]["context"], "aks-prod-weu");
+    let replicas = rendered["steps"].as_array().unwrap().iter().find(|s| s["id"] == "preflight.replicas").unwrap();
+    assert_eq!(replicas["with"]["expected"], 5);
+    let out = planc(&["check", AKS, "--params", AKS_PARAMS, "--set", "expected_replicas=many"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("--> --set:1:19"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn render_writes_a_file_without_secret_values() {
+    let dir = std::env::temp_dir().join(format!("planc-render-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = dir.join("compiled.json");
+    let out = planc(&["render", AKS, "--params", AKS_PARAMS, "-o", output.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let rendered = std::fs::read_to_string(&output).unwrap();
+    assert!(rendered.contains("\"ref\": \"env:OLD_VAULT_ADMIN_TOKEN\""));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn graph_formats() {
+    for format in ["text", "dot", "mermaid", "json"] {
+        let out = planc(&["graph", AKS, "--params", AKS_PARAMS, "--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("seal-migration.step-down"), "{format}");
+    }
+    // A plan with errors prints its diagnostics on stderr and no graph.
+    let out = planc(&["graph", "tests/cases/check/dozen-mistakes.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("error[E011]: dependency cycle: e -> f -> e"));
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let out = planc(&["--help"]);
+    let help = text(&out.stdout);
+    assert!(help.contains("Examples:") && help.contains("planc check plans/vault-aks-migration.yaml"));
+    let out = planc(&["check", "--help"]);
+    assert!(text(&out.stdout).contains("--set <NAME=VALUE>"));
+}
+
+#[test]
+fn actions_schema_and_completions() {
+    let out = planc(&["actions"]);
+    assert!(text(&out.stdout).contains("vault.seal-migrate"));
+    let out = planc(&["actions", "vault.step-down"]);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("irreversible") && shown.contains("secret inputs: token"), "{shown}");
+    let out = planc(&["actions", "vault.nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = planc(&["schema"]);
+    let committed = std::fs::read_to_string(root().join("schema/plan.schema.json")).unwrap();
+    assert_eq!(text(&out.stdout), committed);
+    let out = planc(&["completions", "bash"]);
+    assert!(text(&out.stdout).contains("planc"));
+}
