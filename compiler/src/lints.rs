@@ -57,21 +57,46 @@ impl Facts {
     }
 }
 
+/// What the rules look up: vaults by the cluster they run in, steps by id.
+struct Index<'a> {
+    steps: &'a [CompiledStep],
+    targets: &'a IndexMap<String, CompiledTarget>,
+    vaults_by_cluster: HashMap<&'a str, Vec<&'a CompiledTarget>>,
+    step_by_id: HashMap<&'a str, usize>,
+    migrating_vaults: HashSet<&'a str>,
+}
+
 pub fn check(
     steps: &[CompiledStep],
     targets: &IndexMap<String, CompiledTarget>,
     graph: &ExecutionGraph,
     diagnostics: &mut Diagnostics,
 ) {
-    let migrating_vaults: HashSet<&str> = steps
-        .iter()
-        .filter(|s| s.action == ActionKind::SealDisableAndAdd)
-        .map(|s| s.on.as_str())
-        .collect();
+    let mut vaults_by_cluster: HashMap<&str, Vec<&CompiledTarget>> = HashMap::new();
+    for target in targets.values().filter(|t| t.kind == TargetKind::Vault) {
+        if let Some(cluster) = target.attribute("cluster") {
+            vaults_by_cluster.entry(cluster).or_default().push(target);
+        }
+    }
+    let index = Index {
+        steps,
+        targets,
+        vaults_by_cluster,
+        step_by_id: steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect(),
+        migrating_vaults: steps
+            .iter()
+            .filter(|s| s.action == ActionKind::SealDisableAndAdd)
+            .map(|s| s.on.as_str())
+            .collect(),
+    };
     let mut after: Vec<Option<Rc<Facts>>> = vec![None; steps.len()];
     let empty = Rc::new(Facts::default());
-    for &index in &graph.order {
-        let facts_before = match graph.deps[index].as_slice() {
+    for &position in &graph.order {
+        let facts_before = match graph.deps[position].as_slice() {
             [] => empty.clone(),
             [single] => after[*single].clone().expect("dependencies come first"),
             many => {
@@ -82,27 +107,19 @@ pub fn check(
                 Rc::new(merged)
             }
         };
-        let step = &steps[index];
+        let step = &steps[position];
         let mut found = Vec::new();
-        check_step(
-            step,
-            index,
-            steps,
-            targets,
-            &facts_before,
-            &migrating_vaults,
-            &mut found,
-        );
+        check_step(step, position, &index, &facts_before, &mut found);
         for diagnostic in found {
             if !step.allow.contains(&diagnostic.code) {
                 diagnostics.push(diagnostic);
             }
         }
-        let facts_after = match establish(step, index, targets, &facts_before) {
+        let facts_after = match establish(step, position, &index, &facts_before) {
             Some(changed) => Rc::new(changed),
             None => facts_before.clone(),
         };
-        after[index] = Some(facts_after);
+        after[position] = Some(facts_after);
     }
 }
 
@@ -111,13 +128,13 @@ fn text<'a>(step: &'a CompiledStep, input: &str) -> Option<&'a str> {
 }
 
 /// The vault targets living in a kubernetes target.
-fn vaults_in<'a>(
-    targets: &'a IndexMap<String, CompiledTarget>,
-    cluster: &'a str,
-) -> impl Iterator<Item = &'a CompiledTarget> {
-    targets
-        .values()
-        .filter(move |t| t.kind == TargetKind::Vault && t.attribute("cluster") == Some(cluster))
+fn vaults_in<'a>(index: &'a Index, cluster: &str) -> impl Iterator<Item = &'a CompiledTarget> {
+    index
+        .vaults_by_cluster
+        .get(cluster)
+        .into_iter()
+        .flatten()
+        .copied()
 }
 
 fn is_sleep(args: Option<&Resolved>) -> bool {
@@ -133,12 +150,7 @@ fn is_sleep(args: Option<&Resolved>) -> bool {
 }
 
 /// The facts after a step, when it changes them.
-fn establish(
-    step: &CompiledStep,
-    index: usize,
-    targets: &IndexMap<String, CompiledTarget>,
-    before: &Facts,
-) -> Option<Facts> {
+fn establish(step: &CompiledStep, position: usize, index: &Index, before: &Facts) -> Option<Facts> {
     let mut facts = before.clone();
     let on = step.on.as_str();
     match step.action {
@@ -151,7 +163,7 @@ fn establish(
             if kind != "Ingress" {
                 return None;
             }
-            let blocked: Vec<String> = vaults_in(targets, on)
+            let blocked: Vec<String> = vaults_in(index, on)
                 .filter(|v| v.attribute("ingress") == Some(name))
                 .map(|v| v.id.clone())
                 .collect();
@@ -165,7 +177,7 @@ fn establish(
         ActionKind::PatchArgs => {
             let statefulset = text(step, "statefulset")?;
             let sleep = is_sleep(step.with.get("args"));
-            let patched: Vec<String> = vaults_in(targets, on)
+            let patched: Vec<String> = vaults_in(index, on)
                 .filter(|v| v.attribute("statefulset") == Some(statefulset))
                 .map(|v| v.id.clone())
                 .collect();
@@ -197,7 +209,7 @@ fn establish(
                 .disabled_seal_removed = true
         }
         ActionKind::KeysDisable => {
-            facts.keys_disabled.entry(on.into()).or_insert(index);
+            facts.keys_disabled.entry(on.into()).or_insert(position);
         }
         _ => return None,
     }
@@ -206,13 +218,12 @@ fn establish(
 
 fn check_step(
     step: &CompiledStep,
-    index: usize,
-    steps: &[CompiledStep],
-    targets: &IndexMap<String, CompiledTarget>,
+    position: usize,
+    index: &Index,
     before: &Facts,
-    migrating_vaults: &HashSet<&str>,
     found: &mut Vec<Diagnostic>,
 ) {
+    let steps = index.steps;
     let on = step.on.as_str();
     let span = step.span;
     let needs_backup = |kind: &str, name: &str, found: &mut Vec<Diagnostic>| {
@@ -263,7 +274,7 @@ fn check_step(
         ),
         ActionKind::SnapshotRestore => {
             if let Some(Resolved::StepOutput { step: source, .. }) = step.with.get("snapshot")
-                && let Some(source_step) = steps.iter().find(|s| &s.id == source)
+                && let Some(source_step) = index.step_by_id.get(source.as_str()).map(|&i| &steps[i])
                 && source_step.action == ActionKind::SnapshotSave
                 && !before.vault(&source_step.on).disabled
             {
@@ -300,14 +311,14 @@ fn check_step(
             .with_help("the seal migration completes only when a migrated standby becomes active: put `vault.step-down` before this step"),
         ),
         ActionKind::KeysDisable => {
-            for vault in targets.values().filter(|t| t.kind == TargetKind::Vault) {
+            for vault in index.targets.values().filter(|t| t.kind == TargetKind::Vault) {
                 let uses_key = steps.iter().any(|s| {
                     s.on == vault.id
                         && matches!(s.action, ActionKind::SealPointAtKey | ActionKind::SealDisableAndAdd)
                         && text(s, "key_service") == Some(on)
                 });
                 if uses_key
-                    && migrating_vaults.contains(vault.id.as_str())
+                    && index.migrating_vaults.contains(vault.id.as_str())
                     && !before.vault(&vault.id).final_restart
                 {
                     found.push(
@@ -335,7 +346,7 @@ fn check_step(
         .collect();
     for key in uses {
         if let Some(&disabled_by) = before.keys_disabled.get(key)
-            && disabled_by != index
+            && disabled_by != position
         {
             found.push(
                 Diagnostic::new(

@@ -99,7 +99,13 @@ pub fn lower(
     };
     let root_file = root.file;
     lowering.declare_params(&root);
-    let values = params::bind(&root.params, root_file, supplied, None, lowering.diagnostics);
+    let values = params::bind(
+        &root.params,
+        root_file,
+        supplied,
+        None,
+        lowering.diagnostics,
+    );
     let compiled_params = root
         .params
         .iter()
@@ -864,7 +870,10 @@ impl Lowering<'_> {
                 },
             )
             .collect();
-        for text in [&step.description, &step.gate, &step.when].into_iter().flatten() {
+        for text in [&step.description, &step.gate, &step.when]
+            .into_iter()
+            .flatten()
+        {
             self.check_literal(&text.value, text.pos.span(file));
         }
         let gate = step.gate.as_ref().and_then(|gate| {
@@ -875,7 +884,11 @@ impl Lowering<'_> {
             match self.resolve_value(scope, &node, false, &mut Vec::new()) {
                 Some(Resolved::Str(text)) => Some(text),
                 Some(_) => {
-                    self.error(Code::WrongType, gate.pos.span(file), "`gate` must render to a message");
+                    self.error(
+                        Code::WrongType,
+                        gate.pos.span(file),
+                        "`gate` must render to a message",
+                    );
                     None
                 }
                 None => None,
@@ -1506,14 +1519,18 @@ impl Lowering<'_> {
 
     fn declare_params(&mut self, document: &Document) {
         for param in &document.params {
-            self.declared_params.insert((document.file, param.name.value.clone()));
+            self.declared_params
+                .insert((document.file, param.name.value.clone()));
         }
     }
 
     /// Report a read of a parameter without value, unless it is declared: then its own
     /// diagnostic (missing, wrong type, secret literal) already explains it.
     fn unknown_param(&mut self, name: &str, span: Span, values: &IndexMap<String, Resolved>) {
-        if self.declared_params.contains(&(span.file, name.to_string())) {
+        if self
+            .declared_params
+            .contains(&(span.file, name.to_string()))
+        {
             return;
         }
         let names: Vec<&str> = values.keys().map(String::as_str).collect();
@@ -1620,7 +1637,12 @@ fn describe_resolved(value: &Resolved) -> String {
 }
 
 /// The node an input error path points at, as deep as the path goes.
-fn locate(with: Option<&Node>, path: &[PathSegment], file: FileId, key_of_last: bool) -> Option<Span> {
+fn locate(
+    with: Option<&Node>,
+    path: &[PathSegment],
+    file: FileId,
+    key_of_last: bool,
+) -> Option<Span> {
     let mut node = with?;
     for (index, segment) in path.iter().enumerate() {
         if key_of_last

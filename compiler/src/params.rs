@@ -228,7 +228,9 @@ pub fn check(
             span,
             format!("the value of parameter `{name}` looks like a vault token"),
         )
-        .with_help("tokens belong in parameters of `type: secret`, given as `env:`, `file:` or `prompt`"));
+        .with_help(
+            "tokens belong in parameters of `type: secret`, given as `env:`, `file:` or `prompt`",
+        ));
     }
     if let Some(allowed) = &declaration.allowed {
         let json = value.to_json();

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
 }
 
 fn planc(args: &[&str]) -> Output {
@@ -43,7 +46,12 @@ fn check_exits_one_on_errors_and_reports_them_all() {
 
 #[test]
 fn warnings_alone_exit_zero() {
-    let out = planc(&["check", "tests/cases/check/secrets.yaml", "--set", "domain=x"]);
+    let out = planc(&[
+        "check",
+        "tests/cases/check/secrets.yaml",
+        "--set",
+        "domain=x",
+    ]);
     assert_eq!(out.status.code(), Some(1), "secrets.yaml has errors");
     let dir = std::env::temp_dir().join(format!("planc-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -74,7 +82,12 @@ fn unreadable_input_and_bad_usage_exit_two() {
 
 #[test]
 fn json_and_github_formats() {
-    let out = planc(&["check", "tests/cases/check/dozen-mistakes.yaml", "--format", "json"]);
+    let out = planc(&[
+        "check",
+        "tests/cases/check/dozen-mistakes.yaml",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid json");
     assert_eq!(report["errors"], 12);
@@ -87,7 +100,12 @@ fn json_and_github_formats() {
         .expect("E006 reported");
     assert_eq!(first_error["line"], 29);
     assert_eq!(first_error["column"], 11);
-    let out = planc(&["check", "tests/cases/check/dozen-mistakes.yaml", "--format", "github"]);
+    let out = planc(&[
+        "check",
+        "tests/cases/check/dozen-mistakes.yaml",
+        "--format",
+        "github",
+    ]);
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains("::error file=tests/cases/check/dozen-mistakes.yaml,line=29,col=11,title=planc E006::unknown action `vault.leadr`%0Ahelp: did you mean `vault.leader`?"),
@@ -97,15 +115,40 @@ fn json_and_github_formats() {
 
 #[test]
 fn set_overrides_the_parameter_file() {
-    let out = planc(&["render", AKS, "--params", AKS_PARAMS, "--set", "old_context=aks-prod-weu", "--set", "expected_replicas=5"]);
+    let out = planc(&[
+        "render",
+        AKS,
+        "--params",
+        AKS_PARAMS,
+        "--set",
+        "old_context=aks-prod-weu",
+        "--set",
+        "expected_replicas=5",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let rendered: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rendered["targets"]["old"]["context"], "aks-prod-weu");
-    let replicas = rendered["steps"].as_array().unwrap().iter().find(|s| s["id"] == "preflight.replicas").unwrap();
+    let replicas = rendered["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "preflight.replicas")
+        .unwrap();
     assert_eq!(replicas["with"]["expected"], 5);
-    let out = planc(&["check", AKS, "--params", AKS_PARAMS, "--set", "expected_replicas=many"]);
+    let out = planc(&[
+        "check",
+        AKS,
+        "--params",
+        AKS_PARAMS,
+        "--set",
+        "expected_replicas=many",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("--> --set:1:19"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("--> --set:1:19"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -113,7 +156,14 @@ fn render_writes_a_file_without_secret_values() {
     let dir = std::env::temp_dir().join(format!("planc-render-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let output = dir.join("compiled.json");
-    let out = planc(&["render", AKS, "--params", AKS_PARAMS, "-o", output.to_str().unwrap()]);
+    let out = planc(&[
+        "render",
+        AKS,
+        "--params",
+        AKS_PARAMS,
+        "-o",
+        output.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let rendered = std::fs::read_to_string(&output).unwrap();
     assert!(rendered.contains("\"ref\": \"env:OLD_VAULT_ADMIN_TOKEN\""));
@@ -124,8 +174,16 @@ fn render_writes_a_file_without_secret_values() {
 fn graph_formats() {
     for format in ["text", "dot", "mermaid", "json"] {
         let out = planc(&["graph", AKS, "--params", AKS_PARAMS, "--format", format]);
-        assert_eq!(out.status.code(), Some(0), "{format}: {}", text(&out.stderr));
-        assert!(text(&out.stdout).contains("seal-migration.step-down"), "{format}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{format}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("seal-migration.step-down"),
+            "{format}"
+        );
     }
     // A plan with errors prints its diagnostics on stderr and no graph.
     let out = planc(&["graph", "tests/cases/check/dozen-mistakes.yaml"]);
@@ -138,7 +196,9 @@ fn graph_formats() {
 fn help_teaches_with_examples() {
     let out = planc(&["--help"]);
     let help = text(&out.stdout);
-    assert!(help.contains("Examples:") && help.contains("planc check plans/vault-aks-migration.yaml"));
+    assert!(
+        help.contains("Examples:") && help.contains("planc check plans/vault-aks-migration.yaml")
+    );
     let out = planc(&["check", "--help"]);
     assert!(text(&out.stdout).contains("--set <NAME=VALUE>"));
 }
@@ -149,7 +209,10 @@ fn actions_schema_and_completions() {
     assert!(text(&out.stdout).contains("vault.seal-migrate"));
     let out = planc(&["actions", "vault.step-down"]);
     let shown = text(&out.stdout);
-    assert!(shown.contains("irreversible") && shown.contains("secret inputs: token"), "{shown}");
+    assert!(
+        shown.contains("irreversible") && shown.contains("secret inputs: token"),
+        "{shown}"
+    );
     let out = planc(&["actions", "vault.nope"]);
     assert_eq!(out.status.code(), Some(2));
     let out = planc(&["schema"]);

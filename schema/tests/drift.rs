@@ -22,7 +22,9 @@ fn the_committed_schema_matches_the_types() {
 fn every_action_has_a_typed_input_branch() {
     let schema: serde_json::Value =
         serde_json::from_str(&planc_schema::plan_schema_json()).expect("valid JSON");
-    let branches = schema["$defs"]["StepSpec"]["allOf"].as_array().expect("allOf branches");
+    let branches = schema["$defs"]["StepSpec"]["allOf"]
+        .as_array()
+        .expect("allOf branches");
     assert_eq!(branches.len(), planc_schema::ActionKind::ALL.len());
     let uses = schema["$defs"]["StepSpec"]["properties"]["uses"]["enum"]
         .as_array()

@@ -102,7 +102,11 @@ fn annotation(diagnostic: &Diagnostic) -> String {
     let text = format!("{}: {}", diagnostic.code.as_str(), diagnostic.message);
     if span.column >= 3 {
         let width = span.len.clamp(1, 60) as usize;
-        format!("#{}{} {text}", " ".repeat(span.column as usize - 2), "^".repeat(width))
+        format!(
+            "#{}{} {text}",
+            " ".repeat(span.column as usize - 2),
+            "^".repeat(width)
+        )
     } else {
         format!("#@{} {text}", span.column)
     }

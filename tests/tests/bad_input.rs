@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use planc::{Code, CompileRequest, Compilation};
+use planc::{Code, Compilation, CompileRequest};
 use workspace_tests::{VirtualLoader, workspace_root};
 
 fn compile_text(text: &str) -> Compilation {
@@ -19,7 +19,11 @@ fn compile_text(text: &str) -> Compilation {
 }
 
 fn codes(compilation: &Compilation) -> Vec<&'static str> {
-    compilation.diagnostics.iter().map(|d| d.code.as_str()).collect()
+    compilation
+        .diagnostics
+        .iter()
+        .map(|d| d.code.as_str())
+        .collect()
 }
 
 fn assert_rejected(compilation: &Compilation, code: Code) {
@@ -31,7 +35,10 @@ fn assert_rejected(compilation: &Compilation, code: Code) {
         compilation.diagnostics
     );
     for diagnostic in &compilation.diagnostics {
-        assert!(diagnostic.span.is_some(), "every diagnostic has a position: {diagnostic:?}");
+        assert!(
+            diagnostic.span.is_some(),
+            "every diagnostic has a position: {diagnostic:?}"
+        );
         assert_eq!(diagnostic.message, diagnostic.message.trim_end_matches('.'));
     }
 }
@@ -45,8 +52,14 @@ fn empty_files_and_comment_only_files() {
 
 #[test]
 fn unknown_and_malformed_versions() {
-    assert_rejected(&compile_text("version: 2\nname: x\nsteps: []\n"), Code::UnsupportedVersion);
-    assert_rejected(&compile_text("version: one\nname: x\nsteps: []\n"), Code::WrongType);
+    assert_rejected(
+        &compile_text("version: 2\nname: x\nsteps: []\n"),
+        Code::UnsupportedVersion,
+    );
+    assert_rejected(
+        &compile_text("version: one\nname: x\nsteps: []\n"),
+        Code::WrongType,
+    );
     assert_rejected(&compile_text("name: x\nsteps: []\n"), Code::MissingField);
 }
 
@@ -54,19 +67,28 @@ fn unknown_and_malformed_versions() {
 fn documents_of_the_wrong_shape() {
     assert_rejected(&compile_text("- just\n- a list\n"), Code::WrongType);
     assert_rejected(&compile_text("a scalar\n"), Code::WrongType);
-    assert_rejected(&compile_text("version: 1\nname: x\nsteps: []\n---\nversion: 1\n"), Code::YamlSyntax);
+    assert_rejected(
+        &compile_text("version: 1\nname: x\nsteps: []\n---\nversion: 1\n"),
+        Code::YamlSyntax,
+    );
 }
 
 #[test]
 fn every_truncation_of_a_real_plan_is_handled() {
-    let text = std::fs::read_to_string(workspace_root().join("plans/vault-transit-migration.yaml")).expect("plan");
+    let text = std::fs::read_to_string(workspace_root().join("plans/vault-transit-migration.yaml"))
+        .expect("plan");
     let mut rejected = 0;
     for cut in (0..text.len()).step_by(53) {
-        let Some(prefix) = text.get(..cut) else { continue };
+        let Some(prefix) = text.get(..cut) else {
+            continue;
+        };
         let compilation = compile_text(prefix);
         if compilation.plan.is_none() {
             rejected += 1;
-            assert!(!compilation.diagnostics.is_empty(), "rejected without a diagnostic at cut {cut}");
+            assert!(
+                !compilation.diagnostics.is_empty(),
+                "rejected without a diagnostic at cut {cut}"
+            );
         }
     }
     assert!(rejected > 10, "truncated plans should mostly be rejected");
@@ -92,16 +114,29 @@ fn binary_garbage() {
     std::fs::create_dir_all(&folder).expect("temp dir");
     let path = folder.join("garbage.yaml");
     std::fs::write(&path, [0xff_u8, 0xfe, 0x00, 0x9f, 0x80, 0xc3]).expect("write");
-    let error = planc::compile(&CompileRequest { plan: path.clone(), ..Default::default() }, &planc::FileLoader)
-        .err()
-        .expect("not UTF-8 is an input error");
-    assert!(error.to_string().contains("garbage.yaml") && error.to_string().contains("UTF-8"), "{error}");
+    let error = planc::compile(
+        &CompileRequest {
+            plan: path.clone(),
+            ..Default::default()
+        },
+        &planc::FileLoader,
+    )
+    .err()
+    .expect("not UTF-8 is an input error");
+    assert!(
+        error.to_string().contains("garbage.yaml") && error.to_string().contains("UTF-8"),
+        "{error}"
+    );
     std::fs::remove_dir_all(&folder).ok();
 }
 
 #[test]
 fn deep_nesting_stops_at_the_depth_limit() {
-    let flow = format!("version: 1\nname: x\nsteps: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let flow = format!(
+        "version: 1\nname: x\nsteps: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     assert_rejected(&compile_text(&flow), Code::YamlSyntax);
     let mut block = String::from("version: 1\nname: x\nsteps:\n");
     for depth in 0..2_000 {
@@ -113,10 +148,15 @@ fn deep_nesting_stops_at_the_depth_limit() {
 
 #[test]
 fn alias_bombs_are_stopped() {
-    let mut bomb = String::from("version: 1\nname: x\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let mut bomb = String::from(
+        "version: 1\nname: x\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
     for level in 1..10 {
         let previous = format!("*a{}", level - 1);
-        bomb.push_str(&format!("a{level}: &a{level} [{}]\n", vec![previous.as_str(); 10].join(", ")));
+        bomb.push_str(&format!(
+            "a{level}: &a{level} [{}]\n",
+            vec![previous.as_str(); 10].join(", ")
+        ));
     }
     bomb.push_str("steps: *a9\n");
     let compilation = compile_text(&bomb);
@@ -138,14 +178,24 @@ fn a_fifty_megabyte_file_is_refused_with_a_diagnostic() {
     text.push_str("steps: []\n");
     let compilation = compile_text(&text);
     assert_rejected(&compilation, Code::YamlSyntax);
-    assert!(compilation.diagnostics[0].message.contains("MiB"), "{:?}", compilation.diagnostics);
+    assert!(
+        compilation.diagnostics[0].message.contains("MiB"),
+        "{:?}",
+        compilation.diagnostics
+    );
 }
 
 #[test]
 fn missing_plan_and_parameter_files_are_input_errors() {
     let missing = Path::new("/nonexistent/plan.yaml");
-    let error = planc::compile(&CompileRequest { plan: missing.into(), ..Default::default() }, &planc::FileLoader)
-        .err()
-        .expect("missing file");
+    let error = planc::compile(
+        &CompileRequest {
+            plan: missing.into(),
+            ..Default::default()
+        },
+        &planc::FileLoader,
+    )
+    .err()
+    .expect("missing file");
     assert!(error.to_string().contains("/nonexistent/plan.yaml"));
 }

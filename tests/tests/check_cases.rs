@@ -34,7 +34,11 @@ fn every_case_reports_exactly_its_annotations() {
         let params = plan.with_extension("params.yaml");
         let request = CompileRequest {
             plan: plan.clone(),
-            params_files: if params.exists() { vec![params.clone()] } else { vec![] },
+            params_files: if params.exists() {
+                vec![params.clone()]
+            } else {
+                vec![]
+            },
             set: Vec::new(),
         };
         let compilation = planc::compile(&request, &FileLoader).expect("case files are readable");
@@ -49,7 +53,11 @@ fn every_case_reports_exactly_its_annotations() {
             module_notes
                 .entry(module.clone())
                 .or_default()
-                .extend(notes(&compilation.sources, module, &compilation.diagnostics));
+                .extend(notes(
+                    &compilation.sources,
+                    module,
+                    &compilation.diagnostics,
+                ));
         }
     }
     for (module, notes) in module_notes {
@@ -66,7 +74,11 @@ fn every_case_reports_exactly_its_annotations() {
         if updating() {
             std::fs::write(&path, &want).expect("writable");
         } else {
-            failures.push(format!("{}:\n{}", path.display(), line_diff(&actual, &want)));
+            failures.push(format!(
+                "{}:\n{}",
+                path.display(),
+                line_diff(&actual, &want)
+            ));
         }
     }
     assert!(

@@ -16,7 +16,9 @@ fn every_plan_checks_clean_with_its_example_parameters() {
     assert!(plans.len() >= 4, "plans/ lost a plan: {plans:?}");
     for plan in plans {
         assert!(
-            workspace_root().join(plan.with_extension("params.yaml")).exists(),
+            workspace_root()
+                .join(plan.with_extension("params.yaml"))
+                .exists(),
             "{} has no example parameter file beside it",
             plan.display()
         );
@@ -43,13 +45,18 @@ fn graphs_and_renderings_match_their_golden_files() {
             &compiled.graph.render(&compiled.name, GraphFormat::Text),
         );
         let mut rendered =
-            serde_json::to_string_pretty(&compiled_plan_json(compiled, &compilation.sources)).expect("json");
+            serde_json::to_string_pretty(&compiled_plan_json(compiled, &compilation.sources))
+                .expect("json");
         rendered.push('\n');
         expect_file(&golden.join(format!("{stem}.render.json")), &rendered);
     }
     let aks = compile_with_params(Path::new("plans/vault-aks-migration.yaml"));
     let compiled = aks.plan.expect("clean plan");
-    for (format, extension) in [(GraphFormat::Dot, "dot"), (GraphFormat::Mermaid, "mmd"), (GraphFormat::Json, "graph.json")] {
+    for (format, extension) in [
+        (GraphFormat::Dot, "dot"),
+        (GraphFormat::Mermaid, "mmd"),
+        (GraphFormat::Json, "graph.json"),
+    ] {
         expect_file(
             &golden.join(format!("vault-aks-migration.{extension}")),
             &compiled.graph.render(&compiled.name, format),
@@ -82,7 +89,14 @@ fn the_aks_plan_runs_the_fourteen_chapters_in_order() {
     };
     // Stages of the seed procedure: every step of a stage happens before every step of the next.
     let stages: &[&[&str]] = &[
-        &["old-cluster", "preflight.cluster", "preflight.replicas", "preflight.seal-overrides", "preflight.old-key-access", "preflight.new-key-access"], // 1
+        &[
+            "old-cluster",
+            "preflight.cluster",
+            "preflight.replicas",
+            "preflight.seal-overrides",
+            "preflight.old-key-access",
+            "preflight.new-key-access",
+        ], // 1
         &["new-token", "old-token"],           // 2
         &["cutover.backup-ingress"],           // 3
         &["cutover.block-writes"],             // 3
@@ -116,10 +130,20 @@ fn the_aks_plan_runs_the_fourteen_chapters_in_order() {
     // The StatefulSet backup runs beside the Ingress's, before the StatefulSet is patched.
     assert!(ancestors(index("cutover.disable-old")).contains(&index("cutover.backup-statefulset")));
     let all: usize = stages.iter().map(|s| s.len()).sum();
-    assert_eq!(all + 1, plan.steps.len(), "every step of the plan belongs to a chapter");
+    assert_eq!(
+        all + 1,
+        plan.steps.len(),
+        "every step of the plan belongs to a chapter"
+    );
     let followers = &plan.steps[index("seal-migration.migrate-followers")];
-    assert!(followers.for_each.is_some(), "followers are a per-item group");
-    assert!(plan.steps[index("cutover.block-writes")].gate.is_some(), "the maintenance window is announced");
+    assert!(
+        followers.for_each.is_some(),
+        "followers are a per-item group"
+    );
+    assert!(
+        plan.steps[index("cutover.block-writes")].gate.is_some(),
+        "the maintenance window is announced"
+    );
 }
 
 #[test]
@@ -129,7 +153,11 @@ fn plans_and_modules_carry_the_schema_line_and_read_as_schema_documents() {
     for folder in ["plans", "plans/modules"] {
         for entry in std::fs::read_dir(root.join(folder)).expect("folder") {
             let path = entry.expect("entry").path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
             if name.ends_with(".yaml") && !name.ends_with(".params.yaml") {
                 files.push(path);
             }
@@ -140,14 +168,27 @@ fn plans_and_modules_carry_the_schema_line_and_read_as_schema_documents() {
         let text = std::fs::read_to_string(&path).expect("readable");
         let first = text.lines().next().unwrap_or("");
         assert!(
-            first.starts_with("# yaml-language-server: $schema=") && first.ends_with("schema/plan.schema.json"),
+            first.starts_with("# yaml-language-server: $schema=")
+                && first.ends_with("schema/plan.schema.json"),
             "{} must start with the yaml-language-server schema line",
             path.display()
         );
-        let schema_path = path.parent().expect("folder").join(first.split('=').nth(1).expect("a path"));
-        assert!(schema_path.exists(), "{} points at a missing schema", path.display());
+        let schema_path = path
+            .parent()
+            .expect("folder")
+            .join(first.split('=').nth(1).expect("a path"));
+        assert!(
+            schema_path.exists(),
+            "{} points at a missing schema",
+            path.display()
+        );
         let parsed: Result<PlanDocument, _> = serde_saphyr::from_str(&text);
-        assert!(parsed.is_ok(), "{} does not read as a PlanDocument: {:?}", path.display(), parsed.err());
+        assert!(
+            parsed.is_ok(),
+            "{} does not read as a PlanDocument: {:?}",
+            path.display(),
+            parsed.err()
+        );
     }
 }
 
@@ -166,5 +207,8 @@ fn skipped_steps_hand_their_dependencies_on() {
         &workspace_root().join("tests/golden/clean.graph.txt"),
         &plan.graph.render(&plan.name, GraphFormat::Text),
     );
-    assert!(plan.steps.iter().all(|s| s.id != "verify"), "`when: false` leaves the step out");
+    assert!(
+        plan.steps.iter().all(|s| s.id != "verify"),
+        "`when: false` leaves the step out"
+    );
 }

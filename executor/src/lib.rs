@@ -1,0 +1,56 @@
+//! planx, the executor: applies a plan that planc compiled against the real Kubernetes and Vault
+//! APIs. This first version explains a run before it exists: the order steps will run in, what
+//! each changes, how a rollback undoes it, and where the points of no return are. Applying
+//! (journal, resume, rollback, the kube and vaultrs adapters) is not built yet.
+
+use std::fmt::Write as _;
+
+use planc::CompiledPlan;
+use planc::catalog::{self, SideEffect, Undo};
+
+/// The run order of a compiled plan, one line per step, with its side effect and undo, and a
+/// closing list of the points of no return.
+pub fn explain(plan: &CompiledPlan) -> String {
+    let mut out = format!("plan {}: {} steps\n", plan.name, plan.steps.len());
+    let width = plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    let mut no_return = Vec::new();
+    for (position, &index) in plan.graph.order.iter().enumerate() {
+        let step = &plan.steps[index];
+        let spec = catalog::spec(step.action);
+        let undo = match spec.undo {
+            Undo::NotNeeded => "nothing to undo".to_string(),
+            Undo::RestoreRecorded => "undo: put back the recorded state".to_string(),
+            Undo::Action(action) => format!("undo: {action}"),
+            Undo::None(why) => format!("no undo: {why}"),
+        };
+        let mut flags = String::new();
+        if step.for_each.is_some() {
+            flags.push_str(" [per item]");
+        }
+        if let Some(gate) = &step.gate {
+            let _ = write!(flags, " [asks: {gate}]");
+        }
+        let _ = writeln!(
+            out,
+            "{:>3}. {:<width$}  {:<12} {} on {}; {undo}{flags}",
+            position + 1,
+            step.id,
+            spec.side_effect.as_str(),
+            step.action.name(),
+            step.on,
+        );
+        if spec.side_effect == SideEffect::Irreversible {
+            no_return.push(step.id.as_str());
+        }
+    }
+    if no_return.is_empty() {
+        out.push_str("no point of no return: a rollback can undo every step\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "points of no return (a rollback past them restores the source instead): {}",
+            no_return.join(", ")
+        );
+    }
+    out
+}
