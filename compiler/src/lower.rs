@@ -649,10 +649,10 @@ impl Lowering<'_> {
     ) -> (Vec<Supplied>, bool) {
         let file = self.scopes[caller].document.file;
         let skipped = self.evaluate_when(caller, step);
-        if step.on.is_some() {
+        if let Some(on) = &step.on {
             self.error(
                 Code::UnknownField,
-                step.on.as_ref().expect("checked").pos.span(file),
+                on.pos.span(file),
                 "a module step has no `on`; pass targets as module arguments in `with`",
             );
         }
@@ -702,12 +702,12 @@ impl Lowering<'_> {
         let count = self.instances.len();
         let mut compiled: Vec<Option<CompiledStep>> = Vec::with_capacity(count);
         let mut deps: Vec<Vec<usize>> = Vec::with_capacity(count);
-        let mut skipped = vec![false; count];
+        let mut skipped = Vec::with_capacity(count);
         for index in 0..count {
             let (step, dependencies, skip) = self.resolve_step(index);
             compiled.push(step);
             deps.push(dependencies);
-            skipped[index] = skip;
+            skipped.push(skip);
         }
         // Steps left out by `when` hand their dependencies on to their dependents.
         let mut effective: Vec<Option<Vec<usize>>> = vec![None; count];
@@ -853,22 +853,20 @@ impl Lowering<'_> {
         let allow = step
             .allow
             .iter()
-            .filter_map(
-                |text| match crate::diagnostic::Code::from_str(&text.value) {
-                    Some(code) if code.is_lint() => Some(code),
-                    _ => {
-                        self.diagnostics.push(
-                            Diagnostic::new(
-                                Code::InvalidValue,
-                                text.pos.span(file),
-                                format!("`{}` is not an ordering lint", text.value),
-                            )
-                            .with_help("`allow` takes lint codes L101 to L106"),
-                        );
-                        None
-                    }
-                },
-            )
+            .filter_map(|text| match Code::parse(&text.value) {
+                Some(code) if code.is_lint() => Some(code),
+                _ => {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            text.pos.span(file),
+                            format!("`{}` is not an ordering lint", text.value),
+                        )
+                        .with_help("`allow` takes lint codes L101 to L106"),
+                    );
+                    None
+                }
+            })
             .collect();
         for text in [&step.description, &step.gate, &step.when]
             .into_iter()
@@ -1592,6 +1590,8 @@ fn fill_target_defaults(kind: TargetKind, attributes: &mut IndexMap<String, Reso
             ("configmap", text("vault-config")),
             ("config_key", text("extraconfig-from-values.hcl")),
             ("ingress", text("vault")),
+            ("active_service", text("vault-active")),
+            ("internal_service", text("vault-internal")),
             ("selector", text("app.kubernetes.io/name=vault")),
             ("port", Resolved::Int(8200)),
             ("reach", text("port-forward")),

@@ -116,15 +116,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             let colour = use_colour(std::io::stdout().is_terminal());
-            print!(
-                "{}",
-                report::render(
-                    &compilation.diagnostics,
-                    &compilation.sources,
-                    format,
-                    colour
-                )
-            );
+            emit(&report::render(
+                &compilation.diagnostics,
+                &compilation.sources,
+                format,
+                colour,
+            ));
             exit_code(&compilation)
         }
         Command::Graph { input, format } => {
@@ -153,7 +150,7 @@ fn main() -> ExitCode {
         ),
         Command::Actions { name } => actions(name.as_deref()),
         Command::Schema => {
-            print!("{}", planc_schema::plan_schema_json());
+            emit(&planc_schema::plan_schema_json());
             ExitCode::SUCCESS
         }
         Command::Completions { shell } => {
@@ -210,9 +207,7 @@ fn with_plan(
         }
     };
     match output {
-        None => {
-            let _ = std::io::stdout().write_all(text.as_bytes());
-        }
+        None => emit(&text),
         Some(path) => {
             if let Err(error) = std::fs::write(&path, text) {
                 eprintln!("error: cannot write {}: {error}", path.display());
@@ -236,17 +231,19 @@ fn use_colour(terminal: bool) -> bool {
 }
 
 fn actions(name: Option<&str>) -> ExitCode {
+    let mut out = String::new();
     let Some(name) = name else {
         for &action in ActionKind::ALL {
             let spec = catalog::spec(action);
-            println!(
-                "{:<28} {:<13} {:<12} {}",
+            out.push_str(&format!(
+                "{:<28} {:<12} {:<13} {}\n",
                 action.name(),
-                format!("{:?}", spec.target).to_lowercase(),
+                spec.target.name(),
                 spec.side_effect.as_str(),
                 spec.summary
-            );
+            ));
         }
+        emit(&out);
         return ExitCode::SUCCESS;
     };
     let Some(action) = ActionKind::from_name(name) else {
@@ -261,39 +258,50 @@ fn actions(name: Option<&str>) -> ExitCode {
         .get(action.input_type_name())
         .cloned()
         .unwrap_or(input);
-    println!("{}: {}", action.name(), spec.summary);
-    println!("  runs on:     {}", spec.target.describe());
-    println!("  side effect: {}", spec.side_effect.as_str());
-    println!(
-        "  undo:        {}",
-        serde_json::to_string(&spec.undo).unwrap_or_default()
-    );
-    println!("  chapter:     {}", spec.chapter);
-    println!(
-        "  secret inputs: {}",
-        if spec.secret_inputs.is_empty() {
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
             "none".to_string()
         } else {
-            spec.secret_inputs.join(", ")
+            items.join("; ")
         }
-    );
-    let outputs: Vec<String> = spec
-        .outputs
-        .iter()
-        .map(|o| format!("{} ({})", o.name, o.description))
-        .collect();
-    println!(
-        "  outputs:     {}",
-        if outputs.is_empty() {
-            "none".to_string()
-        } else {
-            outputs.join("; ")
+    };
+    out.push_str(&format!("{}: {}\n", action.name(), spec.summary));
+    out.push_str(&format!("  runs on:       {}\n", spec.target.describe()));
+    out.push_str(&format!("  side effect:   {}\n", spec.side_effect.as_str()));
+    out.push_str(&format!("  undo:          {}\n", spec.undo.describe()));
+    out.push_str(&format!("  chapter:       {}\n", spec.chapter));
+    out.push_str(&format!(
+        "  secret inputs: {}\n",
+        list(spec.secret_inputs.iter().map(|s| s.to_string()).collect())
+    ));
+    out.push_str(&format!(
+        "  outputs:       {}\n",
+        list(
+            spec.outputs
+                .iter()
+                .map(|o| format!("{} ({})", o.name, o.description))
+                .collect()
+        )
+    ));
+    if action == ActionKind::TokenCreate {
+        out.push_str("  policy of the token:\n");
+        for line in catalog::MIGRATION_POLICY.lines() {
+            out.push_str(&format!("    {line}\n"));
         }
-    );
-    println!("  inputs (JSON Schema):");
+    }
+    out.push_str("  inputs (JSON Schema):\n");
     let text = serde_json::to_string_pretty(&input).unwrap_or_default();
     for line in text.lines() {
-        println!("    {line}");
+        out.push_str(&format!("    {line}\n"));
     }
+    emit(&out);
     ExitCode::SUCCESS
+}
+
+/// Write to stdout; a reader that went away (`planc graph | head`) is not an error.
+fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }

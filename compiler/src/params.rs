@@ -133,15 +133,16 @@ pub fn bind(
                 false,
             )
         } else {
+            let help = match missing_at {
+                None => format!("give it in the --params file or with `--set {name}=...`"),
+                Some(_) => format!("pass `{name}` in the step's `with`"),
+            };
             Err(Diagnostic::new(
                 Code::MissingParam,
                 missing_at.unwrap_or(declaration.name.pos.span(declaration_file)),
                 format!("parameter `{name}` has no value"),
             )
-            .with_help(format!(
-                "give it in the --params file or with `--set {name}=...` (declared at line {})",
-                declaration.name.pos.line
-            )))
+            .with_help(help))
         };
         match checked {
             Ok(value) => {

@@ -89,6 +89,8 @@ pub fn target_attributes(kind: TargetKind) -> (&'static [&'static str], &'static
                 "configmap",
                 "config_key",
                 "ingress",
+                "active_service",
+                "internal_service",
                 "selector",
                 "port",
                 "reach",

@@ -217,7 +217,10 @@ fn actions_schema_and_completions() {
     assert_eq!(out.status.code(), Some(2));
     let out = planc(&["schema"]);
     let committed = std::fs::read_to_string(root().join("schema/plan.schema.json")).unwrap();
-    assert_eq!(text(&out.stdout), committed);
+    assert!(
+        text(&out.stdout) == committed,
+        "`planc schema` differs from schema/plan.schema.json"
+    );
     let out = planc(&["completions", "bash"]);
     assert!(text(&out.stdout).contains("planc"));
 }

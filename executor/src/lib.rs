@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use planc::CompiledPlan;
-use planc::catalog::{self, SideEffect, Undo};
+use planc::catalog::{self, SideEffect};
 
 /// The run order of a compiled plan, one line per step, with its side effect and undo, and a
 /// closing list of the points of no return.
@@ -17,12 +17,7 @@ pub fn explain(plan: &CompiledPlan) -> String {
     for (position, &index) in plan.graph.order.iter().enumerate() {
         let step = &plan.steps[index];
         let spec = catalog::spec(step.action);
-        let undo = match spec.undo {
-            Undo::NotNeeded => "nothing to undo".to_string(),
-            Undo::RestoreRecorded => "undo: put back the recorded state".to_string(),
-            Undo::Action(action) => format!("undo: {action}"),
-            Undo::None(why) => format!("no undo: {why}"),
-        };
+        let undo = spec.undo.describe();
         let mut flags = String::new();
         if step.for_each.is_some() {
             flags.push_str(" [per item]");

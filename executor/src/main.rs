@@ -1,5 +1,6 @@
 //! The `planx` command: arguments in, one library call, output and an exit code out.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,7 +64,11 @@ fn main() -> ExitCode {
     }
     match &compilation.plan {
         Some(plan) => {
-            print!("{}", planx::explain(plan));
+            // A reader that went away (`planx explain ... | head`) is not an error.
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout
+                .write_all(planx::explain(plan).as_bytes())
+                .and_then(|()| stdout.flush());
             ExitCode::SUCCESS
         }
         None => ExitCode::from(1),

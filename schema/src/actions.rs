@@ -229,6 +229,9 @@ pub struct RestartInput {
     /// One pod by name, e.g. `{{ item }}` in a `for_each`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The pods matching this label selector, instead of the target's own selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     #[serde(default = "default_restart_wait")]
     pub wait: RestartWait,
 }

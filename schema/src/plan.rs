@@ -156,6 +156,13 @@ pub enum TargetSpec {
         config_key: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ingress: Option<String>,
+        /// Service that selects the active node (the chart's `vault-active`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        active_service: Option<String>,
+        /// Headless service of the raft peers (the chart's `vault-internal`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        internal_service: Option<String>,
+        /// Label selector of the Vault pods.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         selector: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

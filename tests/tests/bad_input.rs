@@ -155,7 +155,7 @@ fn alias_bombs_are_stopped() {
         let previous = format!("*a{}", level - 1);
         bomb.push_str(&format!(
             "a{level}: &a{level} [{}]\n",
-            vec![previous.as_str(); 10].join(", ")
+            [previous.as_str(); 10].join(", ")
         ));
     }
     bomb.push_str("steps: *a9\n");
