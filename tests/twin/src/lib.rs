@@ -1,0 +1,1 @@
+//! A local twin of two Kubernetes clusters whose Vault pods are real OpenBao processes.
