@@ -71,6 +71,9 @@ codes! {
     Expression = "E017", Error, "invalid expression";
     Module = "E018", Error, "module cannot be used";
     InvalidInput = "E019", Error, "action input does not fit the action";
+    ObjectMissing = "E020", Error, "object missing from the state";
+    EditImpossible = "E021", Error, "edit cannot be made";
+    StateFile = "E022", Error, "state file unusable";
     BackupMissing = "L101", Error, "destructive step without a backup before it";
     SnapshotBeforeWritesBlocked = "L102", Error, "snapshot taken before writes are blocked";
     RestoreBeforeSourceDisabled = "L103", Error, "restore before the source vault is disabled";

@@ -8,15 +8,20 @@
 
 pub mod catalog;
 pub mod diagnostic;
+pub mod diff;
+pub mod diff_view;
+pub mod edit;
 pub mod expr;
 pub mod graph;
 pub mod lints;
 pub mod lower;
 pub mod model;
 pub mod params;
+pub mod preview;
 pub mod render;
 pub mod report;
 pub mod source;
+pub mod state;
 pub mod syntax;
 pub mod yaml;
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use planc::graph::GraphFormat;
 use planc::report::{self, ReportFormat};
-use planc::{Compilation, CompileRequest, FileLoader, catalog, render};
+use planc::{Compilation, CompileRequest, FileLoader, catalog, diff_view, preview, render, state};
 use planc_schema::ActionKind;
 
 const EXAMPLES: &str = "\
@@ -18,6 +18,8 @@ Examples:
   planc graph plans/vault-transit-migration.yaml --params plans/vault-transit-migration.params.yaml
   planc graph plan.yaml --params p.yaml --format mermaid > graph.mmd
   planc render plan.yaml --params p.yaml -o compiled.json
+  planc diff plans/vault-aks-migration.yaml --params p.yaml --state captured/ --format markdown
+  planc render plan.yaml --params p.yaml --state captured/ -o saved-plan.json
   planc actions vault.seal-migrate
   planc completions bash > /etc/bash_completion.d/planc";
 
@@ -53,13 +55,36 @@ enum Command {
         format: GraphOutput,
     },
     /// Print the compiled plan as JSON: parameters (secrets as references only), targets, steps
-    /// with resolved inputs, and the graph.
+    /// with resolved inputs, and the graph. With `--state`, write the saved plan instead: the
+    /// compiled plan, the preview of every step and what was observed of every object, for
+    /// planx to apply exactly and to refuse when the world has moved.
     Render {
         #[command(flatten)]
         input: PlanInput,
+        /// A captured state (see `planc diff --help`): makes the output a saved plan.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
         /// Write to this file instead of standard output.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Show what every step will change, as diffs, given the starting state of the objects.
+    ///
+    /// DIR holds one folder per kubernetes target, named by the target's id, with the objects
+    /// as `kubectl get -o yaml` prints them (one or many documents per file, a List too):
+    /// `kubectl --context aks-old -n vault get cm,sts,ing,svc -o yaml > DIR/old/objects.yaml`.
+    /// Secrets are redacted in every format.
+    Diff {
+        #[command(flatten)]
+        input: PlanInput,
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// `markdown` is made for pull-request comments.
+        #[arg(long, value_enum, default_value_t = DiffOutput::Text)]
+        format: DiffOutput,
+        /// For `markdown`: write one file per comment (`comment-1.md`, ...) into this folder.
+        #[arg(long, value_name = "DIR")]
+        comments_dir: Option<PathBuf>,
     },
     /// List the action catalog, or show one action: target kind, side effect, undo, inputs, outputs.
     Actions {
@@ -93,6 +118,13 @@ enum CheckFormat {
     Human,
     Json,
     Github,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffOutput {
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,7 +169,11 @@ fn main() -> ExitCode {
                 None,
             )
         }
-        Command::Render { input, output } => with_plan(
+        Command::Render {
+            input,
+            state: None,
+            output,
+        } => with_plan(
             &input,
             |plan, sources| {
                 let mut text =
@@ -148,6 +184,41 @@ fn main() -> ExitCode {
             },
             output,
         ),
+        Command::Render {
+            input,
+            state: Some(state),
+            output,
+        } => with_previews(&input, &state, output, |plan, sources, previews| {
+            let saved = render::saved_plan(plan, sources, previews);
+            let mut text = serde_json::to_string_pretty(&saved).expect("saved plan serialises");
+            text.push('\n');
+            Ok(text)
+        }),
+        Command::Diff {
+            input,
+            state,
+            format,
+            comments_dir,
+        } => {
+            let colour = use_colour(std::io::stdout().is_terminal());
+            with_previews(&input, &state, None, |plan, _, previews| match format {
+                DiffOutput::Text => Ok(diff_view::text(plan, &previews.steps, colour)),
+                DiffOutput::Json => Ok(diff_view::json(plan, &previews.steps)),
+                DiffOutput::Markdown => {
+                    let parts = diff_view::markdown(plan, &previews.steps);
+                    if let Some(dir) = &comments_dir {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                        for (index, part) in parts.iter().enumerate() {
+                            let path = dir.join(format!("comment-{}.md", index + 1));
+                            std::fs::write(&path, part)
+                                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                        }
+                    }
+                    Ok(parts.join("\n"))
+                }
+            })
+        }
         Command::Actions { name } => actions(name.as_deref()),
         Command::Schema => {
             emit(&planc_schema::plan_schema_json());
@@ -206,8 +277,67 @@ fn with_plan(
             return ExitCode::from(1);
         }
     };
+    write_output(&text, output)
+}
+
+/// Compile, read the state, compute the previews, report every diagnostic on stderr, and on
+/// success write what `produce` makes.
+fn with_previews(
+    input: &PlanInput,
+    state_dir: &std::path::Path,
+    output: Option<PathBuf>,
+    produce: impl FnOnce(
+        &planc::CompiledPlan,
+        &planc::SourceMap,
+        &preview::Previews,
+    ) -> Result<String, String>,
+) -> ExitCode {
+    let Some(mut compilation) = compile(input) else {
+        return ExitCode::from(2);
+    };
+    let files = match state::read_folder(state_dir) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!(
+                "error: cannot read the state folder {}: {error}",
+                state_dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let mut diagnostics = planc::Diagnostics::default();
+    let previews = compilation.plan.as_ref().map(|plan| {
+        let state = state::read_state(files, plan, &mut compilation.sources, &mut diagnostics);
+        preview::preview(plan, &state, &mut diagnostics)
+    });
+    let mut all = compilation.diagnostics.clone();
+    all.extend(diagnostics.into_sorted());
+    if !all.is_empty() {
+        let colour = use_colour(std::io::stderr().is_terminal());
+        eprint!(
+            "{}",
+            report::render(&all, &compilation.sources, ReportFormat::Human, colour)
+        );
+    }
+    let (Some(plan), Some(previews)) = (&compilation.plan, previews) else {
+        return ExitCode::from(1);
+    };
+    if all.iter().any(|d| d.severity == planc::Severity::Error) {
+        return ExitCode::from(1);
+    }
+    let text = match produce(plan, &compilation.sources, &previews) {
+        Ok(text) => text,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    write_output(&text, output)
+}
+
+fn write_output(text: &str, output: Option<PathBuf>) -> ExitCode {
     match output {
-        None => emit(&text),
+        None => emit(text),
         Some(path) => {
             if let Err(error) = std::fs::write(&path, text) {
                 eprintln!("error: cannot write {}: {error}", path.display());

@@ -1,5 +1,6 @@
 //! The compiled plan as JSON (`planc render`): resolved parameters with secrets as references,
-//! targets, steps with resolved inputs and what each action is, and the graph.
+//! targets, steps with resolved inputs and what each action is, and the graph; with a captured
+//! state, the saved plan that adds the previews and what was observed.
 
 use serde_json::{Value, json};
 
@@ -80,4 +81,18 @@ pub fn compiled_plan_json(plan: &CompiledPlan, sources: &SourceMap) -> Value {
         "steps": steps,
         "graph": plan.graph.to_json(),
     })
+}
+
+/// The saved plan: the compiled plan, its previews and what was observed, without a secret value.
+pub fn saved_plan(
+    plan: &CompiledPlan,
+    sources: &SourceMap,
+    previews: &crate::preview::Previews,
+) -> planc_schema::saved::SavedPlan {
+    planc_schema::saved::SavedPlan {
+        format: planc_schema::saved::SAVED_PLAN_FORMAT.to_string(),
+        compiled: compiled_plan_json(plan, sources),
+        observed: previews.observed.clone(),
+        previews: previews.steps.clone(),
+    }
 }

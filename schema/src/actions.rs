@@ -356,6 +356,10 @@ pub struct IngressRewriteInput {
     /// Start from this backup instead of the live object (the Ingress was deleted earlier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_backup: Option<String>,
+    /// Rewrite only the backends on this service (the Vault's active service); without it,
+    /// every backend. An Ingress without such a backend is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_service: Option<String>,
     pub service: String,
     pub port: u16,
     /// Host name sent upstream (`nginx.ingress.kubernetes.io/upstream-vhost`).

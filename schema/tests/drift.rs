@@ -1,20 +1,31 @@
-//! The committed `schema/plan.schema.json` is what the Rust types generate; `UPDATE_EXPECT=1`
-//! rewrites it after a deliberate change of the plan format.
+//! The committed JSON Schemas in `schema/` are what the Rust types generate; `UPDATE_EXPECT=1`
+//! rewrites them after a deliberate change of a format.
 
 use std::path::Path;
 
-#[test]
-fn the_committed_schema_matches_the_types() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("plan.schema.json");
-    let generated = planc_schema::plan_schema_json();
+fn expect_schema(file: &str, generated: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     if std::env::var_os("UPDATE_EXPECT").is_some_and(|v| !v.is_empty()) {
-        std::fs::write(&path, &generated).expect("schema/ is writable");
+        std::fs::write(&path, generated).expect("schema/ is writable");
         return;
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "schema/plan.schema.json is stale: the plan types changed. Run `UPDATE_EXPECT=1 cargo test -p planc-schema` and commit the result"
+        "schema/{file} is stale: the types changed. Run `UPDATE_EXPECT=1 cargo test -p planc-schema` and commit the result"
+    );
+}
+
+#[test]
+fn the_committed_plan_schema_matches_the_types() {
+    expect_schema("plan.schema.json", &planc_schema::plan_schema_json());
+}
+
+#[test]
+fn the_committed_saved_plan_schema_matches_the_types() {
+    expect_schema(
+        "saved-plan.schema.json",
+        &planc_schema::saved::saved_plan_schema_json(),
     );
 }
 
