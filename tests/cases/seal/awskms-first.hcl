@@ -1,0 +1,12 @@
+seal "awskms" {
+  region     = "eu-central-1"
+  kms_key_id = "alias/vault-old"
+}
+ui = true
+listener "tcp" {
+  address     = "[::]:8200"
+  tls_disable = 1
+}
+storage "raft" {
+  path = "/vault/data"
+}

@@ -1,0 +1,8 @@
+ui = true
+storage "raft" {
+	path = "/vault/data"
+}
+seal "awskms" {
+	region = "us-east-1"
+	kms_key_id = "alias/vault-pointed"
+}

@@ -1,0 +1,9 @@
+ui = true
+storage "raft" {
+	path = "/vault/data"
+}
+seal "awskms" {
+	name       = "new"
+	region     = "eu-west-1"
+	kms_key_id = "alias/vault-new"
+}

@@ -1,0 +1,25 @@
+disable_mlock = true
+plugin_directory = "/vault/data/plugins"
+ui = false
+api_addr = "http://POD_IP:8200"
+cluster_addr = "https://HOSTNAME.vault-internal:8201"
+
+listener "tcp" {
+    tls_disable = 1
+    address = "[::]:8200"
+    cluster_address = "[::]:8201"
+}
+
+storage "raft" {
+    path = "/vault/data"
+    node_id = "HOSTNAME"
+}
+
+seal "azurekeyvault" {
+    name           = "new"
+    tenant_id      = "00000000-0000-0000-0000-000000000000"
+    vault_name     = "kv-vault-new"
+    key_name       = "vault-unseal-new"
+}
+
+service_registration "kubernetes" {}
