@@ -118,8 +118,10 @@ fn assert_line_endings_kept(before: &str, after: &str, name: &str) {
     }
 }
 
+type Attributes = Vec<(String, String)>;
+
 /// New key attributes for each seal type: (for pointing at another key, for the new block).
-fn new_keys(seal_type: &str) -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn new_keys(seal_type: &str) -> (Attributes, Attributes) {
     let pairs = |items: &[(&str, &str)]| {
         items
             .iter()
@@ -444,7 +446,7 @@ fn generate(random: &mut Random, with_disabled: bool) -> (String, Vec<GeneratedS
     }];
     if with_disabled {
         seals.push(GeneratedSeal {
-            label: *random.pick(&labels),
+            label: random.pick(&labels),
             attributes: vec![("key_name".into(), "key-next".into())],
             disabled: false,
             name: Some("next".into()),
