@@ -446,7 +446,7 @@ fn generate(random: &mut Random, with_disabled: bool) -> (String, Vec<GeneratedS
     }];
     if with_disabled {
         seals.push(GeneratedSeal {
-            label: random.pick(&labels),
+            label: labels[random.below(labels.len())],
             attributes: vec![("key_name".into(), "key-next".into())],
             disabled: false,
             name: Some("next".into()),
