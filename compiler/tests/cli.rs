@@ -224,3 +224,84 @@ fn actions_schema_and_completions() {
     let out = planc(&["completions", "bash"]);
     assert!(text(&out.stdout).contains("planc"));
 }
+
+#[test]
+fn diff_shows_every_change_and_exits_like_check() {
+    let out = planc(&[
+        "diff",
+        AKS,
+        "--params",
+        AKS_PARAMS,
+        "--state",
+        "tests/state/aks",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("# vault-aks-migration: 7 of 27 steps change objects"));
+    assert!(stdout.contains("step cutover.point-at-old-key: vault.seal-point-at-key on new_vault"));
+    assert!(!stdout.contains('\x1b'));
+    let out = planc(&[
+        "diff",
+        AKS,
+        "--params",
+        AKS_PARAMS,
+        "--state",
+        "tests/state/errors/missing-configmap",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(
+            "error[E020]: step `cutover.point-at-old-key` needs ConfigMap `vault-config`"
+        )
+    );
+    assert!(out.stdout.is_empty(), "no preview when an edit fails");
+    let out = planc(&[
+        "diff",
+        AKS,
+        "--params",
+        AKS_PARAMS,
+        "--state",
+        "no/such/state",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read the state folder no/such/state"));
+}
+
+#[test]
+fn diff_writes_markdown_comments_and_render_writes_a_saved_plan() {
+    let dir = std::env::temp_dir().join(format!("planc-diff-{}", std::process::id()));
+    let comments = dir.join("comments");
+    let out = planc(&[
+        "diff",
+        AKS,
+        "--params",
+        AKS_PARAMS,
+        "--state",
+        "tests/state/aks",
+        "--format",
+        "markdown",
+        "--comments-dir",
+        comments.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first = std::fs::read_to_string(comments.join("comment-1.md")).expect("one comment");
+    assert!(first.starts_with("### planc diff: `vault-aks-migration`"));
+    assert!(first.contains("<details><summary><code>cutover.point-at-old-key</code>"));
+    let saved = dir.join("saved.json");
+    let out = planc(&[
+        "render",
+        AKS,
+        "--params",
+        AKS_PARAMS,
+        "--state",
+        "tests/state/aks",
+        "-o",
+        saved.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(saved["format"], "planc.saved-plan/v1");
+    assert_eq!(saved["previews"].as_array().unwrap().len(), 27);
+    std::fs::remove_dir_all(&dir).ok();
+}
