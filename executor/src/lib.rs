@@ -1,7 +1,10 @@
 //! planx, the executor: applies a plan that planc compiled against the real Kubernetes and Vault
-//! APIs. This first version explains a run before it exists: the order steps will run in, what
-//! each changes, how a rollback undoes it, and where the points of no return are. Applying
-//! (journal, resume, rollback, the kube and vaultrs adapters) is not built yet.
+//! APIs. Built so far: `explain` (the order steps will run in, what each changes, how a rollback
+//! undoes it, where the points of no return are), the intent journal, and resume and rollback
+//! computed from plan and journal. The engine and the kube and vaultrs adapters are not built yet.
+
+pub mod journal;
+pub mod recovery;
 
 use std::fmt::Write as _;
 

@@ -1,0 +1,137 @@
+//! Resume and rollback as functions of the compiled plan and the journal's step states: which
+//! steps to skip, which to observe before acting, which to undo, and which are past a point of
+//! no return.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use planc::CompiledPlan;
+use planc::catalog::{self, SideEffect, Undo};
+
+use crate::journal::StepState;
+
+/// What a resumed run does with one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeAction {
+    /// It succeeded; its journaled outputs are reused.
+    Skip,
+    /// Its side effect may have happened: ask the world first, then finish or redo it.
+    ObserveThenRun {
+        effect: String,
+    },
+    Run,
+}
+
+/// Why a run cannot be resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannotResume(pub String);
+
+/// The steps in execution order with what a resume does with each.
+pub fn resume(
+    plan: &CompiledPlan,
+    states: &BTreeMap<String, StepState>,
+) -> Result<Vec<(String, ResumeAction)>, CannotResume> {
+    if let Some((step, _)) = states
+        .iter()
+        .find(|(_, s)| matches!(s, StepState::Undone | StepState::UndoInDoubt))
+    {
+        return Err(CannotResume(format!(
+            "the run was rolled back (step `{step}` was undone); start a new run"
+        )));
+    }
+    Ok(plan
+        .graph
+        .order
+        .iter()
+        .map(|&index| {
+            let id = &plan.steps[index].id;
+            let action = match states.get(id) {
+                Some(StepState::Succeeded { .. }) => ResumeAction::Skip,
+                Some(StepState::InDoubt { effect }) => ResumeAction::ObserveThenRun {
+                    effect: effect.clone(),
+                },
+                _ => ResumeAction::Run,
+            };
+            (id.clone(), action)
+        })
+        .collect())
+}
+
+/// What a rollback does with one step that ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackAction {
+    Undo(Undo),
+    /// An undo began and did not finish, or the step's effect is in doubt: observe, then undo.
+    ObserveThenUndo(Undo),
+    /// A point of no return.
+    CannotUndo(&'static str),
+}
+
+/// The rollback of a run: undo actions in reverse execution order, and the points of no return
+/// that were passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    pub actions: Vec<(String, RollbackAction)>,
+    pub past_no_return: Vec<String>,
+}
+
+pub fn rollback(plan: &CompiledPlan, states: &BTreeMap<String, StepState>) -> Rollback {
+    let mut actions = Vec::new();
+    let mut past_no_return = Vec::new();
+    for &index in plan.graph.order.iter().rev() {
+        let step = &plan.steps[index];
+        let spec = catalog::spec(step.action);
+        let state = states.get(&step.id).unwrap_or(&StepState::NotStarted);
+        let ran = match state {
+            StepState::Succeeded { .. } => Some(false),
+            StepState::InDoubt { .. } | StepState::UndoInDoubt => Some(true),
+            _ => None,
+        };
+        let Some(in_doubt) = ran else { continue };
+        let action = match (spec.side_effect, spec.undo) {
+            (SideEffect::ReadOnly, _) | (_, Undo::NotNeeded) => continue,
+            (SideEffect::Irreversible, Undo::None(why))
+            | (SideEffect::Reversible, Undo::None(why)) => {
+                if !in_doubt {
+                    past_no_return.push(step.id.clone());
+                }
+                RollbackAction::CannotUndo(why)
+            }
+            (_, undo) if in_doubt => RollbackAction::ObserveThenUndo(undo),
+            (_, undo) => RollbackAction::Undo(undo),
+        };
+        actions.push((step.id.clone(), action));
+    }
+    past_no_return.reverse();
+    Rollback {
+        actions,
+        past_no_return,
+    }
+}
+
+/// The rollback as a person reads it before confirming.
+pub fn describe(rollback: &Rollback) -> String {
+    let mut out = String::new();
+    if rollback.actions.is_empty() {
+        out.push_str("nothing to undo: no step with a side effect ran\n");
+        return out;
+    }
+    for (step, action) in &rollback.actions {
+        let line = match action {
+            RollbackAction::Undo(undo) => undo.describe(),
+            RollbackAction::ObserveThenUndo(undo) => {
+                format!("check whether it happened, then {}", undo.describe())
+            }
+            RollbackAction::CannotUndo(why) => format!("cannot be undone: {why}"),
+        };
+        let _ = writeln!(out, "{step}: {line}");
+    }
+    if !rollback.past_no_return.is_empty() {
+        let _ = writeln!(
+            out,
+            "past the point of no return ({}): the rollback brings the source back; what happened to the target stays",
+            rollback.past_no_return.join(", ")
+        );
+    }
+    out
+}

@@ -1,0 +1,162 @@
+//! Resume and rollback of the AKS migration computed from journals cut at every step.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use planc::catalog::Undo;
+use planc::{CompileRequest, CompiledPlan, FileLoader};
+use planx::journal::{Event, StepState, read, replay};
+use planx::recovery::{ResumeAction, RollbackAction, resume, rollback};
+
+fn aks() -> CompiledPlan {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let request = CompileRequest {
+        plan: root.join("plans/vault-aks-migration.yaml"),
+        params_files: vec![root.join("plans/vault-aks-migration.params.yaml")],
+        set: Vec::new(),
+    };
+    planc::compile(&request, &FileLoader)
+        .expect("readable")
+        .plan
+        .expect("clean")
+}
+
+/// The journal of a run that completed the first `done` steps, then announced the next one's
+/// side effect and crashed.
+fn crashed_after(plan: &CompiledPlan, done: usize) -> Vec<Event> {
+    let mut events = vec![Event::RunStarted {
+        plan: plan.name.clone(),
+        plan_sha256: "00".into(),
+    }];
+    for &index in plan.graph.order.iter().take(done) {
+        let step = plan.steps[index].id.clone();
+        events.push(Event::StepStarted {
+            step: step.clone(),
+            attempt: 1,
+        });
+        events.push(Event::StepSucceeded {
+            step,
+            outputs: BTreeMap::new(),
+        });
+    }
+    if let Some(&next) = plan.graph.order.get(done) {
+        let step = plan.steps[next].id.clone();
+        events.push(Event::StepStarted {
+            step: step.clone(),
+            attempt: 1,
+        });
+        events.push(Event::Intent {
+            step,
+            effect: "the effect".into(),
+        });
+    }
+    events
+}
+
+#[test]
+fn resume_skips_what_succeeded_and_observes_what_is_in_doubt() {
+    let plan = aks();
+    for done in 0..plan.steps.len() {
+        let states = replay(&crashed_after(&plan, done));
+        let actions = resume(&plan, &states).expect("resumable");
+        assert_eq!(actions.len(), plan.steps.len());
+        for (position, (_, action)) in actions.iter().enumerate() {
+            let expected = match position.cmp(&done) {
+                std::cmp::Ordering::Less => ResumeAction::Skip,
+                std::cmp::Ordering::Equal => ResumeAction::ObserveThenRun {
+                    effect: "the effect".into(),
+                },
+                std::cmp::Ordering::Greater => ResumeAction::Run,
+            };
+            assert_eq!(
+                action, &expected,
+                "crash after {done} steps, position {position}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rollback_undoes_in_reverse_and_names_the_points_of_no_return() {
+    let plan = aks();
+    let position = |id: &str| {
+        plan.graph
+            .order
+            .iter()
+            .position(|&i| plan.steps[i].id == id)
+            .unwrap()
+    };
+    // Crash while restoring into the new Vault: the restore is in doubt.
+    let states = replay(&crashed_after(&plan, position("cutover.restore")));
+    let plan_rollback = rollback(&plan, &states);
+    let ids: Vec<&str> = plan_rollback
+        .actions
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "cutover.restore",
+            "cutover.disable-old",
+            "cutover.block-writes",
+            "old-token",
+            "new-token"
+        ],
+        "reverse execution order, read-only steps and restarts left out"
+    );
+    assert!(matches!(
+        plan_rollback.actions[0].1,
+        RollbackAction::CannotUndo(_)
+    ));
+    assert_eq!(
+        plan_rollback.actions[1].1,
+        RollbackAction::Undo(Undo::RestoreRecorded)
+    );
+    assert_eq!(
+        plan_rollback.actions[3].1,
+        RollbackAction::Undo(Undo::Action("vault.token-revoke"))
+    );
+    assert!(
+        plan_rollback.past_no_return.is_empty(),
+        "the restore is only in doubt"
+    );
+    // After the step-down, rollback says what it cannot undo.
+    let states = replay(&crashed_after(
+        &plan,
+        position("seal-migration.remove-disabled"),
+    ));
+    let plan_rollback = rollback(&plan, &states);
+    assert_eq!(
+        plan_rollback.past_no_return,
+        [
+            "cutover.restore",
+            "seal-migration.migrate-followers",
+            "seal-migration.step-down"
+        ]
+    );
+    let text = planx::recovery::describe(&plan_rollback);
+    assert!(text.contains("seal-migration.remove-disabled: check whether it happened, then undo: put back the recorded state"), "{text}");
+    assert!(text.contains("past the point of no return (cutover.restore, seal-migration.migrate-followers, seal-migration.step-down)"));
+}
+
+#[test]
+fn a_rolled_back_run_is_not_resumed() {
+    let plan = aks();
+    let mut events = crashed_after(&plan, 10);
+    events.push(Event::UndoStarted {
+        step: "cutover.block-writes".into(),
+    });
+    events.push(Event::UndoFinished {
+        step: "cutover.block-writes".into(),
+    });
+    let error = resume(&plan, &replay(&events)).unwrap_err();
+    assert_eq!(
+        error.0,
+        "the run was rolled back (step `cutover.block-writes` was undone); start a new run"
+    );
+    assert_eq!(replay(&events)["cutover.block-writes"], StepState::Undone);
+    let _ = read("");
+}
