@@ -62,6 +62,24 @@ pub enum Event {
 }
 
 impl Event {
+    /// A step's success, with the outputs the catalog marks sensitive (tokens) left out: they
+    /// live in memory only and are never written.
+    pub fn succeeded(
+        step: &planc::model::CompiledStep,
+        mut outputs: BTreeMap<String, serde_json::Value>,
+    ) -> Event {
+        let spec = planc::catalog::spec(step.action);
+        outputs.retain(|name, _| {
+            spec.outputs
+                .iter()
+                .any(|output| output.name == name && !output.sensitive)
+        });
+        Event::StepSucceeded {
+            step: step.id.clone(),
+            outputs,
+        }
+    }
+
     pub fn step(&self) -> Option<&str> {
         match self {
             Event::StepStarted { step, .. }

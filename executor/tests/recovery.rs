@@ -160,3 +160,28 @@ fn a_rolled_back_run_is_not_resumed() {
     assert_eq!(replay(&events)["cutover.block-writes"], StepState::Undone);
     let _ = read("");
 }
+
+#[test]
+fn sensitive_outputs_never_reach_the_journal() {
+    let plan = aks();
+    let token_step = plan
+        .steps
+        .iter()
+        .find(|s| s.id == "old-token")
+        .expect("old-token");
+    let outputs = BTreeMap::from([
+        (
+            "token".to_string(),
+            serde_json::json!("hvs.PLANTEDsecretTokenValue0000"),
+        ),
+        ("accessor".to_string(), serde_json::json!("accessor-1")),
+        ("undeclared".to_string(), serde_json::json!("x")),
+    ]);
+    let event = Event::succeeded(token_step, outputs);
+    let text = serde_json::to_string(&event).unwrap();
+    assert!(
+        !text.contains("PLANTED") && !text.contains("undeclared"),
+        "{text}"
+    );
+    assert!(text.contains("accessor-1"));
+}
