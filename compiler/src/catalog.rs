@@ -7,11 +7,13 @@ use planc_schema::plan::TargetKind;
 use serde::Serialize;
 
 /// The policy of the tokens `vault.token-create` makes: exactly what a migration needs
-/// (snapshot, snapshot-force, step-down, raft configuration), nothing else.
+/// (snapshot, snapshot-force, step-down, raft configuration, revoking itself), nothing else; the
+/// tokens get no `default` policy.
 pub const MIGRATION_POLICY: &str = r#"path "sys/step-down"                   { capabilities = ["update", "sudo"] }
 path "sys/storage/raft/snapshot"       { capabilities = ["read"] }
 path "sys/storage/raft/snapshot-force" { capabilities = ["update"] }
 path "sys/storage/raft/configuration"  { capabilities = ["read"] }
+path "auth/token/revoke-self"          { capabilities = ["update"] }
 "#;
 
 /// The kind of target an action runs on.

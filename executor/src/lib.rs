@@ -5,6 +5,8 @@
 
 pub mod journal;
 pub mod recovery;
+pub mod secrets;
+pub mod vault;
 
 use std::fmt::Write as _;
 

@@ -1,0 +1,493 @@
+//! Vault's HTTP API as planx uses it: vaultrs where it covers a call (policies, tokens), own
+//! endpoints where it does not or falls short (seal-status, unseal with `migrate`, leader,
+//! step-down, raft configuration, a health call that tolerates OpenBao), and raft snapshots
+//! streamed to and from disk, never whole in memory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::secrets::Secret;
+
+/// What went wrong talking to a Vault. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{call} on {address}: HTTP {status}: {message}")]
+    Status {
+        call: &'static str,
+        address: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{call} on {address}: {source}")]
+    Transport {
+        call: &'static str,
+        address: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{call} on {address}: {message}")]
+    Client {
+        call: &'static str,
+        address: String,
+        message: String,
+    },
+    #[error("snapshot {path}: {message}")]
+    Snapshot { path: String, message: String },
+}
+
+impl VaultError {
+    /// Worth retrying: the server or the network hiccuped, not the request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            VaultError::Status { status, .. } => matches!(status, 429 | 500 | 502 | 503 | 504),
+            VaultError::Transport { source, .. } => source.is_connect() || source.is_timeout(),
+            _ => false,
+        }
+    }
+}
+
+/// `sys/seal-status`, with the fields a migration watches.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct SealStatus {
+    #[serde(rename = "type")]
+    pub seal_type: String,
+    pub initialized: bool,
+    pub sealed: bool,
+    #[serde(rename = "t")]
+    pub threshold: u32,
+    #[serde(rename = "n")]
+    pub shares: u32,
+    pub progress: u32,
+    #[serde(default)]
+    pub migration: bool,
+    #[serde(default)]
+    pub recovery_seal: bool,
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// `sys/leader`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Leader {
+    pub ha_enabled: bool,
+    pub is_self: bool,
+    #[serde(default)]
+    pub leader_address: String,
+    #[serde(default)]
+    pub leader_cluster_address: String,
+}
+
+/// `sys/health`, whatever the node's state.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    pub initialized: bool,
+    pub sealed: bool,
+    pub standby: bool,
+    #[serde(default)]
+    pub version: String,
+}
+
+/// One raft peer from `sys/storage/raft/configuration`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct RaftServer {
+    pub node_id: String,
+    pub address: String,
+    pub leader: bool,
+    pub voter: bool,
+}
+
+/// A snapshot on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// One Vault node (or a load-balanced address), reached over HTTP.
+#[derive(Clone)]
+pub struct Vault {
+    address: String,
+    http: reqwest::Client,
+}
+
+/// Install the process-wide TLS provider once (kube and vaultrs would otherwise disagree).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Vault {
+    /// A client for `address`; `resolve` pins host names to socket addresses, as curl's
+    /// `--resolve` does (a port-forward, or a test's ingress).
+    pub fn new(address: &str, resolve: &[(String, SocketAddr)]) -> Result<Vault, VaultError> {
+        install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .tls_backend_rustls();
+        for (host, socket) in resolve {
+            builder = builder.resolve(host, *socket);
+        }
+        let http = builder.build().map_err(|source| VaultError::Transport {
+            call: "client",
+            address: address.to_string(),
+            source,
+        })?;
+        Ok(Vault {
+            address: address.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v1/{path}", self.address)
+    }
+
+    /// A vaultrs client sharing this client's connection settings and carrying `token`.
+    fn vaultrs(
+        &self,
+        call: &'static str,
+        token: &Secret,
+    ) -> Result<vaultrs::client::VaultClient, VaultError> {
+        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(&self.address)
+            .token(token.expose())
+            .build()
+            .map_err(|e| VaultError::Client {
+                call,
+                address: self.address.clone(),
+                message: e.to_string(),
+            })?;
+        let mut client =
+            vaultrs::client::VaultClient::new(settings).map_err(|e| self.client_error(call, e))?;
+        client.http = rustify::clients::reqwest::Client::new(&self.address, self.http.clone());
+        Ok(client)
+    }
+
+    fn client_error(&self, call: &'static str, error: vaultrs::error::ClientError) -> VaultError {
+        match error {
+            vaultrs::error::ClientError::APIError { code, errors } => VaultError::Status {
+                call,
+                address: self.address.clone(),
+                status: code,
+                message: errors.join("; "),
+            },
+            other => VaultError::Client {
+                call,
+                address: self.address.clone(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    async fn send(
+        &self,
+        call: &'static str,
+        request: reqwest::RequestBuilder,
+        accept: &[u16],
+    ) -> Result<reqwest::Response, VaultError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| VaultError::Transport {
+                call,
+                address: self.address.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        if accept.contains(&status) {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v["errors"].as_array().map(|errors| {
+                    errors
+                        .iter()
+                        .filter_map(|e| e.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+            })
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| body.chars().take(300).collect());
+        Err(VaultError::Status {
+            call,
+            address: self.address.clone(),
+            status,
+            message,
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        call: &'static str,
+        response: reqwest::Response,
+    ) -> Result<T, VaultError> {
+        response
+            .json::<T>()
+            .await
+            .map_err(|source| VaultError::Transport {
+                call,
+                address: self.address.clone(),
+                source,
+            })
+    }
+
+    pub async fn seal_status(&self) -> Result<SealStatus, VaultError> {
+        let response = self
+            .send(
+                "seal-status",
+                self.http.get(self.url("sys/seal-status")),
+                &[200],
+            )
+            .await?;
+        self.json("seal-status", response).await
+    }
+
+    /// One unseal share; with `migrate` for a node in seal migration (sent with every share).
+    pub async fn unseal(&self, key: &Secret, migrate: bool) -> Result<SealStatus, VaultError> {
+        let body = serde_json::json!({ "key": key.expose(), "migrate": migrate });
+        let response = self
+            .send(
+                "unseal",
+                self.http.put(self.url("sys/unseal")).json(&body),
+                &[200],
+            )
+            .await?;
+        self.json("unseal", response).await
+    }
+
+    pub async fn leader(&self) -> Result<Leader, VaultError> {
+        let response = self
+            .send("leader", self.http.get(self.url("sys/leader")), &[200])
+            .await?;
+        self.json("leader", response).await
+    }
+
+    /// `sys/health` with every state answering with a body (OpenBao omits fields vaultrs wants).
+    pub async fn health(&self) -> Result<Health, VaultError> {
+        let request = self.http.get(self.url("sys/health")).query(&[
+            ("standbyok", "true"),
+            ("perfstandbyok", "true"),
+            ("sealedcode", "299"),
+            ("uninitcode", "299"),
+            ("drsecondarycode", "299"),
+            ("performancestandbycode", "299"),
+            ("standbycode", "299"),
+            ("removedcode", "299"),
+        ]);
+        let response = self.send("health", request, &[200, 299, 429]).await?;
+        self.json("health", response).await
+    }
+
+    /// Make the active node step down (needs `update` and `sudo` on `sys/step-down`).
+    pub async fn step_down(&self, token: &Secret) -> Result<(), VaultError> {
+        let request = self
+            .http
+            .put(self.url("sys/step-down"))
+            .header("X-Vault-Token", token.expose());
+        self.send("step-down", request, &[200, 204]).await.map(drop)
+    }
+
+    pub async fn raft_configuration(&self, token: &Secret) -> Result<Vec<RaftServer>, VaultError> {
+        let request = self
+            .http
+            .get(self.url("sys/storage/raft/configuration"))
+            .header("X-Vault-Token", token.expose());
+        let response = self.send("raft configuration", request, &[200]).await?;
+        let body: serde_json::Value = self.json("raft configuration", response).await?;
+        serde_json::from_value(body["data"]["config"]["servers"].clone()).map_err(|e| {
+            VaultError::Client {
+                call: "raft configuration",
+                address: self.address.clone(),
+                message: format!("unexpected answer: {e}"),
+            }
+        })
+    }
+
+    /// Write the least-privilege migration policy and create an orphan token with it.
+    /// Returns the token and its accessor.
+    pub async fn create_migration_token(
+        &self,
+        admin: &Secret,
+        policy_name: &str,
+        ttl: &str,
+    ) -> Result<(Secret, String), VaultError> {
+        let client = self.vaultrs("token create", admin)?;
+        vaultrs::sys::policy::set(&client, policy_name, planc::catalog::MIGRATION_POLICY)
+            .await
+            .map_err(|e| self.client_error("policy write", e))?;
+        let mut options = vaultrs::api::token::requests::CreateOrphanTokenRequest::builder();
+        options
+            .policies(vec![policy_name.to_string()])
+            .ttl(ttl)
+            .explicit_max_ttl(ttl)
+            .no_default_policy(true)
+            .display_name("planx-migration");
+        let auth = vaultrs::token::new_orphan(&client, Some(&mut options))
+            .await
+            .map_err(|e| self.client_error("token create", e))?;
+        Ok((Secret::new(auth.client_token), auth.accessor))
+    }
+
+    /// Revoke the token itself.
+    pub async fn revoke_self(&self, token: &Secret) -> Result<(), VaultError> {
+        let client = self.vaultrs("token revoke", token)?;
+        vaultrs::token::revoke_self(&client)
+            .await
+            .map_err(|e| self.client_error("token revoke", e))
+    }
+
+    /// Stream a raft snapshot from the active node into `path`, hashing as it goes, then check
+    /// that the archive carries a non-empty `SHA256SUMS.sealed`. `progress` sees the byte count.
+    pub async fn snapshot_save(
+        &self,
+        token: &Secret,
+        path: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<SnapshotFile, VaultError> {
+        let request = self
+            .http
+            .get(self.url("sys/storage/raft/snapshot"))
+            .header("X-Vault-Token", token.expose());
+        let response = self.send("snapshot", request, &[200]).await?;
+        let snapshot_error = |message: String| VaultError::Snapshot {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut file = create_private(path)
+            .await
+            .map_err(|e| snapshot_error(format!("cannot create: {e}")))?;
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| VaultError::Transport {
+                call: "snapshot",
+                address: self.address.clone(),
+                source,
+            })?;
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| snapshot_error(format!("cannot write: {e}")))?;
+            bytes += chunk.len() as u64;
+            progress(bytes);
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| snapshot_error(format!("cannot sync: {e}")))?;
+        let owned = path.to_path_buf();
+        tokio::task::spawn_blocking(move || check_snapshot_archive(&owned))
+            .await
+            .map_err(|e| snapshot_error(e.to_string()))?
+            .map_err(snapshot_error)?;
+        Ok(SnapshotFile {
+            sha256: hex(&hasher.finalize()),
+            bytes,
+        })
+    }
+
+    /// Check the file's SHA-256, then stream it into `sys/storage/raft/snapshot-force`. The
+    /// server answers at once and restores in the background: watch `seal_status` afterwards.
+    pub async fn snapshot_restore_force(
+        &self,
+        token: &Secret,
+        path: &Path,
+        expected_sha256: &str,
+    ) -> Result<(), VaultError> {
+        let actual = file_sha256(path).await.map_err(|e| VaultError::Snapshot {
+            path: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        if actual != expected_sha256 {
+            return Err(VaultError::Snapshot {
+                path: path.display().to_string(),
+                message: format!(
+                    "SHA-256 is {actual}, the journal recorded {expected_sha256}: the file changed since it was saved; refusing to restore it"
+                ),
+            });
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| VaultError::Snapshot {
+                path: path.display().to_string(),
+                message: format!("cannot open: {e}"),
+            })?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let request = self
+            .http
+            .post(self.url("sys/storage/raft/snapshot-force"))
+            .header("X-Vault-Token", token.expose())
+            .header("Content-Type", "application/octet-stream")
+            .body(body);
+        self.send("snapshot-force", request, &[200, 204])
+            .await
+            .map(drop)
+    }
+}
+
+async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path).await
+}
+
+/// SHA-256 of a file, read in chunks.
+pub async fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A raft snapshot is a gzip'd tar; a usable one carries a non-empty `SHA256SUMS.sealed`.
+pub fn check_snapshot_archive(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut archive =
+        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a snapshot archive: {e}"))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("not a snapshot archive: {e}"))?;
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if name.trim_start_matches("./") == "SHA256SUMS.sealed" {
+            return if entry.size() > 0 {
+                Ok(())
+            } else {
+                Err("SHA256SUMS.sealed is empty: the snapshot cannot be verified".into())
+            };
+        }
+    }
+    Err("the archive has no SHA256SUMS.sealed: the snapshot cannot be verified".into())
+}

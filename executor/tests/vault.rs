@@ -1,0 +1,287 @@
+//! The Vault adapter against real OpenBao servers (raft storage, real HTTP): seal status,
+//! unseal, leader and health; a least-privilege migration token; a snapshot streamed out of one
+//! cluster and forced into another, every secret read back afterwards.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{BaoNode, call, eventually, init};
+use planx::secrets::Secret;
+use planx::vault::{Vault, VaultError, file_sha256};
+use reqwest::Method;
+
+/// A node initialised, unsealed and leading.
+async fn ready(ip: &str) -> (BaoNode, Vault, common::Init) {
+    let node = BaoNode::start(ip);
+    let vault = Vault::new(&node.address, &[]).expect("client");
+    let init = init(&node.address).await;
+    let status = vault
+        .unseal(&Secret::new(init.key.clone()), false)
+        .await
+        .expect("unseal");
+    assert!(!status.sealed);
+    eventually("a leader", Duration::from_secs(30), || async {
+        vault.leader().await.is_ok_and(|l| l.is_self)
+    })
+    .await;
+    (node, vault, init)
+}
+
+#[tokio::test]
+async fn seal_status_unseal_leader_and_health() {
+    let node = BaoNode::start("127.0.9.1");
+    let vault = Vault::new(&node.address, &[]).unwrap();
+    let health = vault
+        .health()
+        .await
+        .expect("health answers even uninitialised");
+    assert!(!health.initialized && health.sealed);
+    let init = init(&node.address).await;
+    let status = vault.seal_status().await.unwrap();
+    assert!(status.initialized && status.sealed);
+    assert_eq!(
+        (status.threshold, status.shares, status.seal_type.as_str()),
+        (1, 1, "shamir")
+    );
+    let wrong = vault.unseal(&Secret::new("AAAA"), false).await.unwrap_err();
+    assert!(
+        matches!(wrong, VaultError::Status { status: 400, .. }),
+        "{wrong}"
+    );
+    assert!(
+        !wrong.to_string().contains("AAAA"),
+        "errors never echo a key: {wrong}"
+    );
+    let status = vault.unseal(&Secret::new(init.key), false).await.unwrap();
+    assert!(!status.sealed);
+    eventually("the node to lead", Duration::from_secs(30), || async {
+        vault
+            .leader()
+            .await
+            .is_ok_and(|l| l.is_self && l.ha_enabled)
+    })
+    .await;
+    let health = vault.health().await.unwrap();
+    assert!(health.initialized && !health.sealed && !health.standby);
+}
+
+#[tokio::test]
+async fn the_migration_token_can_do_only_its_job_and_is_revocable() {
+    let (node, vault, init) = ready("127.0.9.2").await;
+    let root = Secret::new(init.root_token.clone());
+    let (token, accessor) = vault
+        .create_migration_token(&root, "planx-migration", "15m")
+        .await
+        .expect("token");
+    assert!(!accessor.is_empty());
+    let servers = vault
+        .raft_configuration(&token)
+        .await
+        .expect("raft configuration is allowed");
+    assert_eq!(servers.len(), 1);
+    assert!(servers[0].leader && servers[0].voter);
+    let (status, _) = call(
+        &node.address,
+        token.expose(),
+        Method::GET,
+        "sys/mounts",
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "the migration token may not list mounts");
+    let (status, _) = call(
+        &node.address,
+        token.expose(),
+        Method::POST,
+        "sys/policies/acl/anything",
+        Some(serde_json::json!({"policy": ""})),
+    )
+    .await;
+    assert_eq!(status, 403, "the migration token may not write policies");
+    vault.step_down(&token).await.expect("step-down is allowed");
+    eventually(
+        "the single node to lead again",
+        Duration::from_secs(30),
+        || async { vault.leader().await.is_ok_and(|l| l.is_self) },
+    )
+    .await;
+    vault.revoke_self(&token).await.expect("revoke");
+    let error = vault.raft_configuration(&token).await.unwrap_err();
+    assert!(
+        matches!(error, VaultError::Status { status: 403, .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_moves_every_secret_into_another_cluster() {
+    let (source_node, source, source_init) = ready("127.0.9.3").await;
+    let (target_node, target, target_init) = ready("127.0.9.4").await;
+    let root = &source_init.root_token;
+    let (status, _) = call(
+        &source_node.address,
+        root,
+        Method::POST,
+        "sys/mounts/secret",
+        Some(serde_json::json!({"type": "kv", "options": {"version": "2"}})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    for i in 0..50 {
+        let mut written = 0;
+        // The kv-v2 mount upgrades itself for a moment after it is enabled.
+        while written != 200 {
+            let (status, _) = call(
+                &source_node.address,
+                root,
+                Method::PUT,
+                &format!("secret/data/app/{i}"),
+                Some(serde_json::json!({"data": {"value": format!("secret-value-{i}")}})),
+            )
+            .await;
+            written = status;
+            if status != 200 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let (token, _) = source
+        .create_migration_token(&Secret::new(root.clone()), "planx-migration", "15m")
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("planx-snapshot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("old.snap");
+    let _ = std::fs::remove_file(&path);
+    let mut seen = 0;
+    let file = source
+        .snapshot_save(&token, &path, |bytes| seen = bytes)
+        .await
+        .expect("snapshot");
+    assert!(file.bytes > 0 && seen == file.bytes);
+    assert_eq!(file.sha256, file_sha256(&path).await.unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    // A changed file is refused before anything is sent.
+    let copy = dir.join("changed.snap");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&copy, bytes).unwrap();
+    let error = target
+        .snapshot_restore_force(
+            &Secret::new(target_init.root_token.clone()),
+            &copy,
+            &file.sha256,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("the file changed since it was saved"),
+        "{error}"
+    );
+
+    // Restore into the other cluster: it seals itself and comes back with the source's keys.
+    target
+        .snapshot_restore_force(
+            &Secret::new(target_init.root_token.clone()),
+            &path,
+            &file.sha256,
+        )
+        .await
+        .expect("snapshot-force");
+    eventually(
+        "the target to seal itself",
+        Duration::from_secs(60),
+        || async { target.seal_status().await.is_ok_and(|s| s.sealed) },
+    )
+    .await;
+    let status = target
+        .unseal(&Secret::new(source_init.key.clone()), false)
+        .await
+        .expect("unseal with the source's key");
+    assert!(!status.sealed);
+    eventually(
+        "a leader on the target",
+        Duration::from_secs(30),
+        || async { target.leader().await.is_ok_and(|l| l.is_self) },
+    )
+    .await;
+    for i in 0..50 {
+        let mut answer = (0, serde_json::Value::Null);
+        for _ in 0..50 {
+            answer = call(
+                &target_node.address,
+                root,
+                Method::GET,
+                &format!("secret/data/app/{i}"),
+                None,
+            )
+            .await;
+            if answer.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(answer.0, 200, "secret {i} is not readable on the target");
+        assert_eq!(
+            answer.1["data"]["data"]["value"],
+            format!("secret-value-{i}")
+        );
+    }
+    let (status, _) = call(
+        &target_node.address,
+        &target_init.root_token,
+        Method::GET,
+        "sys/mounts",
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 403,
+        "after the restore only the source's tokens are valid"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_archive_without_sealed_sums_is_refused() {
+    let dir = std::env::temp_dir().join(format!("planx-archive-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fake.snap");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::fast(),
+    ));
+    let data = b"{}";
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "meta.json", &data[..])
+        .unwrap();
+    archive.into_inner().unwrap().finish().unwrap();
+    let error = planx::vault::check_snapshot_archive(&path).unwrap_err();
+    assert_eq!(
+        error,
+        "the archive has no SHA256SUMS.sealed: the snapshot cannot be verified"
+    );
+    std::fs::write(&path, b"not a gzip").unwrap();
+    assert!(
+        planx::vault::check_snapshot_archive(&path)
+            .unwrap_err()
+            .starts_with("not a snapshot archive")
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
