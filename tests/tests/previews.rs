@@ -96,24 +96,7 @@ fn every_plan_has_golden_previews() {
     }
 }
 
-/// The configuration of the new Vault after a step, read from the unredacted effects.
-fn configmap_after(p: &Previewed, step: &str) -> String {
-    let (effects, _) = preview::apply_edits(p.plan(), &p.state, &mut Diagnostics::default());
-    let effect = effects
-        .iter()
-        .find(|e| e.step == step)
-        .unwrap_or_else(|| panic!("no step {step}"));
-    let (_, _, after) = effect
-        .changes
-        .iter()
-        .find(|(key, _, _)| key.kind == "ConfigMap")
-        .expect("a ConfigMap change");
-    after.as_ref().expect("kept")["data"]["extraconfig-from-values.hcl"]
-        .as_str()
-        .expect("text")
-        .to_string()
-}
-
+/// An object of `kind` after a step, read from the unredacted effects.
 fn object_after(p: &Previewed, step: &str, kind: &str) -> Value {
     let (effects, _) = preview::apply_edits(p.plan(), &p.state, &mut Diagnostics::default());
     let effect = effects
@@ -126,6 +109,14 @@ fn object_after(p: &Previewed, step: &str, kind: &str) -> Value {
         .find(|(key, _, _)| key.kind == kind)
         .expect("a change");
     after.clone().expect("kept")
+}
+
+/// The configuration of the new Vault after a step.
+fn configmap_after(p: &Previewed, step: &str) -> String {
+    object_after(p, step, "ConfigMap")["data"]["extraconfig-from-values.hcl"]
+        .as_str()
+        .expect("text")
+        .to_string()
 }
 
 /// Seal blocks as (label, attribute -> string value).
