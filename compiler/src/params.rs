@@ -287,8 +287,39 @@ pub fn is_secret_reference(text: &str) -> bool {
 /// Does a plain string hold something that looks like a Vault or OpenBao token? Such a literal
 /// in a plan or parameter file is a leaked secret.
 pub fn contains_token(text: &str) -> bool {
-    text.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ';' | '(' | ')'))
-        .any(looks_like_token)
+    text.split(is_token_boundary).any(looks_like_token)
+}
+
+/// The text with every token-shaped word replaced by `<redacted>`, for showing source lines.
+pub fn redact_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if looks_like_token(word) {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if is_token_boundary(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+fn is_token_boundary(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\'' | '`' | ',' | ';' | '(' | ')' | '=' | ':' | '[' | ']' | '{' | '}'
+        )
 }
 
 fn looks_like_token(text: &str) -> bool {
@@ -346,6 +377,11 @@ mod tests {
     fn tokens() {
         assert!(looks_like_token("hvs.CAESIJlU9JMYEhOPYv4KEvKZ2QpC"));
         assert!(contains_token("use s.Qf1s5zigZ4OX6akYjQXJC1jY if unset"));
+        assert!(contains_token("token=hvs.CAESIJlU9JMYEhOPYv4KEvKZ2QpC"));
+        assert_eq!(
+            redact_tokens("  admin: \"hvs.CAESIJlU9JMYEhOPYv4KEvKZ2QpC\" # x"),
+            "  admin: \"<redacted>\" # x"
+        );
         assert!(looks_like_token("s.Qf1s5zigZ4OX6akYjQXJC1jY"));
         assert!(!looks_like_token("vault.example.com"));
         assert!(!looks_like_token("s.short"));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::source::SourceMap;
 
 /// How `planc check` prints diagnostics.
@@ -83,7 +83,13 @@ fn human(diagnostics: &[Diagnostic], sources: &SourceMap, colour: bool) -> Strin
                 span.line,
                 span.column
             );
-            if let Some(line) = file.line(span.line).filter(|l| l.len() <= 400) {
+            // A line that holds a secret literal is not shown, and token-shaped words in any
+            // other line are masked: diagnostics end up in CI logs.
+            let shown = file
+                .line(span.line)
+                .filter(|l| l.len() <= 400 && diagnostic.code != Code::SecretLiteral)
+                .map(crate::params::redact_tokens);
+            if let Some(line) = shown.as_deref() {
                 let bar = paint.wrap("1;34", "|");
                 let _ = writeln!(out, "{:gutter$} {bar}", "");
                 let _ = writeln!(

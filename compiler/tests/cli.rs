@@ -305,3 +305,24 @@ fn diff_writes_markdown_comments_and_render_writes_a_saved_plan() {
     assert_eq!(saved["previews"].as_array().unwrap().len(), 27);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_secret_literal_is_reported_without_being_shown() {
+    let token = "hvs.CAESIJlU9JMYEhOPYv4KEvKZ2QpC";
+    let setting = format!("old_admin_token={token}");
+    for format in ["human", "json", "github"] {
+        let out = planc(&[
+            "check", AKS, "--params", AKS_PARAMS, "--set", &setting, "--format", format,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("E013"), "{format}: {stdout}");
+        assert!(
+            !stdout.contains(token) && !text(&out.stderr).contains(token),
+            "{format} shows the token"
+        );
+    }
+    let out = planc(&["check", "tests/cases/check/secrets.yaml"]);
+    assert!(!text(&out.stdout).contains("CAESIJlU9JMYEhOPYv4KEvKZ2QpC"));
+    assert!(!text(&out.stdout).contains("Qf1s5zigZ4OX6akYjQXJC1jY"));
+}
