@@ -1,0 +1,339 @@
+//! `twin up`, `twin down` and `twin status`: a twin of clusters `old` and `new` serving in a
+//! background process whose pid, kubeconfig, env file and log live in one 0700 directory.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::kubeconfig::write_private;
+use crate::twin::{Twin, TwinOptions, create_private_dir};
+
+/// The clusters `twin up` starts.
+pub const CLUSTERS: &[&str] = &["old", "new"];
+
+/// The files of a twin directory.
+#[derive(Debug, Clone)]
+pub struct TwinDir {
+    pub dir: PathBuf,
+}
+
+impl TwinDir {
+    /// Creates `dir` (0700) and makes its path absolute.
+    pub fn create(dir: &Path) -> Result<TwinDir, String> {
+        create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
+        Ok(TwinDir { dir })
+    }
+
+    /// An existing directory, as given.
+    pub fn existing(dir: &Path) -> TwinDir {
+        TwinDir {
+            dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+    pub fn env(&self) -> PathBuf {
+        self.dir.join("env")
+    }
+    pub fn pid(&self) -> PathBuf {
+        self.dir.join("twin.pid")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("twin.log")
+    }
+    /// Written once the servers listen: the clusters and their URLs.
+    pub fn clusters(&self) -> PathBuf {
+        self.dir.join("clusters.json")
+    }
+
+    fn running_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.pid())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        is_twin_process(pid).then_some(pid)
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process running the twin binary.
+fn is_twin_process(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z" | "X") | None) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).contains("twin"))
+        .unwrap_or(false)
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Serves clusters `old` and `new` in this process until SIGTERM or SIGINT.
+pub fn serve(dir: &Path) -> Result<(), String> {
+    let paths = TwinDir::create(dir)?;
+    if let Some(pid) = paths.running_pid()
+        && pid != std::process::id() as i32
+    {
+        return Err(format!(
+            "a twin is already running from {} (pid {pid}): run `twin down --dir {}` first",
+            paths.dir.display(),
+            paths.dir.display()
+        ));
+    }
+    let _ = std::fs::remove_file(paths.clusters());
+    write_private(&paths.pid(), &format!("{}\n", std::process::id()))
+        .map_err(|e| format!("cannot write {}: {e}", paths.pid().display()))?;
+    let twin =
+        Twin::start_with(TwinOptions::new(CLUSTERS).dir(&paths.dir)).map_err(|e| e.to_string())?;
+    let mut env = format!(
+        "# Written by `twin up`; use it with: . {}\nexport KUBECONFIG={}\nexport TWIN_DIR={}\n",
+        shell_quote(&paths.env().display().to_string()),
+        shell_quote(&twin.kubeconfig_path().display().to_string()),
+        shell_quote(&paths.dir.display().to_string()),
+    );
+    let mut clusters = Vec::new();
+    for cluster in twin.clusters() {
+        env.push_str(&format!(
+            "export {}_API_URL={}\n",
+            cluster.name().to_uppercase().replace('-', "_"),
+            shell_quote(&cluster.url())
+        ));
+        clusters.push(json!({"name": cluster.name(), "url": cluster.url()}));
+    }
+    write_private(&paths.env(), &env)
+        .map_err(|e| format!("cannot write {}: {e}", paths.env().display()))?;
+    write_private(
+        &paths.clusters(),
+        &json!({"pid": std::process::id(), "clusters": clusters}).to_string(),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", paths.clusters().display()))?;
+    println!("{}", summary(&paths));
+    let _ = std::io::stdout().flush();
+    wait_for_termination()?;
+    twin.shutdown();
+    let _ = std::fs::remove_file(paths.clusters());
+    let _ = std::fs::remove_file(paths.pid());
+    Ok(())
+}
+
+fn wait_for_termination() -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime to wait for signals: {e}"))?;
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = hangup.recv() => {}
+        }
+        Ok(())
+    })
+}
+
+/// Starts `serve` as a background process (`<exe> serve --dir DIR`) and waits until it listens.
+pub fn up(dir: &Path, exe: &Path, ready_timeout: Duration) -> Result<String, String> {
+    let paths = TwinDir::create(dir)?;
+    if let Some(pid) = paths.running_pid() {
+        return Err(format!(
+            "a twin is already running from {} (pid {pid}): run `twin down --dir {}` first",
+            paths.dir.display(),
+            paths.dir.display()
+        ));
+    }
+    let _ = std::fs::remove_file(paths.clusters());
+    let log = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(paths.log())
+            .map_err(|e| format!("cannot create {}: {e}", paths.log().display()))?
+    };
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .arg("--dir")
+        .arg(&paths.dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    write_private(&paths.pid(), &format!("{}\n", child.id()))
+        .map_err(|e| format!("cannot write {}: {e}", paths.pid().display()))?;
+    let deadline = Instant::now() + ready_timeout;
+    loop {
+        if paths.clusters().exists() {
+            return Ok(summary(&paths));
+        }
+        if let Ok(Some(exit)) = child.try_wait() {
+            let _ = std::fs::remove_file(paths.pid());
+            return Err(format!(
+                "the twin server exited at start ({exit}); its log {} says:\n{}",
+                paths.log().display(),
+                std::fs::read_to_string(paths.log()).unwrap_or_default()
+            ));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(paths.pid());
+            return Err(format!(
+                "the twin server did not get ready within {ready_timeout:?}; see {}",
+                paths.log().display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn summary(paths: &TwinDir) -> String {
+    let clusters = read_clusters(paths);
+    let mut text = format!("twin is up: {}\n", paths.dir.display());
+    for (name, url) in &clusters {
+        text.push_str(&format!("  cluster {name}: {url}\n"));
+    }
+    text.push_str(&format!(
+        "  kubeconfig: {}\n  use it with: . {}\n  example: kubectl --context old get namespaces\n  stop with: twin down --dir {}",
+        paths.kubeconfig().display(),
+        paths.env().display(),
+        paths.dir.display()
+    ));
+    text
+}
+
+fn read_clusters(paths: &TwinDir) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(paths.clusters()) else {
+        return Vec::new();
+    };
+    let Ok(document) = serde_json::from_str::<Value>(&text) else {
+        return Vec::new();
+    };
+    document["clusters"]
+        .as_array()
+        .map(|clusters| {
+            clusters
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or("").to_string(),
+                        c["url"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Stops the twin started from `dir`: SIGTERM, then SIGKILL after `grace`.
+pub fn down(dir: &Path, grace: Duration) -> Result<String, String> {
+    let paths = TwinDir::existing(dir);
+    let Some(pid) = paths.running_pid() else {
+        let stale = paths.pid().exists();
+        let _ = std::fs::remove_file(paths.pid());
+        let _ = std::fs::remove_file(paths.clusters());
+        return Ok(if stale {
+            format!(
+                "no twin running from {} (removed a stale pid file)",
+                paths.dir.display()
+            )
+        } else {
+            format!("no twin running from {}", paths.dir.display())
+        });
+    };
+    // SAFETY: `kill` has no memory-safety preconditions; `pid` was checked to be a twin process.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while is_twin_process(pid) {
+        if Instant::now() > deadline {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill_deadline = Instant::now() + Duration::from_secs(5);
+    while is_twin_process(pid) && Instant::now() < kill_deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if is_twin_process(pid) {
+        return Err(format!("the twin (pid {pid}) did not stop"));
+    }
+    let _ = std::fs::remove_file(paths.pid());
+    let _ = std::fs::remove_file(paths.clusters());
+    Ok(format!("twin stopped (pid {pid}): {}", paths.dir.display()))
+}
+
+/// Whether the twin from `dir` runs, and whether each cluster answers `/version`.
+pub fn status(dir: &Path) -> Result<String, String> {
+    let paths = TwinDir::existing(dir);
+    let Some(pid) = paths.running_pid() else {
+        return Err(format!("no twin running from {}", paths.dir.display()));
+    };
+    let mut text = format!("twin running (pid {pid}): {}\n", paths.dir.display());
+    for (name, url) in read_clusters(&paths) {
+        let answer = probe_version(&url).unwrap_or_else(|e| format!("not answering: {e}"));
+        text.push_str(&format!("  cluster {name}: {url} ({answer})\n"));
+    }
+    text.push_str(&format!("  kubeconfig: {}", paths.kubeconfig().display()));
+    Ok(text)
+}
+
+/// `GET <url>/version` over a plain socket; the `gitVersion` it reports.
+fn probe_version(url: &str) -> Result<String, String> {
+    let address = url.strip_prefix("http://").ok_or("not an http URL")?;
+    let socket_address: std::net::SocketAddr = address.parse().map_err(|e| format!("{e}"))?;
+    let timeout = Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&socket_address, timeout)
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET /version HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or("");
+    let version: Value =
+        serde_json::from_str(body.trim()).map_err(|e| format!("bad /version answer: {e}"))?;
+    Ok(format!(
+        "Kubernetes {}",
+        version["gitVersion"].as_str().unwrap_or("?")
+    ))
+}

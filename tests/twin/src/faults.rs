@@ -1,0 +1,218 @@
+//! Fault injection: API errors and latency on chosen verbs and path prefixes, for a number of
+//! requests or until cleared.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::status::ApiError;
+
+/// The Kubernetes verb of a request, as RBAC and audit logs name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    DeleteCollection,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+        }
+    }
+}
+
+/// One rule: which requests it hits, how many times, and what it does to them.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    verb: Option<Verb>,
+    path_prefix: String,
+    remaining: Option<u32>,
+    delay: Duration,
+    error: Option<ApiError>,
+}
+
+impl Fault {
+    /// Answer matching requests with a `Status` of `code` and `reason` instead of serving them.
+    pub fn error(code: u16, reason: &str) -> Fault {
+        Fault {
+            verb: None,
+            path_prefix: String::new(),
+            remaining: None,
+            delay: Duration::ZERO,
+            error: Some(ApiError::new(
+                code,
+                reason,
+                format!("injected fault: {reason} ({code})"),
+            )),
+        }
+    }
+
+    /// Hold matching requests for `delay` before serving them.
+    pub fn delay(delay: Duration) -> Fault {
+        Fault {
+            verb: None,
+            path_prefix: String::new(),
+            remaining: None,
+            delay,
+            error: None,
+        }
+    }
+
+    /// Only requests with this verb (default: every verb).
+    pub fn on(mut self, verb: Verb) -> Fault {
+        self.verb = Some(verb);
+        self
+    }
+
+    /// Only requests whose URL path starts with `prefix` (default: every path).
+    pub fn path(mut self, prefix: &str) -> Fault {
+        self.path_prefix = prefix.to_string();
+        self
+    }
+
+    /// Only the next `count` matching requests (default: until cleared).
+    pub fn times(mut self, count: u32) -> Fault {
+        self.remaining = Some(count);
+        self
+    }
+
+    /// Replace the error message.
+    pub fn message(mut self, message: &str) -> Fault {
+        if let Some(error) = &mut self.error {
+            error.message = message.to_string();
+        }
+        self
+    }
+
+    fn matches(&self, verb: Verb, path: &str) -> bool {
+        self.verb.is_none_or(|v| v == verb)
+            && path.starts_with(&self.path_prefix)
+            && self.remaining != Some(0)
+    }
+}
+
+/// What the matching rules do to one request.
+#[derive(Debug, Default, PartialEq)]
+pub struct FaultEffect {
+    pub delay: Duration,
+    pub error: Option<ApiError>,
+}
+
+/// The fault rules of one cluster.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Mutex<Vec<Fault>>,
+}
+
+impl Faults {
+    pub fn inject(&self, fault: Fault) {
+        self.lock().push(fault);
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Whether no rule is left (counted rules disappear once used up).
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The combined effect of every rule matching a request (delays add up, the first error
+    /// wins), counting the request against each rule.
+    pub fn take(&self, verb: Verb, path: &str) -> FaultEffect {
+        let mut rules = self.lock();
+        let mut effect = FaultEffect::default();
+        for rule in rules.iter_mut().filter(|rule| rule.matches(verb, path)) {
+            if let Some(remaining) = &mut rule.remaining {
+                *remaining -= 1;
+            }
+            effect.delay += rule.delay;
+            if effect.error.is_none() {
+                effect.error = rule.error.clone();
+            }
+        }
+        rules.retain(|rule| rule.remaining != Some(0));
+        effect
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Fault>> {
+        self.rules
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_rules_expire_and_filter_by_verb_and_path() {
+        let faults = Faults::default();
+        faults.inject(
+            Fault::error(500, "InternalError")
+                .on(Verb::Get)
+                .path("/api/v1/namespaces/a")
+                .times(2),
+        );
+        assert!(
+            faults
+                .take(Verb::List, "/api/v1/namespaces/a/configmaps")
+                .error
+                .is_none()
+        );
+        assert!(
+            faults
+                .take(Verb::Get, "/api/v1/namespaces/b/configmaps/x")
+                .error
+                .is_none()
+        );
+        assert_eq!(
+            faults
+                .take(Verb::Get, "/api/v1/namespaces/a/configmaps/x")
+                .error
+                .unwrap()
+                .code,
+            500
+        );
+        assert!(
+            faults
+                .take(Verb::Get, "/api/v1/namespaces/a/configmaps/x")
+                .error
+                .is_some()
+        );
+        assert!(
+            faults
+                .take(Verb::Get, "/api/v1/namespaces/a/configmaps/x")
+                .error
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn delays_add_up() {
+        let faults = Faults::default();
+        faults.inject(Fault::delay(Duration::from_millis(5)));
+        faults.inject(Fault::delay(Duration::from_millis(7)).on(Verb::Create));
+        assert_eq!(
+            faults.take(Verb::Create, "/").delay,
+            Duration::from_millis(12)
+        );
+        faults.clear();
+        assert_eq!(faults.take(Verb::Create, "/"), FaultEffect::default());
+    }
+}

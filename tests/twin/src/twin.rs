@@ -1,0 +1,331 @@
+//! `Twin`: a set of named clusters, each an API server on its own loopback port, served by one
+//! runtime on a thread of its own, with the kubeconfig that reaches them; dropping it stops them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::faults::{Fault, Faults};
+use crate::kubeconfig;
+use crate::server::{self, ClusterState, ServerSettings};
+use crate::store::{DEFAULT_HISTORY_CAPACITY, Store};
+
+/// How to start a twin.
+#[derive(Debug, Clone)]
+pub struct TwinOptions {
+    /// Cluster names; each becomes a kubeconfig context of the same name.
+    pub clusters: Vec<String>,
+    /// Where the kubeconfig goes. `None`: a private temporary directory removed with the twin.
+    pub dir: Option<PathBuf>,
+    pub settings: ServerSettings,
+    /// Watch events kept per cluster for watches from an older resourceVersion.
+    pub history_capacity: usize,
+}
+
+impl TwinOptions {
+    pub fn new(clusters: &[&str]) -> TwinOptions {
+        TwinOptions {
+            clusters: clusters.iter().map(|name| name.to_string()).collect(),
+            dir: None,
+            settings: ServerSettings::default(),
+            history_capacity: DEFAULT_HISTORY_CAPACITY,
+        }
+    }
+
+    pub fn dir(mut self, dir: &Path) -> TwinOptions {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+}
+
+/// One cluster of a twin: its API server's address, store and fault rules. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    state: Arc<ClusterState>,
+}
+
+impl Cluster {
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.state.address)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.state.address
+    }
+
+    /// The objects, for in-process controllers and assertions.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.state.store
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
+    }
+
+    /// Adds a fault rule.
+    pub fn inject(&self, fault: Fault) {
+        self.state.faults.inject(fault);
+    }
+
+    /// Makes port-forward to pod `namespace/pod` connect to `address` instead of `status.podIP`.
+    pub fn set_pod_address(&self, namespace: &str, pod: &str, address: IpAddr) {
+        self.state
+            .pod_addresses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(format!("{namespace}/{pod}"), address);
+    }
+}
+
+/// Running clusters. Dropping it (or `shutdown`) stops every server and closes every connection.
+#[derive(Debug)]
+pub struct Twin {
+    clusters: Vec<Cluster>,
+    dir: PathBuf,
+    owned_dir: bool,
+    kubeconfig: PathBuf,
+    runtime: tokio::runtime::Handle,
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Why a twin could not start.
+#[derive(Debug)]
+pub enum StartError {
+    InvalidName(String),
+    Io(String, std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::InvalidName(why) => f.write_str(why),
+            StartError::Io(what, error) => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let what = what.into();
+    move |error| StartError::Io(what, error)
+}
+
+/// Creates `dir` (and parents) with mode 0700, or sets an existing one to 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+impl Twin {
+    /// Starts clusters with these names and default options.
+    pub fn start(clusters: &[&str]) -> Result<Twin, StartError> {
+        Twin::start_with(TwinOptions::new(clusters))
+    }
+
+    pub fn start_with(options: TwinOptions) -> Result<Twin, StartError> {
+        check_names(&options.clusters)?;
+        let (dir, owned_dir) = match &options.dir {
+            Some(dir) => (dir.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!("twin-{}", uuid::Uuid::new_v4().simple())),
+                true,
+            ),
+        };
+        create_private_dir(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+        let mut listeners = Vec::new();
+        let mut clusters = Vec::new();
+        for name in &options.clusters {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+                .map_err(io(format!("cannot listen on 127.0.0.1 for cluster {name}")))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(io("cannot make the listener non-blocking"))?;
+            let address = listener
+                .local_addr()
+                .map_err(io("cannot read the listener address"))?;
+            let state = Arc::new(ClusterState {
+                name: name.clone(),
+                address,
+                store: Arc::new(Store::new(options.history_capacity)),
+                faults: Arc::new(Faults::default()),
+                settings: options.settings.clone(),
+                pod_addresses: Arc::new(Mutex::new(Default::default())),
+            });
+            listeners.push((listener, state.clone()));
+            clusters.push(Cluster { state });
+        }
+        let urls: Vec<String> = clusters.iter().map(Cluster::url).collect();
+        let entries: Vec<kubeconfig::Entry<'_>> = clusters
+            .iter()
+            .zip(&urls)
+            .map(|(cluster, url)| kubeconfig::Entry {
+                name: cluster.name(),
+                server: url,
+            })
+            .collect();
+        let kubeconfig_path = dir.join("kubeconfig");
+        kubeconfig::write_private(&kubeconfig_path, &kubeconfig::render(&entries))
+            .map_err(io(format!("cannot write {}", kubeconfig_path.display())))?;
+
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("twin-api".to_string())
+            .spawn(move || run_servers(listeners, shutdown_receiver, ready_sender))
+            .map_err(io("cannot start the server thread"))?;
+        let runtime = match ready_receiver.recv() {
+            Ok(Ok(runtime)) => runtime,
+            Ok(Err(error)) => {
+                return Err(StartError::Io(
+                    "cannot start the server runtime".to_string(),
+                    error,
+                ));
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(StartError::Io(
+                    "the server thread stopped at start".to_string(),
+                    std::io::Error::other("no runtime"),
+                ));
+            }
+        };
+        Ok(Twin {
+            clusters,
+            dir,
+            owned_dir,
+            kubeconfig: kubeconfig_path,
+            runtime,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    /// The cluster named `name`; panics with the known names if there is none.
+    pub fn cluster(&self, name: &str) -> &Cluster {
+        self.clusters
+            .iter()
+            .find(|cluster| cluster.name() == name)
+            .unwrap_or_else(|| {
+                let names: Vec<&str> = self.clusters.iter().map(Cluster::name).collect();
+                panic!("the twin has no cluster {name:?} (it has {names:?})")
+            })
+    }
+
+    /// The kubeconfig with one context per cluster (context name = cluster name).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The directory holding the kubeconfig.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The runtime serving the clusters, for in-process controllers.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
+    /// Stops every server and waits until all connections are closed.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if self.owned_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn check_names(names: &[String]) -> Result<(), StartError> {
+    if names.is_empty() {
+        return Err(StartError::InvalidName(
+            "a twin needs at least one cluster".to_string(),
+        ));
+    }
+    for (index, name) in names.iter().enumerate() {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !valid {
+            return Err(StartError::InvalidName(format!(
+                "cluster name {name:?} must be lowercase letters, digits and '-' (at most 63)"
+            )));
+        }
+        if names[..index].contains(name) {
+            return Err(StartError::InvalidName(format!(
+                "cluster name {name:?} is given twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+type Ready = std::sync::mpsc::Sender<std::io::Result<tokio::runtime::Handle>>;
+
+/// The server thread: one current-thread runtime serving every cluster until shutdown; leaving
+/// it drops the runtime, which closes every connection and ends every watch.
+fn run_servers(
+    listeners: Vec<(std::net::TcpListener, Arc<ClusterState>)>,
+    shutdown: watch::Receiver<bool>,
+    ready: Ready,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = ready.send(Err(error));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut servers = tokio::task::JoinSet::new();
+        for (listener, state) in listeners {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    servers.spawn(server::serve(listener, state, shutdown.clone()));
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                    return;
+                }
+            }
+        }
+        let _ = ready.send(Ok(tokio::runtime::Handle::current()));
+        while servers.join_next().await.is_some() {}
+    });
+}
