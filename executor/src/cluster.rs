@@ -1,0 +1,510 @@
+//! The Kubernetes adapter: a client per kubeconfig context, objects read and written as JSON
+//! (the form planc's edits work on) with planx's field manager, conflicts surfaced rather than
+//! overwritten, pod restarts with uid preconditions that wait for a new uid Running, a Lease that
+//! keeps a second run out, and port-forwards to one pod's port.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret as SecretObject, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams, Preconditions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+
+/// The field manager planx writes with.
+pub const FIELD_MANAGER: &str = "planx";
+
+/// What went wrong with the Kubernetes API. Names the object and the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("context `{context}`: {message}")]
+    Config { context: String, message: String },
+    #[error("{action} {kind} `{name}` in `{context}`: {source}")]
+    Api {
+        action: &'static str,
+        kind: String,
+        name: String,
+        context: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error(
+        "{kind} `{name}` in `{context}` changed since it was read (resourceVersion conflict); re-plan"
+    )]
+    Conflict {
+        kind: String,
+        name: String,
+        context: String,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("timed out after {seconds}s waiting for {what}")]
+    Timeout { what: String, seconds: u64 },
+}
+
+impl ClusterError {
+    /// Worth retrying: the API server hiccuped, not the request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClusterError::Api { source, .. } => match source.as_ref() {
+                kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+                kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// The API resource of a kind the catalog handles.
+pub fn api_resource(kind: &str) -> Option<ApiResource> {
+    Some(match kind {
+        "ConfigMap" => ApiResource::erase::<ConfigMap>(&()),
+        "Secret" => ApiResource::erase::<SecretObject>(&()),
+        "Service" => ApiResource::erase::<Service>(&()),
+        "Pod" => ApiResource::erase::<Pod>(&()),
+        "StatefulSet" => ApiResource::erase::<StatefulSet>(&()),
+        "Ingress" => ApiResource::erase::<Ingress>(&()),
+        "EndpointSlice" => ApiResource::erase::<EndpointSlice>(&()),
+        "PodDisruptionBudget" => ApiResource::erase::<PodDisruptionBudget>(&()),
+        "Lease" => ApiResource::erase::<Lease>(&()),
+        _ => return None,
+    })
+}
+
+/// One kubeconfig context and the namespace a plan's target names.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+    context: String,
+    namespace: String,
+}
+
+impl Cluster {
+    /// A client for `context` of an already read kubeconfig (two contexts at once, one file).
+    pub async fn connect(
+        kubeconfig: &Kubeconfig,
+        context: &str,
+        namespace: &str,
+    ) -> Result<Cluster, ClusterError> {
+        crate::vault::install_crypto_provider();
+        let config_error = |message: String| ClusterError::Config {
+            context: context.to_string(),
+            message,
+        };
+        let options = KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
+            .await
+            .map_err(|e| config_error(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(|e| config_error(e.to_string()))?;
+        Ok(Cluster {
+            client,
+            context: context.to_string(),
+            namespace: namespace.to_string(),
+        })
+    }
+
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn api(&self, kind: &str) -> Result<Api<DynamicObject>, ClusterError> {
+        let resource = api_resource(kind).ok_or_else(|| {
+            ClusterError::Refused(format!("planx does not handle objects of kind {kind}"))
+        })?;
+        Ok(Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &resource,
+        ))
+    }
+
+    fn error(
+        &self,
+        action: &'static str,
+        kind: &str,
+        name: &str,
+        source: kube::Error,
+    ) -> ClusterError {
+        if let kube::Error::Api(status) = &source
+            && status.code == 409
+            && action != "create"
+        {
+            return ClusterError::Conflict {
+                kind: kind.to_string(),
+                name: name.to_string(),
+                context: self.context.clone(),
+            };
+        }
+        ClusterError::Api {
+            action,
+            kind: kind.to_string(),
+            name: name.to_string(),
+            context: self.context.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The object as JSON, or `None` when it does not exist.
+    pub async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+        let found = self
+            .api(kind)?
+            .get_opt(name)
+            .await
+            .map_err(|e| self.error("get", kind, name, e))?;
+        Ok(found.map(|o| to_json(kind, &o)))
+    }
+
+    pub async fn create(&self, object: &Value) -> Result<Value, ClusterError> {
+        let (kind, name) = kind_and_name(object);
+        let dynamic: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| {
+            ClusterError::Refused(format!("{kind} `{name}` is not a valid object: {e}"))
+        })?;
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let created = self
+            .api(&kind)?
+            .create(&params, &dynamic)
+            .await
+            .map_err(|e| self.error("create", &kind, &name, e))?;
+        Ok(to_json(&kind, &created))
+    }
+
+    /// Replace an object; its `metadata.resourceVersion` makes a concurrent change a conflict.
+    pub async fn replace(&self, object: &Value) -> Result<Value, ClusterError> {
+        let (kind, name) = kind_and_name(object);
+        let dynamic: DynamicObject = serde_json::from_value(object.clone()).map_err(|e| {
+            ClusterError::Refused(format!("{kind} `{name}` is not a valid object: {e}"))
+        })?;
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let replaced = self
+            .api(&kind)?
+            .replace(&name, &params, &dynamic)
+            .await
+            .map_err(|e| self.error("replace", &kind, &name, e))?;
+        Ok(to_json(&kind, &replaced))
+    }
+
+    /// Delete an object (only the one with `uid`, when given) and wait until it is gone.
+    pub async fn delete(
+        &self,
+        kind: &str,
+        name: &str,
+        uid: Option<&str>,
+        wait: Duration,
+    ) -> Result<(), ClusterError> {
+        let params = DeleteParams {
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let api = self.api(kind)?;
+        match api.delete(name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(e) => return Err(self.error("delete", kind, name, e)),
+        }
+        let gone =
+            kube::runtime::wait::await_condition(api, name, |object: Option<&DynamicObject>| {
+                object.is_none_or(|o| uid.is_some_and(|uid| o.metadata.uid.as_deref() != Some(uid)))
+            });
+        tokio::time::timeout(wait, gone)
+            .await
+            .map_err(|_| ClusterError::Timeout {
+                what: format!("{kind} `{name}` in `{}` to be deleted", self.context),
+                seconds: wait.as_secs(),
+            })?
+            .map_err(|e| ClusterError::Refused(format!("watching {kind} `{name}`: {e}")))?;
+        Ok(())
+    }
+
+    /// Pods matching a label selector, as JSON, ordered by name.
+    pub async fn pods(&self, selector: &str) -> Result<Vec<Value>, ClusterError> {
+        let api = self.api("Pod")?;
+        let list = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| self.error("list", "Pod", selector, e))?;
+        let mut pods: Vec<Value> = list.items.iter().map(|p| to_json("Pod", p)).collect();
+        pods.sort_by(|a, b| {
+            a["metadata"]["name"]
+                .as_str()
+                .cmp(&b["metadata"]["name"].as_str())
+        });
+        Ok(pods)
+    }
+
+    /// Delete a pod with its uid as precondition and wait for its successor: a new uid in phase
+    /// Running. Not Ready: a sealed Vault is NotReady. Returns the new uid.
+    pub async fn restart_pod(&self, name: &str, wait: Duration) -> Result<String, ClusterError> {
+        let pod = self.get("Pod", name).await?.ok_or_else(|| {
+            ClusterError::Refused(format!("pod `{name}` does not exist in `{}`", self.context))
+        })?;
+        let old_uid = pod["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let started = std::time::Instant::now();
+        self.delete("Pod", name, Some(&old_uid), wait).await?;
+        let left = wait.saturating_sub(started.elapsed());
+        let api = self.api("Pod")?;
+        let successor =
+            kube::runtime::wait::await_condition(api, name, |object: Option<&DynamicObject>| {
+                object.is_some_and(|o| {
+                    o.metadata.uid.as_deref().is_some_and(|uid| uid != old_uid)
+                        && o.data["status"]["phase"] == "Running"
+                })
+            });
+        let found = tokio::time::timeout(left, successor)
+            .await
+            .map_err(|_| ClusterError::Timeout {
+                what: format!(
+                    "pod `{name}` in `{}` to run again with a new uid",
+                    self.context
+                ),
+                seconds: wait.as_secs(),
+            })?
+            .map_err(|e| ClusterError::Refused(format!("watching pod `{name}`: {e}")))?;
+        Ok(found.and_then(|o| o.metadata.uid).unwrap_or_default())
+    }
+
+    /// Take the run's Lease (`planx-run`) for `holder`, or refuse when another live run holds it.
+    pub async fn acquire_lease(
+        &self,
+        holder: &str,
+        duration: Duration,
+    ) -> Result<(), ClusterError> {
+        let now = SystemTime::now();
+        let current = self.get("Lease", LEASE_NAME).await?;
+        let spec = json!({
+            "holderIdentity": holder,
+            "leaseDurationSeconds": duration.as_secs(),
+            "acquireTime": rfc3339_micros(now),
+            "renewTime": rfc3339_micros(now),
+        });
+        match current {
+            None => {
+                let lease = json!({
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": { "name": LEASE_NAME, "namespace": self.namespace },
+                    "spec": spec,
+                });
+                match self.create(&lease).await {
+                    Ok(_) => Ok(()),
+                    Err(ClusterError::Api { source, .. }) if matches!(source.as_ref(), kube::Error::Api(status) if status.code == 409) => {
+                        Err(self.lease_refusal(None))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Some(mut lease) => {
+                let other = lease["spec"]["holderIdentity"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let renewed = lease["spec"]["renewTime"].as_str().and_then(parse_rfc3339);
+                let seconds = lease["spec"]["leaseDurationSeconds"].as_u64().unwrap_or(0);
+                let live = renewed.is_some_and(|at| at + Duration::from_secs(seconds) > now);
+                if other != holder && live {
+                    return Err(self.lease_refusal(Some((
+                        other,
+                        lease["spec"]["acquireTime"]
+                            .as_str()
+                            .unwrap_or("?")
+                            .to_string(),
+                    ))));
+                }
+                lease["spec"] = spec;
+                self.replace(&lease).await.map(drop)
+            }
+        }
+    }
+
+    fn lease_refusal(&self, holder: Option<(String, String)>) -> ClusterError {
+        ClusterError::Refused(match holder {
+            Some((holder, since)) => format!(
+                "another planx run ({holder}, since {since}) holds the lease `{LEASE_NAME}` in `{}`; wait for it to finish, or resume it",
+                self.context
+            ),
+            None => format!(
+                "another planx run took the lease `{LEASE_NAME}` in `{}` just now",
+                self.context
+            ),
+        })
+    }
+
+    /// Give the Lease up (only when `holder` holds it).
+    pub async fn release_lease(&self, holder: &str) -> Result<(), ClusterError> {
+        if let Some(lease) = self.get("Lease", LEASE_NAME).await?
+            && lease["spec"]["holderIdentity"] == holder
+        {
+            let uid = lease["metadata"]["uid"].as_str().map(str::to_owned);
+            self.delete("Lease", LEASE_NAME, uid.as_deref(), Duration::from_secs(30))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forward a local loopback port to `port` of a pod through the API server. Connections are
+    /// accepted until the returned handle is dropped.
+    pub async fn port_forward(&self, pod: &str, port: u16) -> Result<PortForward, ClusterError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| ClusterError::Refused(format!("cannot listen on loopback: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| ClusterError::Refused(format!("cannot listen on loopback: {e}")))?;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let name = pod.to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((mut connection, _)) = listener.accept().await {
+                let pods = pods.clone();
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let Ok(mut forwarder) = pods.portforward(&name, &[port]).await else {
+                        return;
+                    };
+                    if let Some(mut upstream) = forwarder.take_stream(port) {
+                        let _ = tokio::io::copy_bidirectional(&mut connection, &mut upstream).await;
+                    }
+                    drop(forwarder);
+                });
+            }
+        });
+        Ok(PortForward { local, task })
+    }
+}
+
+/// A running port-forward; stops when dropped.
+pub struct PortForward {
+    pub local: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Name of the Lease a run holds in each cluster.
+pub const LEASE_NAME: &str = "planx-run";
+
+fn kind_and_name(object: &Value) -> (String, String) {
+    (
+        object["kind"].as_str().unwrap_or_default().to_string(),
+        object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+/// A dynamic object as plain JSON with its kind and apiVersion (lists strip them).
+fn to_json(kind: &str, object: &DynamicObject) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let (Some(map), Some(resource)) = (value.as_object_mut(), api_resource(kind)) {
+        map.insert("kind".into(), json!(kind));
+        map.insert("apiVersion".into(), json!(resource.api_version));
+    }
+    value
+}
+
+/// `2026-11-29T12:00:00.000000Z`, as Kubernetes' MicroTime.
+pub fn rfc3339_micros(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since.as_secs() as i64;
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_micros()
+    )
+}
+
+/// Parse the RFC 3339 UTC times Kubernetes writes (`Z`, optional fraction).
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.split('-').map(|p| p.parse::<i64>());
+    let (year, month, day) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut clock = clock.split(':').map(|p| p.parse::<i64>());
+    let (hour, minute, second) = (
+        clock.next()?.ok()?,
+        clock.next()?.ok()?,
+        clock.next()?.ok()?,
+    );
+    let micros: u32 = format!("{fraction:0<6}")[..6].parse().ok()?;
+    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(
+        UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(seconds).ok()?)
+            + Duration::from_micros(micros.into()),
+    )
+}
+
+/// Howard Hinnant's civil-from-days.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip() {
+        let time = UNIX_EPOCH + Duration::from_micros(1_796_040_000_123_456);
+        let text = rfc3339_micros(time);
+        assert_eq!(text, "2026-11-30T12:00:00.123456Z");
+        assert_eq!(parse_rfc3339(&text), Some(time));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T23:59:59Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_709_251_199))
+        );
+    }
+}
