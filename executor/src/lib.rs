@@ -3,6 +3,7 @@
 //! undoes it, where the points of no return are), the intent journal, and resume and rollback
 //! computed from plan and journal. The engine and the kube and vaultrs adapters are not built yet.
 
+pub mod actions;
 pub mod cluster;
 pub mod engine;
 pub mod journal;

@@ -1,0 +1,1027 @@
+//! The catalog's actions on the real APIs: each step's typed inputs turned into calls on the
+//! Kubernetes and Vault adapters, every change wrapped in a journaled effect, the objects changed
+//! with planc's edit functions (the ones the preview showed), and an `observe` per action for
+//! steps left in doubt by a crash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use planc::CompiledPlan;
+use planc::edit::{k8s, seal};
+use planc::expr::Resolved;
+use planc::model::CompiledTarget;
+use planc_schema::ActionKind;
+use planc_schema::actions as inputs;
+use planc_schema::plan::TargetKind;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::cluster::{Cluster, ClusterError, PortForward};
+use crate::engine::{ActionError, Actions, BoxFuture, Effects, StepRun};
+use crate::secrets::Secret;
+use crate::vault::{Vault, VaultError};
+
+impl From<ClusterError> for ActionError {
+    fn from(error: ClusterError) -> ActionError {
+        ActionError {
+            transient: error.is_transient(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<VaultError> for ActionError {
+    fn from(error: VaultError) -> ActionError {
+        ActionError {
+            transient: error.is_transient(),
+            message: error.to_string(),
+        }
+    }
+}
+
+type Outputs = BTreeMap<String, Value>;
+
+/// The actions of a run: one client per kubernetes target, the resolved secret parameters, the
+/// run directory for backups and snapshots, and name overrides (`--resolve host=ip:port`).
+pub struct Live {
+    plan: CompiledPlan,
+    clusters: HashMap<String, Cluster>,
+    secrets: HashMap<String, Secret>,
+    run_dir: PathBuf,
+    resolve: Vec<(String, SocketAddr)>,
+    forwards: Mutex<HashMap<(String, String), PortForward>>,
+    /// How long a restart or a seal change may take.
+    pub wait: Duration,
+}
+
+impl Live {
+    pub fn new(
+        plan: CompiledPlan,
+        clusters: HashMap<String, Cluster>,
+        secrets: HashMap<String, Secret>,
+        run_dir: PathBuf,
+        resolve: Vec<(String, SocketAddr)>,
+    ) -> Live {
+        Live {
+            plan,
+            clusters,
+            secrets,
+            run_dir,
+            resolve,
+            forwards: Mutex::new(HashMap::new()),
+            wait: Duration::from_secs(180),
+        }
+    }
+
+    fn target(&self, id: &str) -> Result<&CompiledTarget, ActionError> {
+        self.plan
+            .targets
+            .get(id)
+            .ok_or_else(|| ActionError::permanent(format!("unknown target `{id}`")))
+    }
+
+    /// The cluster a kubernetes target is, or a vault target lives in.
+    fn cluster(&self, target: &str) -> Result<&Cluster, ActionError> {
+        let target = self.target(target)?;
+        let id = match target.kind {
+            TargetKind::Kubernetes => target.id.as_str(),
+            TargetKind::Vault => target.attribute("cluster").unwrap_or_default(),
+            other => {
+                return Err(ActionError::permanent(format!(
+                    "a {} target has no cluster",
+                    other.name()
+                )));
+            }
+        };
+        self.clusters
+            .get(id)
+            .ok_or_else(|| ActionError::permanent(format!("no connection to cluster `{id}`")))
+    }
+
+    /// A secret input: a parameter's resolved value, or an earlier step's in-memory output.
+    fn secret(&self, run: &StepRun, input: &str) -> Result<Secret, ActionError> {
+        match run.inputs.get(input) {
+            Some(Resolved::Secret { param, reference }) => {
+                if reference.starts_with("step:") {
+                    run.step_secrets.get(reference).cloned().ok_or_else(|| {
+                        ActionError::permanent(format!(
+                            "`{input}` needs the output `{param}`, which this run does not hold (it is never journaled); resume runs the step that makes it again"
+                        ))
+                    })
+                } else {
+                    self.secrets.get(param).cloned().ok_or_else(|| {
+                        ActionError::permanent(format!(
+                            "secret parameter `{param}` was not resolved"
+                        ))
+                    })
+                }
+            }
+            _ => Err(ActionError::permanent(format!(
+                "`{input}` is not a secret reference"
+            ))),
+        }
+    }
+
+    fn secret_attribute(&self, target: &CompiledTarget, name: &str) -> Option<Secret> {
+        match target.attributes.get(name)? {
+            Resolved::Secret { param, .. } => self.secrets.get(param).cloned(),
+            Resolved::Str(text) => Some(Secret::new(text.clone())),
+            _ => None,
+        }
+    }
+
+    /// A Vault client for one pod of a vault target: through a port-forward, or at its address.
+    async fn vault_on(&self, vault: &str, pod: &str) -> Result<Vault, ActionError> {
+        let target = self.target(vault)?;
+        let port = match target.attributes.get("port") {
+            Some(Resolved::Int(port)) => u16::try_from(*port).unwrap_or(8200),
+            _ => 8200,
+        };
+        if target.attribute("reach") == Some("address") {
+            let template = target.attribute("address_template").unwrap_or_default();
+            return Ok(Vault::new(&template.replace("{pod}", pod), &self.resolve)?);
+        }
+        let cluster = self.cluster(vault)?;
+        let key = (cluster.context().to_string(), pod.to_string());
+        let mut forwards = self.forwards.lock().await;
+        if !forwards.contains_key(&key) {
+            let forward = cluster.port_forward(pod, port).await?;
+            forwards.insert(key.clone(), forward);
+        }
+        let local = forwards[&key].local;
+        Ok(Vault::new(&format!("http://{local}"), &self.resolve)?)
+    }
+
+    /// The pods of a vault target, by name.
+    async fn vault_pods(&self, vault: &str) -> Result<Vec<String>, ActionError> {
+        let target = self.target(vault)?;
+        let selector = target
+            .attribute("selector")
+            .unwrap_or("app.kubernetes.io/name=vault");
+        let pods = self.cluster(vault)?.pods(selector).await?;
+        Ok(pods
+            .iter()
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// The active pod and the standbys, asked of each pod's Vault.
+    async fn leader(&self, vault: &str) -> Result<(String, Vec<String>), ActionError> {
+        let mut leader = None;
+        let mut followers = Vec::new();
+        for pod in self.vault_pods(vault).await? {
+            let client = self.vault_on(vault, &pod).await?;
+            match client.leader().await {
+                Ok(answer) if answer.is_self => leader = Some(pod),
+                _ => followers.push(pod),
+            }
+        }
+        let leader = leader.ok_or_else(|| {
+            ActionError::transient(format!("no pod of `{vault}` is the active node"))
+        })?;
+        Ok((leader, followers))
+    }
+
+    fn backup_path(&self, target: &str, kind: &str, name: &str) -> PathBuf {
+        self.run_dir
+            .join("backups")
+            .join(format!("{target}-{kind}-{name}.json"))
+    }
+
+    /// Poll `check` every 250 ms until it holds, at most `self.wait`.
+    async fn wait_for<'c, F>(&self, what: &str, mut check: F) -> Result<(), ActionError>
+    where
+        F: FnMut() -> BoxFuture<'c, bool> + Send,
+    {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            if check().await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ActionError::permanent(format!(
+                    "timed out after {}s waiting for {what}",
+                    self.wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn wait_unsealed(&self, vault: &str, pod: &str, sealed: bool) -> Result<(), ActionError> {
+        let client = self.vault_on(vault, pod).await?;
+        let client = &client;
+        let what = format!("pod `{pod}` to report sealed: {sealed}");
+        self.wait_for(&what, move || {
+            Box::pin(async move {
+                client
+                    .seal_status()
+                    .await
+                    .is_ok_and(|s| s.initialized && s.sealed == sealed)
+            })
+        })
+        .await
+    }
+
+    /// Restart one pod of a vault target and wait as the step says.
+    async fn restart(
+        &self,
+        vault: &str,
+        pod: &str,
+        wait: inputs::RestartWait,
+        effects: &Effects,
+    ) -> Result<(), ActionError> {
+        let cluster = self.cluster(vault)?;
+        effects
+            .perform(&format!("delete pod {pod} of {vault}"), async {
+                cluster
+                    .restart_pod(pod, self.wait)
+                    .await
+                    .map(drop)
+                    .map_err(ActionError::from)
+            })
+            .await?;
+        match wait {
+            inputs::RestartWait::Running => Ok(()),
+            inputs::RestartWait::Unsealed => self.wait_unsealed(vault, pod, false).await,
+            inputs::RestartWait::Sealed => self.wait_unsealed(vault, pod, true).await,
+        }
+    }
+
+    fn seal_attributes(
+        &self,
+        key_service: &str,
+        extra: &indexmap::IndexMap<String, String>,
+    ) -> Result<Vec<(String, String)>, ActionError> {
+        let target = self.target(key_service)?;
+        let names: &[&str] = match target.kind {
+            TargetKind::Azurekeyvault => &["tenant_id", "vault_name", "key_name"],
+            TargetKind::Transit => &["address", "token", "mount_path", "key_name"],
+            TargetKind::Awskms => &["region", "kms_key_id"],
+            TargetKind::Gcpckms => &["project", "region", "key_ring", "crypto_key"],
+            _ => &[],
+        };
+        let mut attributes = Vec::new();
+        for name in names {
+            let value = self.secret_attribute(target, name).ok_or_else(|| {
+                ActionError::permanent(format!("key service `{key_service}` has no `{name}`"))
+            })?;
+            attributes.push((name.to_string(), value.expose().to_string()));
+        }
+        attributes.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(attributes)
+    }
+
+    /// Read the vault target's ConfigMap, apply a seal edit, write it back (conflicts surface).
+    async fn edit_seal(
+        &self,
+        vault: &str,
+        edit: seal::SealEdit,
+        effects: &Effects,
+    ) -> Result<(), ActionError> {
+        let target = self.target(vault)?;
+        let name = target
+            .attribute("configmap")
+            .unwrap_or("vault-config")
+            .to_string();
+        let key = target
+            .attribute("config_key")
+            .unwrap_or("extraconfig-from-values.hcl")
+            .to_string();
+        let cluster = self.cluster(vault)?;
+        let configmap = cluster.get("ConfigMap", &name).await?.ok_or_else(|| {
+            ActionError::permanent(format!(
+                "ConfigMap `{name}` does not exist in `{}`",
+                cluster.context()
+            ))
+        })?;
+        let text =
+            k8s::configmap_value(&configmap, &key).map_err(|e| ActionError::permanent(e.0))?;
+        let edited = seal::apply(text, &edit).map_err(|e| {
+            ActionError::permanent(format!("ConfigMap `{name}` key `{key}`: {}", e.0))
+        })?;
+        let updated = k8s::set_configmap_value(&configmap, &key, &edited)
+            .map_err(|e| ActionError::permanent(e.0))?;
+        effects
+            .perform(&format!("update ConfigMap {name} of {vault}"), async {
+                cluster
+                    .replace(&updated)
+                    .await
+                    .map(drop)
+                    .map_err(ActionError::from)
+            })
+            .await
+    }
+
+    async fn write_backup(&self, path: &Path, object: &Value) -> Result<(), ActionError> {
+        let text = serde_json::to_string_pretty(object)
+            .map_err(|e| ActionError::permanent(e.to_string()))?;
+        let parent = path.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(parent).await.map_err(|e| {
+            ActionError::permanent(format!("cannot create {}: {e}", parent.display()))
+        })?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options
+            .open(path)
+            .await
+            .map_err(|e| ActionError::permanent(format!("cannot write {}: {e}", path.display())))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, text.as_bytes())
+            .await
+            .and(file.sync_all().await)
+            .map_err(|e| ActionError::permanent(format!("cannot write {}: {e}", path.display())))
+    }
+
+    async fn read_backup(&self, path: &str) -> Result<Value, ActionError> {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| ActionError::permanent(format!("cannot read the backup {path}: {e}")))?;
+        serde_json::from_str(&text)
+            .map_err(|e| ActionError::permanent(format!("the backup {path} is not an object: {e}")))
+    }
+
+    /// Create the object, or replace the live one (carrying its resourceVersion).
+    async fn put(&self, cluster: &Cluster, object: &Value) -> Result<(), ActionError> {
+        let (kind, _, name) = k8s::identity(object);
+        match cluster.get(&kind, &name).await? {
+            None => cluster.create(object).await.map(drop)?,
+            Some(live) => {
+                let mut replacement = object.clone();
+                replacement["metadata"]["resourceVersion"] =
+                    live["metadata"]["resourceVersion"].clone();
+                cluster.replace(&replacement).await.map(drop)?
+            }
+        }
+        Ok(())
+    }
+
+    async fn resolve_host(&self, host: &str) -> Result<String, ActionError> {
+        if let Some((_, address)) = self.resolve.iter().find(|(name, _)| name == host) {
+            return Ok(address.ip().to_string());
+        }
+        let mut found = tokio::net::lookup_host((host, 443))
+            .await
+            .map_err(|e| ActionError::transient(format!("cannot resolve {host}: {e}")))?;
+        found
+            .find(|a| a.is_ipv4())
+            .map(|a| a.ip().to_string())
+            .ok_or_else(|| ActionError::permanent(format!("{host} has no IPv4 address")))
+    }
+
+    async fn apply_step(&self, run: &StepRun, effects: &Effects) -> Result<Outputs, ActionError> {
+        let on = run.step.on.as_str();
+        let mut outputs = Outputs::new();
+        match run.step.action {
+            ActionKind::PreflightCluster => {
+                let cluster = self.cluster(on)?;
+                let _: Option<Value> = cluster.get("ConfigMap", "planx-preflight-probe").await?;
+                outputs.insert("server_version".into(), json!("reachable"));
+            }
+            ActionKind::PreflightReplicas => {
+                let input: inputs::PreflightReplicasInput = typed(run)?;
+                let name = self
+                    .target(on)?
+                    .attribute("statefulset")
+                    .unwrap_or("vault")
+                    .to_string();
+                let statefulset = self
+                    .cluster(on)?
+                    .get("StatefulSet", &name)
+                    .await?
+                    .ok_or_else(|| {
+                        ActionError::permanent(format!("StatefulSet `{name}` does not exist"))
+                    })?;
+                let available = statefulset["status"]["availableReplicas"]
+                    .as_u64()
+                    .or(statefulset["status"]["readyReplicas"].as_u64())
+                    .unwrap_or(0);
+                if available < u64::from(input.expected) {
+                    return Err(ActionError::permanent(format!(
+                        "StatefulSet `{name}` has {available} available replicas, the plan expects {}",
+                        input.expected
+                    )));
+                }
+                outputs.insert("available".into(), json!(available));
+            }
+            ActionKind::PreflightSealOverrides => {
+                let target = self.target(on)?;
+                let name = target
+                    .attribute("statefulset")
+                    .unwrap_or("vault")
+                    .to_string();
+                let container = target.attribute("container").unwrap_or("vault").to_string();
+                let statefulset = self
+                    .cluster(on)?
+                    .get("StatefulSet", &name)
+                    .await?
+                    .unwrap_or(Value::Null);
+                let env = statefulset["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .and_then(|c| c.iter().find(|c| c["name"] == container))
+                    .and_then(|c| c["env"].as_array().cloned())
+                    .unwrap_or_default();
+                let overriding: Vec<String> = env
+                    .iter()
+                    .filter_map(|e| e["name"].as_str())
+                    .filter(|n| {
+                        n.starts_with("VAULT_SEAL_")
+                            || n.starts_with("VAULT_AZUREKEYVAULT_")
+                            || n.starts_with("VAULT_TRANSIT_SEAL_")
+                            || n.starts_with("VAULT_AWSKMS_SEAL_")
+                            || n.starts_with("VAULT_GCPCKMS_SEAL_")
+                            || *n == "AZURE_TENANT_ID"
+                            || *n == "AZURE_CLIENT_ID"
+                    })
+                    .map(str::to_owned)
+                    .collect();
+                if !overriding.is_empty() {
+                    return Err(ActionError::permanent(format!(
+                        "the container `{container}` sets {}, which override the seal configuration: both seal blocks would point at one key",
+                        overriding.join(", ")
+                    )));
+                }
+            }
+            ActionKind::PreflightKeyAccess => {
+                let target = self.target(on)?;
+                if target.kind != TargetKind::Transit {
+                    return Err(ActionError::permanent(format!(
+                        "checking access to a {} key is not built yet in planx; only transit keys are probed",
+                        target.kind.name()
+                    )));
+                }
+                let token = self
+                    .secret_attribute(target, "token")
+                    .ok_or_else(|| ActionError::permanent("the transit target has no token"))?;
+                let address = target.attribute("address").unwrap_or_default();
+                let mount = target
+                    .attribute("mount_path")
+                    .unwrap_or("transit/")
+                    .trim_end_matches('/');
+                let key = target.attribute("key_name").unwrap_or_default();
+                probe_transit(address, mount, key, &token).await?;
+            }
+            ActionKind::TokenCreate => {
+                let input: inputs::TokenCreateInput = typed(run)?;
+                let admin = self.secret(run, "admin_token")?;
+                let (leader, _) = self.leader(on).await?;
+                let client = self.vault_on(on, &leader).await?;
+                let (token, accessor) = effects
+                    .perform(&format!("create a migration token on {on}"), async {
+                        client
+                            .create_migration_token(&admin, &input.policy_name, &input.ttl)
+                            .await
+                            .map_err(ActionError::from)
+                    })
+                    .await?;
+                outputs.insert("token".into(), json!(token.expose()));
+                outputs.insert("accessor".into(), json!(accessor));
+            }
+            ActionKind::TokenRevoke => {
+                let token = self.secret(run, "token")?;
+                let (leader, _) = self.leader(on).await?;
+                let client = self.vault_on(on, &leader).await?;
+                effects
+                    .perform(&format!("revoke a migration token on {on}"), async {
+                        client.revoke_self(&token).await.map_err(ActionError::from)
+                    })
+                    .await?;
+            }
+            ActionKind::Backup => {
+                let input: inputs::BackupInput = typed(run)?;
+                let cluster = self.cluster(on)?;
+                let object = cluster
+                    .get(input.kind.as_str(), &input.name)
+                    .await?
+                    .ok_or_else(|| {
+                        ActionError::permanent(format!(
+                            "{} `{}` does not exist in `{}`",
+                            input.kind.as_str(),
+                            input.name,
+                            cluster.context()
+                        ))
+                    })?;
+                let path = self.backup_path(on, input.kind.as_str(), &input.name);
+                self.write_backup(&path, &k8s::clean_for_backup(&object))
+                    .await?;
+                outputs.insert("backup".into(), json!(path.display().to_string()));
+            }
+            ActionKind::Delete => {
+                let input: inputs::DeleteInput = typed(run)?;
+                let cluster = self.cluster(on)?;
+                effects
+                    .perform(
+                        &format!("delete {} {} in {on}", input.kind.as_str(), input.name),
+                        async {
+                            cluster
+                                .delete(input.kind.as_str(), &input.name, None, self.wait)
+                                .await
+                                .map_err(ActionError::from)
+                        },
+                    )
+                    .await?;
+            }
+            ActionKind::Restore => {
+                let input: inputs::RestoreInput = typed(run)?;
+                let object = self.read_backup(&input.backup).await?;
+                let cluster = self.cluster(on)?;
+                let (kind, _, name) = k8s::identity(&object);
+                effects
+                    .perform(&format!("restore {kind} {name} in {on}"), async {
+                        match input.mode {
+                            inputs::RestoreMode::Create => cluster
+                                .create(&object)
+                                .await
+                                .map(drop)
+                                .map_err(ActionError::from),
+                            inputs::RestoreMode::Replace => self.put(cluster, &object).await,
+                        }
+                    })
+                    .await?;
+            }
+            ActionKind::PatchArgs => {
+                let input: inputs::PatchArgsInput = typed(run)?;
+                let cluster = self.cluster(on)?;
+                let statefulset = cluster
+                    .get("StatefulSet", &input.statefulset)
+                    .await?
+                    .ok_or_else(|| {
+                        ActionError::permanent(format!(
+                            "StatefulSet `{}` does not exist in `{}`",
+                            input.statefulset,
+                            cluster.context()
+                        ))
+                    })?;
+                let patched = k8s::set_container_args(&statefulset, &input.container, &input.args)
+                    .map_err(|e| ActionError::permanent(e.0))?;
+                effects
+                    .perform(
+                        &format!(
+                            "set the args of {} in StatefulSet {}",
+                            input.container, input.statefulset
+                        ),
+                        async {
+                            cluster
+                                .replace(&patched)
+                                .await
+                                .map(drop)
+                                .map_err(ActionError::from)
+                        },
+                    )
+                    .await?;
+            }
+            ActionKind::ProxyService => {
+                let input: inputs::ProxyServiceInput = typed(run)?;
+                let cluster = self.cluster(on)?;
+                let address = self.resolve_host(&input.target_host).await?;
+                let (service, slice) = k8s::proxy_objects(&k8s::Proxy {
+                    namespace: cluster.namespace().to_string(),
+                    name: input.name.clone(),
+                    port: input.port,
+                    port_name: input.port_name.clone(),
+                    address: address.clone(),
+                });
+                effects
+                    .perform(
+                        &format!("create the proxy {} to {address} in {on}", input.name),
+                        async {
+                            self.put(cluster, &service).await?;
+                            self.put(cluster, &slice).await
+                        },
+                    )
+                    .await?;
+                outputs.insert("address".into(), json!(address));
+            }
+            ActionKind::IngressRewrite => {
+                let input: inputs::IngressRewriteInput = typed(run)?;
+                let cluster = self.cluster(on)?;
+                let source = match &input.from_backup {
+                    Some(path) => self.read_backup(path).await?,
+                    None => cluster
+                        .get("Ingress", &input.ingress)
+                        .await?
+                        .ok_or_else(|| {
+                            ActionError::permanent(format!(
+                                "Ingress `{}` does not exist in `{}`",
+                                input.ingress,
+                                cluster.context()
+                            ))
+                        })?,
+                };
+                let mut annotations = vec![(
+                    "nginx.ingress.kubernetes.io/backend-protocol".to_string(),
+                    input.backend_protocol.clone(),
+                )];
+                if let Some(vhost) = &input.upstream_vhost {
+                    annotations.push((
+                        "nginx.ingress.kubernetes.io/upstream-vhost".into(),
+                        vhost.clone(),
+                    ));
+                }
+                annotations.extend(input.annotations.clone());
+                let rewritten = k8s::rewrite_ingress(
+                    &source,
+                    &k8s::IngressRewrite {
+                        from_service: input.from_service.clone(),
+                        service: input.service.clone(),
+                        port: input.port,
+                        annotations,
+                    },
+                )
+                .map_err(|e| ActionError::permanent(e.0))?;
+                effects
+                    .perform(
+                        &format!("rewrite Ingress {} in {on}", input.ingress),
+                        async { self.put(cluster, &rewritten).await },
+                    )
+                    .await?;
+            }
+            ActionKind::Restart => {
+                let input: inputs::RestartInput = typed(run)?;
+                let pods = match (&input.pod, input.pods) {
+                    (Some(pod), _) => vec![pod.clone()],
+                    (None, Some(inputs::PodSet::Leader)) => vec![self.leader(on).await?.0],
+                    (None, Some(inputs::PodSet::Followers)) => self.leader(on).await?.1,
+                    (None, _) => self.vault_pods(on).await?,
+                };
+                if input.pods == Some(inputs::PodSet::Followers) {
+                    for pod in &pods {
+                        self.restart(on, pod, input.wait, effects).await?;
+                    }
+                } else {
+                    // All at once, as `kubectl delete pod --selector` does; then wait for each.
+                    let cluster = self.cluster(on)?;
+                    effects
+                        .perform(&format!("delete pods {} of {on}", pods.join(", ")), async {
+                            let mut restarts = tokio::task::JoinSet::new();
+                            for pod in pods.clone() {
+                                let cluster = cluster.clone();
+                                let wait = self.wait;
+                                restarts
+                                    .spawn(async move { cluster.restart_pod(&pod, wait).await });
+                            }
+                            while let Some(done) = restarts.join_next().await {
+                                done.map_err(|e| {
+                                    ActionError::permanent(format!("a restart failed: {e}"))
+                                })??;
+                            }
+                            Ok::<(), ActionError>(())
+                        })
+                        .await?;
+                    for pod in &pods {
+                        match input.wait {
+                            inputs::RestartWait::Running => {}
+                            inputs::RestartWait::Unsealed => {
+                                self.wait_unsealed(on, pod, false).await?
+                            }
+                            inputs::RestartWait::Sealed => {
+                                self.wait_unsealed(on, pod, true).await?
+                            }
+                        }
+                    }
+                }
+            }
+            ActionKind::SnapshotSave => {
+                let token = self.secret(run, "token")?;
+                let (leader, _) = self.leader(on).await?;
+                let client = self.vault_on(on, &leader).await?;
+                let path = self
+                    .run_dir
+                    .join("snapshots")
+                    .join(format!("{on}-{}.snap", run.key));
+                tokio::fs::create_dir_all(path.parent().expect("a folder"))
+                    .await
+                    .map_err(|e| {
+                        ActionError::permanent(format!("cannot create the snapshot folder: {e}"))
+                    })?;
+                let _ = tokio::fs::remove_file(&path).await;
+                let file = client.snapshot_save(&token, &path, |_| {}).await?;
+                outputs.insert("snapshot".into(), json!(path.display().to_string()));
+                outputs.insert("sha256".into(), json!(file.sha256));
+                outputs.insert("bytes".into(), json!(file.bytes));
+            }
+            ActionKind::SnapshotRestore => {
+                let input: inputs::SnapshotRestoreInput = typed(run)?;
+                let token = self.secret(run, "token")?;
+                let path = PathBuf::from(&input.snapshot);
+                let expected = match &input.sha256 {
+                    Some(sha) => sha.clone(),
+                    None => crate::vault::file_sha256(&path).await.map_err(|e| {
+                        ActionError::permanent(format!("cannot read {}: {e}", path.display()))
+                    })?,
+                };
+                let (leader, _) = self.leader(on).await?;
+                let client = self.vault_on(on, &leader).await?;
+                effects
+                    .perform(&format!("force-restore the snapshot into {on}"), async {
+                        client
+                            .snapshot_restore_force(&token, &path, &expected)
+                            .await
+                            .map_err(ActionError::from)
+                    })
+                    .await?;
+                for pod in self.vault_pods(on).await? {
+                    self.wait_unsealed(on, &pod, true).await?;
+                }
+            }
+            ActionKind::SealPointAtKey => {
+                let input: inputs::SealPointAtKeyInput = typed(run)?;
+                let attributes = self.seal_attributes(&input.key_service, &input.attributes)?;
+                let edit = seal::SealEdit::PointAtKey {
+                    selector: selector(&input.seal),
+                    attributes,
+                };
+                self.edit_seal(on, edit, effects).await?;
+            }
+            ActionKind::SealDisableAndAdd => {
+                let input: inputs::SealDisableAndAddInput = typed(run)?;
+                let attributes = self.seal_attributes(&input.key_service, &input.attributes)?;
+                let edit = seal::SealEdit::DisableAndAdd {
+                    selector: selector(&input.seal),
+                    new_type: self.target(&input.key_service)?.kind.name().to_string(),
+                    new_name: input.name.clone().filter(|n| !n.is_empty()),
+                    attributes,
+                };
+                self.edit_seal(on, edit, effects).await?;
+            }
+            ActionKind::SealRemoveDisabled => {
+                let input: inputs::SealRemoveDisabledInput = typed(run)?;
+                let edit = seal::SealEdit::RemoveDisabled {
+                    selector: input.seal.as_ref().map(selector),
+                };
+                self.edit_seal(on, edit, effects).await?;
+            }
+            ActionKind::Leader => {
+                let (leader, followers) = self.leader(on).await?;
+                outputs.insert("leader".into(), json!(leader));
+                outputs.insert("followers".into(), json!(followers));
+            }
+            ActionKind::SealMigrate => {
+                let input: inputs::SealMigrateInput = typed(run)?;
+                let keys = self.secret(run, "recovery_keys")?.lines();
+                // The leader is looked up again before every restart: never restart the active node here.
+                let (leader, _) = self.leader(on).await?;
+                if leader == input.pod {
+                    return Err(ActionError::permanent(format!(
+                        "`{}` is the active node now; seal migration restarts followers only",
+                        input.pod
+                    )));
+                }
+                self.restart(on, &input.pod, inputs::RestartWait::Running, effects)
+                    .await?;
+                let client = self.vault_on(on, &input.pod).await?;
+                let pod = input.pod.clone();
+                let probe = &client;
+                self.wait_for(
+                    &format!("pod `{pod}` to start in seal migration"),
+                    move || {
+                        Box::pin(async move {
+                            probe
+                                .seal_status()
+                                .await
+                                .is_ok_and(|s| s.sealed && s.migration)
+                        })
+                    },
+                )
+                .await?;
+                effects
+                    .perform(&format!("unseal {} with migrate", input.pod), async {
+                        for key in &keys {
+                            let status = client.unseal(key, true).await?;
+                            if !status.sealed {
+                                break;
+                            }
+                        }
+                        Ok::<(), ActionError>(())
+                    })
+                    .await?;
+                self.wait_for(
+                    &format!("pod `{pod}` to be an unsealed standby"),
+                    move || {
+                        Box::pin(async move {
+                            let unsealed = probe.seal_status().await.is_ok_and(|s| !s.sealed);
+                            unsealed && probe.leader().await.is_ok_and(|l| !l.is_self)
+                        })
+                    },
+                )
+                .await?;
+            }
+            ActionKind::StepDown => {
+                let token = self.secret(run, "token")?;
+                let (leader, _) = self.leader(on).await?;
+                let client = self.vault_on(on, &leader).await?;
+                effects
+                    .perform(&format!("step {leader} of {on} down"), async {
+                        client.step_down(&token).await.map_err(ActionError::from)
+                    })
+                    .await?;
+                let deadline = tokio::time::Instant::now() + self.wait;
+                let new_leader = loop {
+                    if let Ok((now, _)) = self.leader(on).await
+                        && now != leader
+                        && let Ok(client) = self.vault_on(on, &now).await
+                        && client
+                            .seal_status()
+                            .await
+                            .is_ok_and(|s| !s.sealed && !s.migration)
+                    {
+                        break now;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ActionError::permanent(format!(
+                            "timed out after {}s waiting for a new leader of `{on}` that finished the seal migration",
+                            self.wait.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                };
+                outputs.insert("leader".into(), json!(new_leader));
+            }
+            ActionKind::Verify => {
+                let input: inputs::VerifyInput = typed(run)?;
+                let token = self.secret(run, "token")?;
+                for url in &input.urls {
+                    verify(url, &token, &input.expect_mounts, &self.resolve).await?;
+                }
+            }
+            ActionKind::KeysDisable => {
+                return Err(ActionError::permanent(
+                    "withdrawing access to a key service is not built yet in planx; do it by hand after the run",
+                ));
+            }
+        }
+        Ok(outputs)
+    }
+
+    async fn observe_step(&self, run: &StepRun) -> Result<Option<Outputs>, ActionError> {
+        let on = run.step.on.as_str();
+        Ok(match run.step.action {
+            ActionKind::Delete => {
+                let input: inputs::DeleteInput = typed(run)?;
+                self.cluster(on)?
+                    .get(input.kind.as_str(), &input.name)
+                    .await?
+                    .is_none()
+                    .then(Outputs::new)
+            }
+            ActionKind::PatchArgs => {
+                let input: inputs::PatchArgsInput = typed(run)?;
+                let live = self
+                    .cluster(on)?
+                    .get("StatefulSet", &input.statefulset)
+                    .await?;
+                live.and_then(|s| k8s::container_args(&s, &input.container))
+                    .is_some_and(|args| args == input.args)
+                    .then(Outputs::new)
+            }
+            ActionKind::SealMigrate => {
+                let input: inputs::SealMigrateInput = typed(run)?;
+                let client = self.vault_on(on, &input.pod).await?;
+                let unsealed = client.seal_status().await.is_ok_and(|s| !s.sealed);
+                let standby = client.leader().await.is_ok_and(|l| !l.is_self);
+                (unsealed && standby).then(Outputs::new)
+            }
+            _ => None,
+        })
+    }
+}
+
+impl Actions for Live {
+    fn apply<'a>(
+        &'a self,
+        run: &'a StepRun,
+        effects: &'a Effects,
+    ) -> BoxFuture<'a, Result<Outputs, ActionError>> {
+        Box::pin(self.apply_step(run, effects))
+    }
+
+    fn observe<'a>(
+        &'a self,
+        run: &'a StepRun,
+    ) -> BoxFuture<'a, Result<Option<Outputs>, ActionError>> {
+        Box::pin(self.observe_step(run))
+    }
+}
+
+/// The step's inputs as the action's input type (secrets stand in as placeholders).
+fn typed<T: serde::de::DeserializeOwned>(run: &StepRun) -> Result<T, ActionError> {
+    let json: serde_json::Map<String, Value> = run
+        .inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_check_json()))
+        .collect();
+    serde_json::from_value(Value::Object(json))
+        .map_err(|e| ActionError::permanent(format!("inputs of `{}`: {e}", run.key)))
+}
+
+fn selector(seal: &inputs::SealSelector) -> seal::SealSelector {
+    seal::SealSelector {
+        seal_type: seal.seal_type.clone(),
+        name: seal.name.clone().filter(|n| !n.is_empty()),
+    }
+}
+
+/// Encrypt and decrypt a probe with a transit key, as the seal will.
+async fn probe_transit(
+    address: &str,
+    mount: &str,
+    key: &str,
+    token: &Secret,
+) -> Result<(), ActionError> {
+    let http = reqwest::Client::new();
+    let plaintext = "cGxhbngtcHJvYmU="; // "planx-probe"
+    let encrypt = http
+        .put(format!("{address}/v1/{mount}/encrypt/{key}"))
+        .header("X-Vault-Token", token.expose())
+        .json(&json!({ "plaintext": plaintext }))
+        .send()
+        .await
+        .map_err(|e| ActionError::transient(format!("transit at {address}: {e}")))?;
+    if !encrypt.status().is_success() {
+        return Err(ActionError::permanent(format!(
+            "transit at {address}: encrypt with `{key}` answered HTTP {}",
+            encrypt.status().as_u16()
+        )));
+    }
+    let body: Value = encrypt
+        .json()
+        .await
+        .map_err(|e| ActionError::permanent(e.to_string()))?;
+    let ciphertext = body["data"]["ciphertext"].as_str().unwrap_or_default();
+    let decrypt = http
+        .put(format!("{address}/v1/{mount}/decrypt/{key}"))
+        .header("X-Vault-Token", token.expose())
+        .json(&json!({ "ciphertext": ciphertext }))
+        .send()
+        .await
+        .map_err(|e| ActionError::transient(format!("transit at {address}: {e}")))?;
+    let body: Value = decrypt.json().await.unwrap_or(Value::Null);
+    if body["data"]["plaintext"] != plaintext {
+        return Err(ActionError::permanent(format!(
+            "transit at {address}: decrypt with `{key}` did not give the probe back"
+        )));
+    }
+    Ok(())
+}
+
+/// Through a URL (a domain, via `--resolve`): the token works and the mounts are listed.
+async fn verify(
+    url: &str,
+    token: &Secret,
+    expect_mounts: &[String],
+    resolve: &[(String, SocketAddr)],
+) -> Result<(), ActionError> {
+    let vault = Vault::new(url, resolve)?;
+    let health = vault.health().await?;
+    if health.sealed {
+        return Err(ActionError::permanent(format!(
+            "{url} answers but is sealed"
+        )));
+    }
+    let http = reqwest::Client::builder();
+    let mut http = http;
+    for (host, address) in resolve {
+        http = http.resolve(host, *address);
+    }
+    let http = http
+        .build()
+        .map_err(|e| ActionError::permanent(e.to_string()))?;
+    let lookup = http
+        .get(format!(
+            "{}/v1/auth/token/lookup-self",
+            url.trim_end_matches('/')
+        ))
+        .header("X-Vault-Token", token.expose())
+        .send()
+        .await
+        .map_err(|e| ActionError::transient(format!("{url}: {e}")))?;
+    if !lookup.status().is_success() {
+        return Err(ActionError::permanent(format!(
+            "{url}: the token is not valid there (HTTP {})",
+            lookup.status().as_u16()
+        )));
+    }
+    if !expect_mounts.is_empty() {
+        let mounts: Value = http
+            .get(format!("{}/v1/sys/mounts", url.trim_end_matches('/')))
+            .header("X-Vault-Token", token.expose())
+            .send()
+            .await
+            .map_err(|e| ActionError::transient(format!("{url}: {e}")))?
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        for mount in expect_mounts {
+            let key = format!("{}/", mount.trim_end_matches('/'));
+            if mounts.get(&key).is_none() && mounts["data"].get(&key).is_none() {
+                return Err(ActionError::permanent(format!(
+                    "{url}: the mount `{key}` is missing"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
