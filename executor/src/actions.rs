@@ -184,6 +184,129 @@ impl Live {
         Ok((leader, followers))
     }
 
+    /// Where the state of an object before a step is recorded, for a rollback.
+    fn before_path(&self, key: &str, target: &str, kind: &str, name: &str) -> PathBuf {
+        let key: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.run_dir
+            .join("before")
+            .join(key)
+            .join(format!("{target}-{kind}-{name}.json"))
+    }
+
+    /// Record an object as it is before a step changes it (`null` when it does not exist).
+    async fn record_before(
+        &self,
+        run: &StepRun,
+        target: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), ActionError> {
+        let cluster = self.cluster(target)?;
+        let current = cluster.get(kind, name).await?;
+        let path = self.before_path(&run.key, target, kind, name);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            // A retry or a resume: the first record is the one that counts.
+            return Ok(());
+        }
+        let value = current
+            .map(|o| k8s::clean_for_backup(&o))
+            .unwrap_or(Value::Null);
+        self.write_backup(&path, &value).await
+    }
+
+    /// Undo a step by putting back every object state recorded before it; returns what it did.
+    pub async fn undo(&self, key: &str) -> Result<Vec<String>, ActionError> {
+        let key: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let folder = self.run_dir.join("before").join(key);
+        let mut done = Vec::new();
+        let Ok(mut entries) = tokio::fs::read_dir(&folder).await else {
+            return Ok(done);
+        };
+        let mut files = Vec::new();
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            files.push(entry.path());
+        }
+        files.sort();
+        for path in files {
+            let name = path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let mut parts = name.splitn(3, '-');
+            let (target, kind, object) = match (parts.next(), parts.next(), parts.next()) {
+                (Some(t), Some(k), Some(o)) => (t.to_string(), k.to_string(), o.to_string()),
+                _ => continue,
+            };
+            let before = self.read_backup(&path.display().to_string()).await?;
+            let cluster = self.cluster(&target)?;
+            if before.is_null() {
+                cluster.delete(&kind, &object, None, self.wait).await?;
+                done.push(format!(
+                    "deleted {kind} {object} in {target}, which the step created"
+                ));
+            } else {
+                self.put(cluster, &before).await?;
+                done.push(format!("put {kind} {object} in {target} back as it was"));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Restart every pod of the vault targets that run from `statefulset` in `cluster`, and wait
+    /// until they are unsealed: what a restored StatefulSet needs (updateStrategy OnDelete).
+    pub async fn restart_vaults_of(
+        &self,
+        cluster_target: &str,
+        statefulset: &str,
+    ) -> Result<Vec<String>, ActionError> {
+        let vaults: Vec<String> = self
+            .plan
+            .targets
+            .values()
+            .filter(|t| {
+                t.kind == TargetKind::Vault
+                    && t.attribute("cluster") == Some(cluster_target)
+                    && t.attribute("statefulset").unwrap_or("vault") == statefulset
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        let mut done = Vec::new();
+        for vault in vaults {
+            let cluster = self.cluster(&vault)?;
+            let pods = self.vault_pods(&vault).await?;
+            for pod in &pods {
+                cluster.restart_pod(pod, self.wait).await?;
+            }
+            for pod in &pods {
+                self.wait_unsealed(&vault, pod, false).await?;
+            }
+            done.push(format!(
+                "restarted the pods of {vault} ({})",
+                pods.join(", ")
+            ));
+        }
+        Ok(done)
+    }
+
     fn backup_path(&self, target: &str, kind: &str, name: &str) -> PathBuf {
         self.run_dir
             .join("backups")
@@ -277,6 +400,7 @@ impl Live {
     /// Read the vault target's ConfigMap, apply a seal edit, write it back (conflicts surface).
     async fn edit_seal(
         &self,
+        run: &StepRun,
         vault: &str,
         edit: seal::SealEdit,
         effects: &Effects,
@@ -304,6 +428,9 @@ impl Live {
         })?;
         let updated = k8s::set_configmap_value(&configmap, &key, &edited)
             .map_err(|e| ActionError::permanent(e.0))?;
+        let cluster_target = target.attribute("cluster").unwrap_or_default().to_string();
+        self.record_before(run, &cluster_target, "ConfigMap", &name)
+            .await?;
         effects
             .perform(&format!("update ConfigMap {name} of {vault}"), async {
                 cluster
@@ -512,6 +639,8 @@ impl Live {
             ActionKind::Delete => {
                 let input: inputs::DeleteInput = typed(run)?;
                 let cluster = self.cluster(on)?;
+                self.record_before(run, on, input.kind.as_str(), &input.name)
+                    .await?;
                 effects
                     .perform(
                         &format!("delete {} {} in {on}", input.kind.as_str(), input.name),
@@ -529,6 +658,7 @@ impl Live {
                 let object = self.read_backup(&input.backup).await?;
                 let cluster = self.cluster(on)?;
                 let (kind, _, name) = k8s::identity(&object);
+                self.record_before(run, on, &kind, &name).await?;
                 effects
                     .perform(&format!("restore {kind} {name} in {on}"), async {
                         match input.mode {
@@ -557,6 +687,8 @@ impl Live {
                     })?;
                 let patched = k8s::set_container_args(&statefulset, &input.container, &input.args)
                     .map_err(|e| ActionError::permanent(e.0))?;
+                self.record_before(run, on, "StatefulSet", &input.statefulset)
+                    .await?;
                 effects
                     .perform(
                         &format!(
@@ -584,6 +716,9 @@ impl Live {
                     port_name: input.port_name.clone(),
                     address: address.clone(),
                 });
+                self.record_before(run, on, "Service", &input.name).await?;
+                self.record_before(run, on, "EndpointSlice", &input.name)
+                    .await?;
                 effects
                     .perform(
                         &format!("create the proxy {} to {address} in {on}", input.name),
@@ -632,6 +767,8 @@ impl Live {
                     },
                 )
                 .map_err(|e| ActionError::permanent(e.0))?;
+                self.record_before(run, on, "Ingress", &input.ingress)
+                    .await?;
                 effects
                     .perform(
                         &format!("rewrite Ingress {} in {on}", input.ingress),
@@ -734,7 +871,7 @@ impl Live {
                     selector: selector(&input.seal),
                     attributes,
                 };
-                self.edit_seal(on, edit, effects).await?;
+                self.edit_seal(run, on, edit, effects).await?;
             }
             ActionKind::SealDisableAndAdd => {
                 let input: inputs::SealDisableAndAddInput = typed(run)?;
@@ -745,14 +882,14 @@ impl Live {
                     new_name: input.name.clone().filter(|n| !n.is_empty()),
                     attributes,
                 };
-                self.edit_seal(on, edit, effects).await?;
+                self.edit_seal(run, on, edit, effects).await?;
             }
             ActionKind::SealRemoveDisabled => {
                 let input: inputs::SealRemoveDisabledInput = typed(run)?;
                 let edit = seal::SealEdit::RemoveDisabled {
                     selector: input.seal.as_ref().map(selector),
                 };
-                self.edit_seal(on, edit, effects).await?;
+                self.edit_seal(run, on, edit, effects).await?;
             }
             ActionKind::Leader => {
                 let (leader, followers) = self.leader(on).await?;

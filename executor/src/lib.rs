@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod engine;
 pub mod journal;
 pub mod recovery;
+pub mod run;
 pub mod secrets;
 pub mod vault;
 

@@ -1,0 +1,430 @@
+//! A run of a plan on the real clusters: the run directory (0700; journal, backups, snapshots,
+//! the record of what was compiled), secrets resolved from their references, the Lease taken in
+//! every cluster, the engine started or resumed, and the summary with the outage window.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use kube::config::Kubeconfig;
+use planc::expr::Resolved;
+use planc::{CompileRequest, CompiledPlan, FileLoader};
+use planc_schema::ActionKind;
+use planc_schema::plan::TargetKind;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::actions::Live;
+use crate::cluster::Cluster;
+use crate::engine::{self, Approver, Engine, Options, Outcome, Progress};
+use crate::journal::{self, Event, Journal};
+use crate::secrets::{self, Secret};
+
+/// What a run was started with; written to `RUN/run.json` so that `resume` compiles the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub plan: PathBuf,
+    pub params_files: Vec<PathBuf>,
+    pub set: Vec<String>,
+    pub kubeconfig: PathBuf,
+    pub resolve: Vec<String>,
+    /// SHA-256 of the compiled plan's rendering: a resume refuses a plan that changed.
+    pub plan_sha256: String,
+    pub run_id: String,
+}
+
+/// Compile a plan as a run records it.
+pub fn compile(record: &RunRecord) -> Result<CompiledPlan, String> {
+    let request = CompileRequest {
+        plan: record.plan.clone(),
+        params_files: record.params_files.clone(),
+        set: record.set.clone(),
+    };
+    let compilation = planc::compile(&request, &FileLoader).map_err(|e| e.to_string())?;
+    match compilation.plan {
+        Some(plan) => Ok(plan),
+        None => Err(planc::report::render(
+            &compilation.diagnostics,
+            &compilation.sources,
+            planc::report::ReportFormat::Human,
+            false,
+        )),
+    }
+}
+
+/// SHA-256 of a compiled plan's JSON rendering.
+pub fn plan_digest(plan: &CompiledPlan) -> String {
+    let mut rendering = planc::render::compiled_plan_json(plan, &planc::SourceMap::default());
+    // Source positions do not change what runs.
+    if let Some(steps) = rendering["steps"].as_array_mut() {
+        for step in steps {
+            if let Some(step) = step.as_object_mut() {
+                step.remove("source");
+            }
+        }
+    }
+    let text = serde_json::to_string(&rendering).expect("renders");
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `host=ip:port` (or `host=ip`, port 443) pairs, as curl's `--resolve`.
+pub fn parse_resolve(pairs: &[String]) -> Result<Vec<(String, SocketAddr)>, String> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (host, address) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--resolve `{pair}`: write host=ip:port"))?;
+            let address = if address.contains(':') {
+                address.to_string()
+            } else {
+                format!("{address}:443")
+            };
+            let socket: SocketAddr = address
+                .parse()
+                .map_err(|_| format!("--resolve `{pair}`: `{address}` is not ip:port"))?;
+            Ok((host.to_string(), socket))
+        })
+        .collect()
+}
+
+/// Create `path` as a directory only its owner may enter.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Resolve every secret parameter of the plan (`env:`, `file:` relative to `base`).
+pub fn resolve_secrets(
+    plan: &CompiledPlan,
+    base: &Path,
+) -> Result<HashMap<String, Secret>, String> {
+    let mut resolved = HashMap::new();
+    let mut references: Vec<(String, String)> = plan
+        .params
+        .iter()
+        .filter_map(|p| match &p.value {
+            Resolved::Secret { param, reference } => Some((param.clone(), reference.clone())),
+            _ => None,
+        })
+        .collect();
+    for target in plan.targets.values() {
+        for value in target.attributes.values() {
+            if let Resolved::Secret { param, reference } = value {
+                references.push((param.clone(), reference.clone()));
+            }
+        }
+    }
+    for (param, reference) in references {
+        if reference == "prompt" {
+            return Err(format!(
+                "secret `{param}` is set to `prompt`; planx reads prompts only on a terminal, which is not built yet: use env: or file:"
+            ));
+        }
+        let secret =
+            secrets::resolve(&reference, base).map_err(|e| format!("secret `{param}`: {e}"))?;
+        resolved.insert(param, secret);
+    }
+    Ok(resolved)
+}
+
+/// Clients for every kubernetes target of the plan.
+pub async fn connect(
+    plan: &CompiledPlan,
+    kubeconfig: &Path,
+) -> Result<HashMap<String, Cluster>, String> {
+    let config = Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| format!("cannot read the kubeconfig {}: {e}", kubeconfig.display()))?;
+    let mut clusters = HashMap::new();
+    for target in plan
+        .targets
+        .values()
+        .filter(|t| t.kind == TargetKind::Kubernetes)
+    {
+        let context = target.attribute("context").unwrap_or_default();
+        let namespace = target.attribute("namespace").unwrap_or("default");
+        let cluster = Cluster::connect(&config, context, namespace)
+            .await
+            .map_err(|e| e.to_string())?;
+        clusters.insert(target.id.clone(), cluster);
+    }
+    Ok(clusters)
+}
+
+/// How a run went, for the closing summary.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub outcome: Outcome,
+    pub total: Duration,
+    /// From the step that blocked writes to the last verification that succeeded.
+    pub outage: Option<Duration>,
+    pub run_dir: PathBuf,
+}
+
+/// Start a new run or resume one: `record` says what to compile, `run_dir` holds everything.
+pub async fn execute(
+    record: &RunRecord,
+    run_dir: &Path,
+    resume: bool,
+    approver: Arc<dyn Approver>,
+    progress: impl Fn(Progress) + Send + Sync + 'static,
+    stop: watch::Receiver<bool>,
+) -> Result<Summary, String> {
+    let started = Instant::now();
+    let plan = compile(record)?;
+    let digest = plan_digest(&plan);
+    if digest != record.plan_sha256 {
+        return Err(format!(
+            "the plan changed since the run started (compiled plan SHA-256 {digest}, the run recorded {}); refusing to continue it: finish or roll back with the plan it started with",
+            record.plan_sha256
+        ));
+    }
+    let base = std::env::current_dir().map_err(|e| e.to_string())?;
+    let secrets = resolve_secrets(&plan, &base)?;
+    let resolve = parse_resolve(&record.resolve)?;
+    let clusters = connect(&plan, &record.kubeconfig).await?;
+    for cluster in clusters.values() {
+        cluster
+            .acquire_lease(&record.run_id, Duration::from_secs(3600))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let journal_path = run_dir.join("journal.jsonl");
+    let (journal, states) = if resume {
+        let (journal, events) = Journal::reopen(&journal_path).map_err(|e| e.to_string())?;
+        (journal, journal::replay(&events))
+    } else {
+        let mut journal = Journal::create(&journal_path).map_err(|e| e.to_string())?;
+        journal
+            .append(Event::RunStarted {
+                plan: plan.name.clone(),
+                plan_sha256: digest,
+            })
+            .map_err(|e| e.to_string())?;
+        (journal, BTreeMap::new())
+    };
+    let live = Live::new(
+        plan.clone(),
+        clusters.clone(),
+        secrets,
+        run_dir.to_path_buf(),
+        resolve,
+    );
+    let engine = Engine {
+        actions: Arc::new(live),
+        approver,
+        options: Options::default(),
+    };
+    let window = Arc::new(std::sync::Mutex::new(OutageWindow::default()));
+    let blocking: Vec<String> = writes_blocking_steps(&plan);
+    let verifying: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == ActionKind::Verify)
+        .map(|s| s.id.clone())
+        .collect();
+    let tracker = window.clone();
+    let outcome = engine::run(
+        engine,
+        plan,
+        states,
+        journal,
+        move |event| {
+            tracker
+                .lock()
+                .expect("window")
+                .see(&event, &blocking, &verifying);
+            progress(event);
+        },
+        stop,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if matches!(outcome, Outcome::Completed) {
+        for cluster in clusters.values() {
+            let _ = cluster.release_lease(&record.run_id).await;
+        }
+    }
+    let outage = window.lock().expect("window").length();
+    Ok(Summary {
+        outcome,
+        total: started.elapsed(),
+        outage,
+        run_dir: run_dir.to_path_buf(),
+    })
+}
+
+/// Steps after which clients can no longer write: an Ingress deleted, a StatefulSet stopped.
+fn writes_blocking_steps(plan: &CompiledPlan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .filter(|s| {
+            (s.action == ActionKind::Delete
+                && s.with.get("kind").and_then(Resolved::as_str) == Some("Ingress"))
+                || s.action == ActionKind::PatchArgs
+        })
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// The outage window: from the first step that blocks writes starting, to the last
+/// verification through the domains succeeding.
+#[derive(Debug, Default)]
+struct OutageWindow {
+    blocked: Option<Instant>,
+    verified: Option<Instant>,
+}
+
+impl OutageWindow {
+    fn see(&mut self, event: &Progress, blocking: &[String], verifying: &[String]) {
+        match event {
+            Progress::Started { key, .. } if self.blocked.is_none() && blocking.contains(key) => {
+                self.blocked = Some(Instant::now());
+            }
+            Progress::Succeeded { key, .. } if verifying.contains(key) => {
+                self.verified = Some(Instant::now());
+            }
+            _ => {}
+        }
+    }
+
+    fn length(&self) -> Option<Duration> {
+        Some(self.verified?.duration_since(self.blocked?))
+    }
+}
+
+/// A run id: the plan's name and the start time.
+pub fn run_id(plan: &str) -> String {
+    let stamp = crate::cluster::rfc3339_micros(SystemTime::now());
+    let compact: String = stamp
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .take(15)
+        .collect();
+    format!("{plan}-{compact}")
+}
+
+/// Roll a run back: undo, in reverse order, every step that ran and can be undone (objects put
+/// back as recorded before the step; the pods of a restored StatefulSet restarted), and say what
+/// cannot be undone. Returns what was done, line by line.
+pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>, String> {
+    let plan = compile(record)?;
+    let digest = plan_digest(&plan);
+    if digest != record.plan_sha256 {
+        return Err(format!(
+            "the plan changed since the run started (compiled plan SHA-256 {digest}, the run recorded {}); roll back with the plan the run started with",
+            record.plan_sha256
+        ));
+    }
+    let base = std::env::current_dir().map_err(|e| e.to_string())?;
+    let secrets = resolve_secrets(&plan, &base)?;
+    let resolve = parse_resolve(&record.resolve)?;
+    let clusters = connect(&plan, &record.kubeconfig).await?;
+    for cluster in clusters.values() {
+        cluster
+            .acquire_lease(&record.run_id, Duration::from_secs(3600))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let (mut journal, events) =
+        Journal::reopen(&run_dir.join("journal.jsonl")).map_err(|e| e.to_string())?;
+    let states = journal::replay(&events);
+    let rollback = crate::recovery::rollback(&plan, &states);
+    let live = Live::new(
+        plan.clone(),
+        clusters.clone(),
+        secrets,
+        run_dir.to_path_buf(),
+        resolve,
+    );
+    let mut done = Vec::new();
+    for (step_id, action) in &rollback.actions {
+        let step = plan
+            .steps
+            .iter()
+            .find(|s| &s.id == step_id)
+            .expect("rollback names plan steps");
+        let undo = match action {
+            crate::recovery::RollbackAction::CannotUndo(why) => {
+                done.push(format!("{step_id}: cannot be undone: {why}"));
+                continue;
+            }
+            crate::recovery::RollbackAction::Undo(undo)
+            | crate::recovery::RollbackAction::ObserveThenUndo(undo) => *undo,
+        };
+        journal
+            .append(Event::UndoStarted {
+                step: step_id.clone(),
+            })
+            .map_err(|e| e.to_string())?;
+        match undo {
+            planc::catalog::Undo::RestoreRecorded => {
+                let keys: Vec<&String> = states
+                    .keys()
+                    .filter(|k| *k == step_id || k.starts_with(&format!("{step_id}[")))
+                    .collect();
+                for key in keys {
+                    let lines = live
+                        .undo(key)
+                        .await
+                        .map_err(|e| format!("{step_id}: {}", e.message))?;
+                    done.extend(lines.into_iter().map(|l| format!("{step_id}: {l}")));
+                }
+                if step.action == ActionKind::PatchArgs
+                    && let Some(name) = step.with.get("statefulset").and_then(Resolved::as_str)
+                {
+                    let lines = live
+                        .restart_vaults_of(&step.on, name)
+                        .await
+                        .map_err(|e| format!("{step_id}: {}", e.message))?;
+                    done.extend(lines.into_iter().map(|l| format!("{step_id}: {l}")));
+                }
+            }
+            planc::catalog::Undo::Action(action) => {
+                let accessor = match states.get(step_id) {
+                    Some(journal::StepState::Succeeded { outputs }) => outputs
+                        .get("accessor")
+                        .and_then(|a| a.as_str())
+                        .unwrap_or("?")
+                        .to_string(),
+                    _ => "?".to_string(),
+                };
+                done.push(format!(
+                    "{step_id}: {action} by hand, token accessor {accessor} (planx does not revoke by accessor yet)"
+                ));
+            }
+            planc::catalog::Undo::NotNeeded | planc::catalog::Undo::None(_) => {}
+        }
+        journal
+            .append(Event::UndoFinished {
+                step: step_id.clone(),
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    if !rollback.past_no_return.is_empty() {
+        done.push(format!(
+            "past the point of no return ({}): the source is back; what happened to the target stays",
+            rollback.past_no_return.join(", ")
+        ));
+    }
+    journal
+        .append(Event::RunFinished {
+            outcome: "rolled back".into(),
+        })
+        .map_err(|e| e.to_string())?;
+    for cluster in clusters.values() {
+        let _ = cluster.release_lease(&record.run_id).await;
+    }
+    Ok(done)
+}
