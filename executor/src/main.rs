@@ -228,8 +228,8 @@ async fn apply(
         plan_sha256: String::new(),
         run_id: String::new(),
     };
-    let compiled = match run::compile(&record) {
-        Ok(plan) => plan,
+    let (compiled, digest) = match run::compile(&record) {
+        Ok(compiled) => compiled,
         Err(diagnostics) => {
             eprint!("{diagnostics}");
             return ExitCode::from(1);
@@ -239,7 +239,7 @@ async fn apply(
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
-    record.plan_sha256 = run::plan_digest(&compiled);
+    record.plan_sha256 = digest;
     record.run_id = run::run_id(&compiled.name);
     print!("{}", planx::explain(&compiled));
     if !yes {
@@ -405,7 +405,7 @@ async fn rollback(run_dir: PathBuf, yes: bool) -> ExitCode {
         }
     };
     let plan = match run::compile(&record) {
-        Ok(plan) => plan,
+        Ok((plan, _)) => plan,
         Err(diagnostics) => {
             eprint!("{diagnostics}");
             return ExitCode::from(1);
@@ -460,7 +460,7 @@ fn status(run_dir: &Path) -> ExitCode {
         }
     };
     let plan = match run::compile(&record) {
-        Ok(plan) => plan,
+        Ok((plan, _)) => plan,
         Err(diagnostics) => {
             eprint!("{diagnostics}");
             return ExitCode::from(1);

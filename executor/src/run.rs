@@ -36,8 +36,8 @@ pub struct RunRecord {
     pub run_id: String,
 }
 
-/// Compile a plan as a run records it.
-pub fn compile(record: &RunRecord) -> Result<CompiledPlan, String> {
+/// Compile a plan as a run records it; the digest of what it compiled to.
+pub fn compile(record: &RunRecord) -> Result<(CompiledPlan, String), String> {
     let request = CompileRequest {
         plan: record.plan.clone(),
         params_files: record.params_files.clone(),
@@ -45,7 +45,10 @@ pub fn compile(record: &RunRecord) -> Result<CompiledPlan, String> {
     };
     let compilation = planc::compile(&request, &FileLoader).map_err(|e| e.to_string())?;
     match compilation.plan {
-        Some(plan) => Ok(plan),
+        Some(plan) => {
+            let digest = plan_digest(&plan, &compilation.sources);
+            Ok((plan, digest))
+        }
         None => Err(planc::report::render(
             &compilation.diagnostics,
             &compilation.sources,
@@ -55,9 +58,9 @@ pub fn compile(record: &RunRecord) -> Result<CompiledPlan, String> {
     }
 }
 
-/// SHA-256 of a compiled plan's JSON rendering.
-pub fn plan_digest(plan: &CompiledPlan) -> String {
-    let mut rendering = planc::render::compiled_plan_json(plan, &planc::SourceMap::default());
+/// SHA-256 of a compiled plan's JSON rendering, source positions left out.
+fn plan_digest(plan: &CompiledPlan, sources: &planc::SourceMap) -> String {
+    let mut rendering = planc::render::compiled_plan_json(plan, sources);
     // Source positions do not change what runs.
     if let Some(steps) = rendering["steps"].as_array_mut() {
         for step in steps {
@@ -182,8 +185,7 @@ pub async fn execute(
     stop: watch::Receiver<bool>,
 ) -> Result<Summary, String> {
     let started = Instant::now();
-    let plan = compile(record)?;
-    let digest = plan_digest(&plan);
+    let (plan, digest) = compile(record)?;
     if digest != record.plan_sha256 {
         return Err(format!(
             "the plan changed since the run started (compiled plan SHA-256 {digest}, the run recorded {}); refusing to continue it: finish or roll back with the plan it started with",
@@ -319,8 +321,7 @@ pub fn run_id(plan: &str) -> String {
 /// back as recorded before the step; the pods of a restored StatefulSet restarted), and say what
 /// cannot be undone. Returns what was done, line by line.
 pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>, String> {
-    let plan = compile(record)?;
-    let digest = plan_digest(&plan);
+    let (plan, digest) = compile(record)?;
     if digest != record.plan_sha256 {
         return Err(format!(
             "the plan changed since the run started (compiled plan SHA-256 {digest}, the run recorded {}); roll back with the plan the run started with",

@@ -1,0 +1,299 @@
+//! `planx` as a person runs it, against the twin's API server: apply a plan that blocks an
+//! Ingress, patches a StatefulSet and reroutes the Ingress through a proxy; read its status;
+//! roll it back and find the objects as they were; and a second run refused by the Lease.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::Kubeconfig;
+use planc::edit::k8s::clean_for_backup;
+use planx::cluster::Cluster;
+use serde_json::Value;
+
+const PLAN: &str = r#"
+version: 1
+name: reroute
+targets:
+  old:
+    kind: kubernetes
+    context: old
+    namespace: vault
+  old_vault:
+    kind: vault
+    cluster: old
+    url: http://vault.old.test
+steps:
+  - id: backup-ingress
+    uses: k8s.backup
+    on: old
+    with: {kind: Ingress, name: vault}
+  - id: block-writes
+    uses: k8s.delete
+    on: old
+    with: {kind: Ingress, name: vault}
+    needs: [backup-ingress]
+    gate: announce the maintenance window
+  - id: backup-statefulset
+    uses: k8s.backup
+    on: old
+    with: {kind: StatefulSet, name: vault}
+  - id: disable-old
+    uses: k8s.patch-args
+    on: old
+    with: {statefulset: vault, args: [sleep infinity]}
+    needs: [backup-statefulset, block-writes]
+  - id: proxy
+    uses: k8s.proxy-service
+    on: old
+    with: {target_host: vault.new.test, port: 443}
+    needs: [disable-old]
+  - id: reroute-ingress
+    uses: k8s.ingress-rewrite
+    on: old
+    with:
+      ingress: vault
+      from_backup: "{{ steps.backup-ingress.outputs.backup }}"
+      from_service: vault-active
+      service: vault-migration-proxy
+      port: 443
+    needs: [proxy]
+"#;
+
+struct Bed {
+    twin: twin::Twin,
+    dir: PathBuf,
+    plan: PathBuf,
+}
+
+async fn bed(name: &str) -> (Bed, Cluster) {
+    let twin = twin::Twin::start(&["old"]).expect("twin");
+    let kubeconfig = Kubeconfig::read_from(twin.kubeconfig_path()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig.clone(),
+        &kube::config::KubeConfigOptions {
+            context: Some("old".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let namespaces: Api<Namespace> = Api::all(kube::Client::try_from(config).unwrap());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "vault"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let cluster = Cluster::connect(&kubeconfig, "old", "vault").await.unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let fixture: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root.join("tests/state/aks/old/vault.yaml")).unwrap(),
+    )
+    .unwrap();
+    for item in fixture["items"].as_array().unwrap() {
+        cluster.create(&clean_for_backup(item)).await.unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("planx-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("reroute.yaml");
+    std::fs::write(&plan, PLAN).unwrap();
+    (Bed { twin, dir, plan }, cluster)
+}
+
+fn planx(bed: &Bed, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_planx"))
+        .args(args)
+        .current_dir(&bed.dir)
+        .env("KUBECONFIG", bed.twin.kubeconfig_path())
+        .output()
+        .expect("planx runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+fn only_run(dir: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+#[tokio::test]
+async fn apply_status_and_rollback() {
+    let (bed, cluster) = bed("apply").await;
+    let original_ingress = cluster.get("Ingress", "vault").await.unwrap().unwrap();
+    let original_statefulset = cluster.get("StatefulSet", "vault").await.unwrap().unwrap();
+    let plan = bed.plan.to_str().unwrap().to_string();
+
+    // Without --yes and without a terminal, planx refuses to start.
+    let out = planx(
+        &bed,
+        &["apply", &plan, "--resolve", "vault.new.test=127.0.77.1:443"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("pass --yes"));
+
+    // A gate not approved stops the run before the step.
+    let out = planx(
+        &bed,
+        &[
+            "apply",
+            &plan,
+            "--yes",
+            "--resolve",
+            "vault.new.test=127.0.77.1:443",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("stopped at gate `block-writes`, not approved"));
+    assert!(
+        cluster.get("Ingress", "vault").await.unwrap().is_some(),
+        "nothing past the gate ran"
+    );
+    std::fs::remove_dir_all(bed.dir.join("runs")).unwrap();
+
+    let out = planx(
+        &bed,
+        &[
+            "apply",
+            &plan,
+            "--yes",
+            "--approve",
+            "block-writes",
+            "--resolve",
+            "vault.new.test=127.0.77.1:443",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let events: Vec<Value> = text(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "ok" && e["step"] == "reroute-ingress")
+    );
+    assert_eq!(events.last().unwrap()["event"], "summary");
+    assert_eq!(events.last().unwrap()["outcome"], "completed");
+    let ingress = cluster.get("Ingress", "vault").await.unwrap().unwrap();
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "vault-migration-proxy"
+    );
+
+    let run = only_run(&bed.dir);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&run).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        for file in ["journal.jsonl", "run.json"] {
+            assert_eq!(
+                std::fs::metadata(run.join(file))
+                    .unwrap()
+                    .permissions()
+                    .mode()
+                    & 0o777,
+                0o600,
+                "{file}"
+            );
+        }
+    }
+    let out = planx(&bed, &["status", run.to_str().unwrap()]);
+    let status = text(&out.stdout);
+    assert!(
+        status.contains("reroute-ingress") && status.matches("succeeded").count() == 6,
+        "{status}"
+    );
+
+    // Roll back: the Ingress and the StatefulSet as they were, the proxy gone.
+    let out = planx(&bed, &["rollback", run.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let restored = cluster.get("Ingress", "vault").await.unwrap().unwrap();
+    assert_eq!(restored["spec"], original_ingress["spec"]);
+    let statefulset = cluster.get("StatefulSet", "vault").await.unwrap().unwrap();
+    assert_eq!(
+        statefulset["spec"]["template"],
+        original_statefulset["spec"]["template"]
+    );
+    assert!(
+        cluster
+            .get("Service", "vault-migration-proxy")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        cluster
+            .get("EndpointSlice", "vault-migration-proxy")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let out = planx(&bed, &["status", run.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains("undone"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = planx(&bed, &["resume", run.to_str().unwrap(), "--approve-all"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("the run was rolled back"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+#[tokio::test]
+async fn a_second_run_is_refused_by_the_lease() {
+    let (bed, cluster) = bed("lease").await;
+    cluster
+        .acquire_lease("someone-else", std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    let plan = bed.plan.to_str().unwrap().to_string();
+    let out = planx(
+        &bed,
+        &[
+            "apply",
+            &plan,
+            "--yes",
+            "--approve-all",
+            "--resolve",
+            "vault.new.test=127.0.77.1:443",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("another planx run (someone-else, since "),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        cluster.get("Ingress", "vault").await.unwrap().is_some(),
+        "nothing ran"
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
