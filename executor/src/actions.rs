@@ -167,21 +167,68 @@ impl Live {
             .collect())
     }
 
-    /// The active pod and the standbys, asked of each pod's Vault.
-    async fn leader(&self, vault: &str) -> Result<(String, Vec<String>), ActionError> {
-        let mut leader = None;
-        let mut followers = Vec::new();
-        for pod in self.vault_pods(vault).await? {
-            let client = self.vault_on(vault, &pod).await?;
-            match client.leader().await {
-                Ok(answer) if answer.is_self => leader = Some(pod),
-                _ => followers.push(pod),
-            }
+    /// Where the data of a vault target is served now: the target itself, or, once its
+    /// StatefulSet runs `sleep` (disabled) and the plan restores its snapshot into another vault
+    /// target, that one. A token of the source is valid there after the restore.
+    async fn serving_vault(&self, vault: &str) -> Result<String, ActionError> {
+        let target = self.target(vault)?;
+        let name = target.attribute("statefulset").unwrap_or("vault");
+        let container = target.attribute("container").unwrap_or("vault");
+        let statefulset = self.cluster(vault)?.get("StatefulSet", name).await?;
+        let disabled = statefulset
+            .as_ref()
+            .and_then(|s| k8s::container_args(s, container))
+            .is_some_and(|args| args.first().is_some_and(|a| a.trim_start().starts_with("sleep")));
+        if !disabled {
+            return Ok(vault.to_string());
         }
-        let leader = leader.ok_or_else(|| {
-            ActionError::transient(format!("no pod of `{vault}` is the active node"))
-        })?;
-        Ok((leader, followers))
+        let saves: Vec<&str> = self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.action == ActionKind::SnapshotSave && s.on == vault)
+            .map(|s| s.id.as_str())
+            .collect();
+        self.plan
+            .steps
+            .iter()
+            .find(|s| {
+                s.action == ActionKind::SnapshotRestore
+                    && matches!(s.with.get("snapshot"), Some(Resolved::StepOutput { step, .. }) if saves.contains(&step.as_str()))
+            })
+            .map(|s| s.on.clone())
+            .ok_or_else(|| {
+                ActionError::permanent(format!(
+                    "`{vault}` is disabled (its StatefulSet runs sleep) and the plan restores its data nowhere"
+                ))
+            })
+    }
+
+    /// The active pod and the standbys, asked of each pod's Vault. An election may be under
+    /// way after a restart: wait for a leader, up to `self.wait`.
+    async fn leader(&self, vault: &str) -> Result<(String, Vec<String>), ActionError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let mut leader = None;
+            let mut followers = Vec::new();
+            for pod in self.vault_pods(vault).await? {
+                let client = self.vault_on(vault, &pod).await?;
+                match client.leader().await {
+                    Ok(answer) if answer.is_self => leader = Some(pod),
+                    _ => followers.push(pod),
+                }
+            }
+            if let Some(leader) = leader {
+                return Ok((leader, followers));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ActionError::transient(format!(
+                    "no pod of `{vault}` became the active node within {}s",
+                    self.wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Where the state of an object before a step is recorded, for a rollback.
@@ -594,8 +641,9 @@ impl Live {
             ActionKind::TokenCreate => {
                 let input: inputs::TokenCreateInput = typed(run)?;
                 let admin = self.secret(run, "admin_token")?;
-                let (leader, _) = self.leader(on).await?;
-                let client = self.vault_on(on, &leader).await?;
+                let serving = self.serving_vault(on).await?;
+                let (leader, _) = self.leader(&serving).await?;
+                let client = self.vault_on(&serving, &leader).await?;
                 let (token, accessor) = effects
                     .perform(&format!("create a migration token on {on}"), async {
                         client

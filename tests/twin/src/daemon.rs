@@ -1,5 +1,6 @@
-//! `twin up`, `twin down` and `twin status`: a twin of clusters `old` and `new` serving in a
-//! background process whose pid, kubeconfig, env file and log live in one 0700 directory.
+//! `twin up`, `twin down` and `twin status`: a twin of clusters `old` and `new` (the
+//! `vault-pair` scenario, or `empty` clusters) serving in a background process whose pid,
+//! kubeconfig, env file, secrets and log live in one 0700 directory.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -9,10 +10,56 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::kubeconfig::write_private;
+use crate::scenario::{Scenario, ScenarioOptions};
 use crate::twin::{Twin, TwinOptions, create_private_dir};
 
 /// The clusters `twin up` starts.
 pub const CLUSTERS: &[&str] = &["old", "new"];
+
+/// What `twin up` brings up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScenarioName {
+    /// OLD and NEW with the Vault chart, OLD initialised with data, NEW empty.
+    VaultPair,
+    /// OLD and NEW API servers only: no workloads, no Vault.
+    Empty,
+}
+
+impl ScenarioName {
+    pub fn parse(name: &str) -> Result<ScenarioName, String> {
+        match name {
+            "vault-pair" => Ok(ScenarioName::VaultPair),
+            "empty" => Ok(ScenarioName::Empty),
+            other => Err(format!(
+                "unknown scenario {other:?}: use vault-pair (the default) or empty"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioName::VaultPair => "vault-pair",
+            ScenarioName::Empty => "empty",
+        }
+    }
+}
+
+/// How `twin up` was asked to start.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub scenario: ScenarioName,
+    /// `http` or `https`: the scheme of the Vault URLs in the env and params files.
+    pub url_scheme: String,
+}
+
+impl Default for UpOptions {
+    fn default() -> UpOptions {
+        UpOptions {
+            scenario: ScenarioName::VaultPair,
+            url_scheme: "http".to_string(),
+        }
+    }
+}
 
 /// The files of a twin directory.
 #[derive(Debug, Clone)]
@@ -53,6 +100,10 @@ impl TwinDir {
     pub fn clusters(&self) -> PathBuf {
         self.dir.join("clusters.json")
     }
+    /// Pid files of the processes the twin started (pods, key services).
+    pub fn pids(&self) -> PathBuf {
+        self.dir.join("pids")
+    }
 
     fn running_pid(&self) -> Option<i32> {
         let pid: i32 = std::fs::read_to_string(self.pid())
@@ -88,7 +139,8 @@ fn shell_quote(text: &str) -> String {
 }
 
 /// Serves clusters `old` and `new` in this process until SIGTERM or SIGINT.
-pub fn serve(dir: &Path) -> Result<(), String> {
+pub fn serve(dir: &Path, options: &UpOptions) -> Result<(), String> {
+    let started = Instant::now();
     let paths = TwinDir::create(dir)?;
     if let Some(pid) = paths.running_pid()
         && pid != std::process::id() as i32
@@ -100,39 +152,77 @@ pub fn serve(dir: &Path) -> Result<(), String> {
         ));
     }
     let _ = std::fs::remove_file(paths.clusters());
+    let _ = std::fs::remove_file(paths.dir.join("scenario.json"));
     write_private(&paths.pid(), &format!("{}\n", std::process::id()))
         .map_err(|e| format!("cannot write {}: {e}", paths.pid().display()))?;
-    let twin =
-        Twin::start_with(TwinOptions::new(CLUSTERS).dir(&paths.dir)).map_err(|e| e.to_string())?;
+    let leftovers = crate::process::stop_recorded(&paths.pids(), Duration::from_secs(10));
+    if !leftovers.is_empty() {
+        println!("stopped processes left by an earlier twin: {leftovers:?}");
+    }
+    let running = match options.scenario {
+        ScenarioName::Empty => {
+            let twin = Twin::start_with(TwinOptions::new(CLUSTERS).dir(&paths.dir))
+                .map_err(|e| e.to_string())?;
+            write_empty_env(&paths, &twin)?;
+            Running::Twin(twin)
+        }
+        ScenarioName::VaultPair => {
+            let mut scenario_options = ScenarioOptions::vault_pair().dir(&paths.dir);
+            scenario_options.url_scheme = options.url_scheme.clone();
+            Running::Scenario(Box::new(Scenario::start(scenario_options)?))
+        }
+    };
+    let twin = match &running {
+        Running::Twin(twin) => twin,
+        Running::Scenario(scenario) => scenario.twin(),
+    };
+    let clusters: Vec<Value> = twin
+        .clusters()
+        .iter()
+        .map(|cluster| json!({"name": cluster.name(), "url": cluster.url()}))
+        .collect();
+    write_private(
+        &paths.clusters(),
+        &json!({
+            "pid": std::process::id(),
+            "scenario": options.scenario.as_str(),
+            "startup_seconds": started.elapsed().as_secs_f64(),
+            "clusters": clusters,
+        })
+        .to_string(),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", paths.clusters().display()))?;
+    println!("{}", summary(&paths));
+    let _ = std::io::stdout().flush();
+    wait_for_termination()?;
+    drop(running);
+    let _ = std::fs::remove_file(paths.clusters());
+    let _ = std::fs::remove_file(paths.pid());
+    Ok(())
+}
+
+/// What `serve` keeps running.
+enum Running {
+    Twin(Twin),
+    Scenario(Box<Scenario>),
+}
+
+fn write_empty_env(paths: &TwinDir, twin: &Twin) -> Result<(), String> {
     let mut env = format!(
         "# Written by `twin up`; use it with: . {}\nexport KUBECONFIG={}\nexport TWIN_DIR={}\n",
         shell_quote(&paths.env().display().to_string()),
         shell_quote(&twin.kubeconfig_path().display().to_string()),
         shell_quote(&paths.dir.display().to_string()),
     );
-    let mut clusters = Vec::new();
     for cluster in twin.clusters() {
         env.push_str(&format!(
             "export {}_API_URL={}\n",
             cluster.name().to_uppercase().replace('-', "_"),
             shell_quote(&cluster.url())
         ));
-        clusters.push(json!({"name": cluster.name(), "url": cluster.url()}));
     }
     write_private(&paths.env(), &env)
-        .map_err(|e| format!("cannot write {}: {e}", paths.env().display()))?;
-    write_private(
-        &paths.clusters(),
-        &json!({"pid": std::process::id(), "clusters": clusters}).to_string(),
-    )
-    .map_err(|e| format!("cannot write {}: {e}", paths.clusters().display()))?;
-    println!("{}", summary(&paths));
-    let _ = std::io::stdout().flush();
-    wait_for_termination()?;
-    twin.shutdown();
-    let _ = std::fs::remove_file(paths.clusters());
-    let _ = std::fs::remove_file(paths.pid());
-    Ok(())
+        .map_err(|e| format!("cannot write {}: {e}", paths.env().display()))
 }
 
 fn wait_for_termination() -> Result<(), String> {
@@ -154,8 +244,15 @@ fn wait_for_termination() -> Result<(), String> {
     })
 }
 
-/// Starts `serve` as a background process (`<exe> serve --dir DIR`) and waits until it listens.
-pub fn up(dir: &Path, exe: &Path, ready_timeout: Duration) -> Result<String, String> {
+/// Starts `serve` as a background process (`<exe> serve --dir DIR ...`) and waits until it is
+/// ready (for `vault-pair`: until both Vaults answer through their ingress).
+pub fn up(
+    dir: &Path,
+    exe: &Path,
+    options: &UpOptions,
+    ready_timeout: Duration,
+) -> Result<String, String> {
+    let started = Instant::now();
     let paths = TwinDir::create(dir)?;
     if let Some(pid) = paths.running_pid() {
         return Err(format!(
@@ -181,6 +278,10 @@ pub fn up(dir: &Path, exe: &Path, ready_timeout: Duration) -> Result<String, Str
         .arg("serve")
         .arg("--dir")
         .arg(&paths.dir)
+        .arg("--scenario")
+        .arg(options.scenario.as_str())
+        .arg("--url-scheme")
+        .arg(&options.url_scheme)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -192,7 +293,11 @@ pub fn up(dir: &Path, exe: &Path, ready_timeout: Duration) -> Result<String, Str
     let deadline = Instant::now() + ready_timeout;
     loop {
         if paths.clusters().exists() {
-            return Ok(summary(&paths));
+            return Ok(format!(
+                "{}\n  ready in {:.1} s",
+                summary(&paths),
+                started.elapsed().as_secs_f64()
+            ));
         }
         if let Ok(Some(exit)) = child.try_wait() {
             let _ = std::fs::remove_file(paths.pid());
@@ -203,8 +308,15 @@ pub fn up(dir: &Path, exe: &Path, ready_timeout: Duration) -> Result<String, Str
             ));
         }
         if Instant::now() > deadline {
+            // SAFETY: signalling our own child, which we have not reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let stop_deadline = Instant::now() + Duration::from_secs(15);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < stop_deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
+            crate::process::stop_recorded(&paths.pids(), Duration::from_secs(5));
             let _ = std::fs::remove_file(paths.pid());
             return Err(format!(
                 "the twin server did not get ready within {ready_timeout:?}; see {}",
@@ -217,17 +329,46 @@ pub fn up(dir: &Path, exe: &Path, ready_timeout: Duration) -> Result<String, Str
 
 fn summary(paths: &TwinDir) -> String {
     let clusters = read_clusters(paths);
+    let scenario = read_scenario(paths);
     let mut text = format!("twin is up: {}\n", paths.dir.display());
     for (name, url) in &clusters {
         text.push_str(&format!("  cluster {name}: {url}\n"));
+        if let Some(vault) = scenario.iter().find(|v| v["name"] == name.as_str()) {
+            text.push_str(&format!(
+                "    vault: {} (ingress gateway http {} https {}), key service {}\n",
+                vault["url"].as_str().unwrap_or("?"),
+                vault["gateway"]["http"].as_str().unwrap_or("?"),
+                vault["gateway"]["https"].as_str().unwrap_or("?"),
+                vault["kms"].as_str().unwrap_or("?"),
+            ));
+        }
     }
     text.push_str(&format!(
-        "  kubeconfig: {}\n  use it with: . {}\n  example: kubectl --context old get namespaces\n  stop with: twin down --dir {}",
+        "  kubeconfig: {}\n  use it with: . {}\n",
         paths.kubeconfig().display(),
         paths.env().display(),
+    ));
+    if scenario.is_empty() {
+        text.push_str("  example: kubectl --context old get namespaces\n");
+    } else {
+        text.push_str(
+            "  example: kubectl --context old -n vault get pods -L vault-active,vault-sealed\n  example: curl $CURL_CONNECT_TO -H \"X-Vault-Token: $(cat $OLD_ROOT_TOKEN_FILE)\" $OLD_VAULT_URL/v1/sys/leader\n",
+        );
+    }
+    text.push_str(&format!(
+        "  stop with: twin down --dir {}",
         paths.dir.display()
     ));
     text
+}
+
+/// The clusters of `scenario.json` (empty without a scenario).
+fn read_scenario(paths: &TwinDir) -> Vec<Value> {
+    std::fs::read_to_string(paths.dir.join("scenario.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|document| document["clusters"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 fn read_clusters(paths: &TwinDir) -> Vec<(String, String)> {
@@ -260,6 +401,13 @@ pub fn down(dir: &Path, grace: Duration) -> Result<String, String> {
         let stale = paths.pid().exists();
         let _ = std::fs::remove_file(paths.pid());
         let _ = std::fs::remove_file(paths.clusters());
+        let leftovers = crate::process::stop_recorded(&paths.pids(), grace);
+        if !leftovers.is_empty() {
+            return Ok(format!(
+                "no twin running from {}; stopped processes it left: {leftovers:?}",
+                paths.dir.display()
+            ));
+        }
         return Ok(if stale {
             format!(
                 "no twin running from {} (removed a stale pid file)",
@@ -287,28 +435,104 @@ pub fn down(dir: &Path, grace: Duration) -> Result<String, String> {
     if is_twin_process(pid) {
         return Err(format!("the twin (pid {pid}) did not stop"));
     }
+    let leftovers = crate::process::stop_recorded(&paths.pids(), grace);
     let _ = std::fs::remove_file(paths.pid());
     let _ = std::fs::remove_file(paths.clusters());
-    Ok(format!("twin stopped (pid {pid}): {}", paths.dir.display()))
+    let mut text = format!("twin stopped (pid {pid}): {}", paths.dir.display());
+    if !leftovers.is_empty() {
+        text.push_str(&format!(
+            "\n  also stopped processes it left: {leftovers:?}"
+        ));
+    }
+    Ok(text)
 }
 
-/// Whether the twin from `dir` runs, and whether each cluster answers `/version`.
+/// Whether the twin from `dir` runs, whether each cluster answers `/version`, and the state of
+/// its Vault pods.
 pub fn status(dir: &Path) -> Result<String, String> {
     let paths = TwinDir::existing(dir);
     let Some(pid) = paths.running_pid() else {
         return Err(format!("no twin running from {}", paths.dir.display()));
     };
     let mut text = format!("twin running (pid {pid}): {}\n", paths.dir.display());
+    let scenario = read_scenario(&paths);
     for (name, url) in read_clusters(&paths) {
         let answer = probe_version(&url).unwrap_or_else(|e| format!("not answering: {e}"));
         text.push_str(&format!("  cluster {name}: {url} ({answer})\n"));
+        if let Some(vault) = scenario.iter().find(|v| v["name"] == name.as_str()) {
+            text.push_str(&format!(
+                "    vault {} via {}, key service {}\n",
+                vault["url"].as_str().unwrap_or("?"),
+                vault["gateway"]["http"].as_str().unwrap_or("?"),
+                vault["kms"].as_str().unwrap_or("?"),
+            ));
+            match http_get_json(&url, "/api/v1/namespaces/vault/pods") {
+                Ok(pods) => {
+                    for pod in pods["items"].as_array().into_iter().flatten() {
+                        text.push_str(&format!("    {}\n", describe_pod(pod)));
+                    }
+                }
+                Err(error) => text.push_str(&format!("    pods: {error}\n")),
+            }
+        }
     }
     text.push_str(&format!("  kubeconfig: {}", paths.kubeconfig().display()));
     Ok(text)
 }
 
+/// One line about a pod: name, phase, readiness, address, Vault labels, restarts.
+fn describe_pod(pod: &Value) -> String {
+    let label = |name: &str| {
+        pod.pointer(&format!("/metadata/labels/{name}"))
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_string()
+    };
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+    let container = pod.pointer("/status/containerStatuses/0");
+    let state = container
+        .and_then(|c| c["state"].as_object())
+        .and_then(|state| state.keys().next().cloned())
+        .unwrap_or_else(|| "-".to_string());
+    format!(
+        "pod {}: {} {} ({}), ip {}, restarts {}, vault-active={} vault-sealed={} vault-initialized={}",
+        pod.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        pod.pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        if ready { "Ready" } else { "NotReady" },
+        state,
+        pod.pointer("/status/podIP")
+            .and_then(Value::as_str)
+            .unwrap_or("-"),
+        container
+            .and_then(|c| c["restartCount"].as_u64())
+            .unwrap_or(0),
+        label("vault-active"),
+        label("vault-sealed"),
+        label("vault-initialized"),
+    )
+}
+
 /// `GET <url>/version` over a plain socket; the `gitVersion` it reports.
 fn probe_version(url: &str) -> Result<String, String> {
+    let version = http_get_json(url, "/version")?;
+    Ok(format!(
+        "Kubernetes {}",
+        version["gitVersion"].as_str().unwrap_or("?")
+    ))
+}
+
+/// `GET <url><path>` over a plain socket, the JSON answer.
+fn http_get_json(url: &str, path: &str) -> Result<Value, String> {
     let address = url.strip_prefix("http://").ok_or("not an http URL")?;
     let socket_address: std::net::SocketAddr = address.parse().map_err(|e| format!("{e}"))?;
     let timeout = Duration::from_secs(2);
@@ -319,21 +543,17 @@ fn probe_version(url: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     write!(
         stream,
-        "GET /version HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
-    let mut response = String::new();
+    let mut response = Vec::new();
     stream
-        .read_to_string(&mut response)
+        .read_to_end(&mut response)
         .map_err(|e| e.to_string())?;
+    let response = String::from_utf8_lossy(&response);
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, body)| body)
         .unwrap_or("");
-    let version: Value =
-        serde_json::from_str(body.trim()).map_err(|e| format!("bad /version answer: {e}"))?;
-    Ok(format!(
-        "Kubernetes {}",
-        version["gitVersion"].as_str().unwrap_or("?")
-    ))
+    serde_json::from_str(body.trim()).map_err(|e| format!("bad answer to {path}: {e}"))
 }

@@ -1,5 +1,6 @@
 //! Fault injection: API errors and latency on chosen verbs and path prefixes, for a number of
-//! requests or until cleared.
+//! requests or until cleared; and pod faults: a container that fails at start, a pod cut off
+//! from the network (the ingress gateway and port-forward no longer reach it).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -111,10 +112,21 @@ pub struct FaultEffect {
     pub error: Option<ApiError>,
 }
 
+/// A fault of one pod (by name: it applies to every incarnation until cleared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PodFault {
+    /// The container's process exits at once with code 1, as a broken image or entrypoint does.
+    FailStart,
+    /// The ingress gateway and port-forward cannot reach the pod (raft traffic between pods,
+    /// which runs on loopback, is not cut).
+    NetworkCut,
+}
+
 /// The fault rules of one cluster.
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Mutex<Vec<Fault>>,
+    pods: Mutex<std::collections::HashSet<(String, String, PodFault)>>,
 }
 
 impl Faults {
@@ -147,6 +159,31 @@ impl Faults {
         }
         rules.retain(|rule| rule.remaining != Some(0));
         effect
+    }
+
+    /// Gives pod `namespace/pod` the fault `fault` until cleared.
+    pub fn add_pod_fault(&self, namespace: &str, pod: &str, fault: PodFault) {
+        self.pod_lock()
+            .insert((namespace.to_string(), pod.to_string(), fault));
+    }
+
+    /// Clears `fault` from pod `namespace/pod`.
+    pub fn clear_pod_fault(&self, namespace: &str, pod: &str, fault: PodFault) {
+        self.pod_lock()
+            .remove(&(namespace.to_string(), pod.to_string(), fault));
+    }
+
+    pub fn has_pod_fault(&self, namespace: &str, pod: &str, fault: PodFault) -> bool {
+        self.pod_lock()
+            .contains(&(namespace.to_string(), pod.to_string(), fault))
+    }
+
+    fn pod_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, String, PodFault)>> {
+        self.pods
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Fault>> {

@@ -1,5 +1,7 @@
 //! A local twin of Kubernetes clusters for tests and rehearsals: in-memory API servers on
-//! loopback that the `kube` client and the real `kubectl` accept.
+//! loopback that the `kube` client and the real `kubectl` accept, and (with workloads) the
+//! StatefulSet pods of the Vault Helm chart running as real OpenBao (`bao`) processes, an ingress
+//! gateway per cluster and transit key services.
 //!
 //! ```no_run
 //! let twin = twin::Twin::start(&["old", "new"]).unwrap();
@@ -8,38 +10,68 @@
 //! // dropping `twin` stops both servers
 //! ```
 //!
+//! ```no_run
+//! # async fn demo() -> Result<(), String> {
+//! // OLD initialised with data and NEW empty, each with 3 bao pods and a key service.
+//! let scenario = twin::Scenario::start_async(twin::ScenarioOptions::vault_pair()).await?;
+//! let old = scenario.vault("old");
+//! let (code, _) = old.ingress_endpoint("https").unwrap()
+//!     .json("GET", "/v1/sys/health", old.root_token(), None).await.map_err(|e| e.to_string())?;
+//! assert_eq!(code, 200);
+//! // dropping `scenario` stops every server and process
+//! # Ok(()) }
+//! ```
+//!
 //! What is modelled: discovery, OpenAPI v3 enough for `kubectl apply`, CRUD with
 //! resourceVersion/uid/generation, label and field selectors, the four patch types, delete
 //! preconditions and finalizers, `status` and `scale` subresources, watches with bookmarks, and
-//! port-forward over WebSocket (`v4.channel.k8s.io`, as kube-rs speaks it).
+//! port-forward over WebSocket (`v4.channel.k8s.io`, as kube-rs speaks it). With workloads
+//! (`TwinOptions::with_workloads`): a StatefulSet controller (Parallel, OnDelete), a kubelet
+//! running each pod as a process on its own loopback address (`kubelet`, `chart`), ingress
+//! gateways (`gateway`, `tls`), key services (`keyservice`) and pod faults (`faults`).
 //!
 //! What is not: authentication and authorization (any token is accepted); admission and schema
 //! validation; server-side apply conflicts and field removal (apply merges like a strategic merge
 //! patch and records one `managedFields` entry per manager); Tables (`kubectl get` shows NAME and
 //! AGE only); paging (`limit` is ignored); protobuf bodies other than the Namespaces, ConfigMaps
 //! and Secrets that `kubectl create` sends; port-forward over SPDY (what `kubectl port-forward`
-//! uses); and controllers (nothing creates pods for a StatefulSet yet).
+//! uses); Deployments, PersistentVolumeClaims as objects, RBAC, and the other limits listed in the
+//! README.
 
+pub mod addresses;
 pub mod api;
 pub mod bao;
 pub mod catalog;
+pub mod chart;
 pub mod clock;
 pub mod daemon;
 pub mod discovery;
 pub mod faults;
+pub mod gateway;
+pub mod hcl;
+pub mod httpc;
+pub mod keyservice;
 pub mod kubeconfig;
+pub mod kubelet;
+pub mod node;
 pub mod patch;
 pub mod portforward;
+pub mod process;
 pub mod protobuf;
+pub mod scenario;
 pub mod selector;
 pub mod server;
+pub mod statefulset;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod twin;
 pub mod watch;
 
 pub use bao::{BaoNotFound, bao_path};
-pub use faults::{Fault, Verb};
+pub use faults::{Fault, PodFault, Verb};
+pub use node::PodRuntime;
+pub use scenario::{ClusterPlan, Init, Scenario, ScenarioOptions, VaultCluster};
 pub use server::ServerSettings;
 pub use status::ApiError;
 pub use store::Store;

@@ -2,7 +2,8 @@
 //! `v4.channel.k8s.io` framing kube-rs speaks: binary frames whose first byte is the channel
 //! (`2i` data, `2i+1` errors for the i-th port), each channel opened by a frame carrying its port
 //! (2 bytes, little endian). The pod's address is the one set with `Cluster::set_pod_address`,
-//! else its `status.podIP`. SPDY (what kubectl's `port-forward` falls back to) is not served.
+//! else its `status.podIP`; a pod cut off the network (`PodFault::NetworkCut`) is reported on
+//! the error channel. SPDY (what kubectl's `port-forward` falls back to) is not served.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -71,13 +72,16 @@ pub async fn handle(
         })?;
     let ports = requested_ports(query)?;
     let address = pod_address(state, namespace, name, &pod)?;
+    let cut = state
+        .faults
+        .has_pod_fault(namespace, name, crate::faults::PodFault::NetworkCut);
     let upgrade = hyper::upgrade::on(request);
     let pod_name = format!("{namespace}/{name}");
     tokio::spawn(async move {
         if let Ok(upgraded) = upgrade.await {
             let socket =
                 WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-            bridge(socket, address, ports, pod_name).await;
+            bridge(socket, address, ports, pod_name, cut).await;
         }
     });
     Response::builder()
@@ -153,8 +157,13 @@ fn framed(channel: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Relays between the WebSocket and one TCP connection per port until the client closes or
 /// every pod-side connection has ended.
-async fn bridge<S>(socket: WebSocketStream<S>, address: IpAddr, ports: Vec<u16>, pod_name: String)
-where
+async fn bridge<S>(
+    socket: WebSocketStream<S>,
+    address: IpAddr,
+    ports: Vec<u16>,
+    pod_name: String,
+    cut: bool,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut incoming) = socket.split();
@@ -172,7 +181,14 @@ where
                 return;
             }
         }
-        match TcpStream::connect((address, *port)).await {
+        let connected = if cut {
+            Err(std::io::Error::other(
+                "the pod is cut off the network (injected fault)",
+            ))
+        } else {
+            TcpStream::connect((address, *port)).await
+        };
+        match connected {
             Ok(stream) => {
                 let (mut reader, writer) = stream.into_split();
                 writers.push(Some(writer));

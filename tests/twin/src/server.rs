@@ -30,6 +30,8 @@ pub struct ClusterState {
     pub settings: ServerSettings,
     /// Addresses port-forward connects to, by `<namespace>/<pod>`, overriding `status.podIP`.
     pub pod_addresses: Arc<std::sync::Mutex<std::collections::HashMap<String, std::net::IpAddr>>>,
+    /// The node running the cluster's workloads, when the twin runs them.
+    pub node: Option<Arc<crate::node::Node>>,
 }
 
 /// Tunables of the API server.

@@ -1,5 +1,7 @@
 //! `Twin`: a set of named clusters, each an API server on its own loopback port, served by one
-//! runtime on a thread of its own, with the kubeconfig that reaches them; dropping it stops them.
+//! runtime on a thread of its own, with the kubeconfig that reaches them; with workloads, also
+//! each cluster's StatefulSet controller and kubelet (real processes) and ingress gateway.
+//! Dropping it stops every server and every process it started.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -7,10 +9,17 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::faults::{Fault, Faults};
+use crate::addresses::{MAX_CLUSTERS, Slot};
+use crate::faults::{Fault, Faults, PodFault};
 use crate::kubeconfig;
+use crate::node::{Node, PodRuntime, Shared};
+use crate::process::Processes;
 use crate::server::{self, ClusterState, ServerSettings};
 use crate::store::{DEFAULT_HISTORY_CAPACITY, Store};
+use crate::tls::Authority;
+
+/// The file in the twin's directory holding the ingress gateways' CA certificate (PEM).
+pub const CA_FILE: &str = "ca.pem";
 
 /// How to start a twin.
 #[derive(Debug, Clone)]
@@ -22,6 +31,8 @@ pub struct TwinOptions {
     pub settings: ServerSettings,
     /// Watch events kept per cluster for watches from an older resourceVersion.
     pub history_capacity: usize,
+    /// Run workloads: StatefulSet controllers, pods as real processes, ingress gateways.
+    pub workloads: bool,
 }
 
 impl TwinOptions {
@@ -31,7 +42,15 @@ impl TwinOptions {
             dir: None,
             settings: ServerSettings::default(),
             history_capacity: DEFAULT_HISTORY_CAPACITY,
+            workloads: false,
         }
+    }
+
+    /// Also run workloads: StatefulSet pods as real processes (`bao` for the Vault chart's
+    /// container), each on its own loopback address, and an ingress gateway per cluster.
+    pub fn with_workloads(mut self) -> TwinOptions {
+        self.workloads = true;
+        self
     }
 
     pub fn dir(mut self, dir: &Path) -> TwinOptions {
@@ -74,6 +93,37 @@ impl Cluster {
         self.state.faults.inject(fault);
     }
 
+    /// The node running this cluster's workloads (`None` unless the twin runs workloads).
+    pub fn node(&self) -> Option<&Arc<Node>> {
+        self.state.node.as_ref()
+    }
+
+    /// What the twin knows about pod `namespace/pod` (address, process, configuration, log,
+    /// volumes), once it has run.
+    pub fn pod_runtime(&self, namespace: &str, pod: &str) -> Option<PodRuntime> {
+        self.node()?.pod_runtime(namespace, pod)
+    }
+
+    /// Makes every future start of pod `namespace/pod`'s container fail at once (exit code 1),
+    /// until `clear_pod_fault`.
+    pub fn fail_pod_start(&self, namespace: &str, pod: &str) {
+        self.state
+            .faults
+            .add_pod_fault(namespace, pod, PodFault::FailStart);
+    }
+
+    /// Cuts pod `namespace/pod` off the network: the ingress gateway and port-forward no longer
+    /// reach it, until `clear_pod_fault`.
+    pub fn cut_pod_network(&self, namespace: &str, pod: &str) {
+        self.state
+            .faults
+            .add_pod_fault(namespace, pod, PodFault::NetworkCut);
+    }
+
+    pub fn clear_pod_fault(&self, namespace: &str, pod: &str, fault: PodFault) {
+        self.state.faults.clear_pod_fault(namespace, pod, fault);
+    }
+
     /// Makes port-forward to pod `namespace/pod` connect to `address` instead of `status.podIP`.
     pub fn set_pod_address(&self, namespace: &str, pod: &str, address: IpAddr) {
         self.state
@@ -88,6 +138,7 @@ impl Cluster {
 #[derive(Debug)]
 pub struct Twin {
     clusters: Vec<Cluster>,
+    shared: Option<Arc<Shared>>,
     dir: PathBuf,
     owned_dir: bool,
     kubeconfig: PathBuf,
@@ -145,9 +196,49 @@ impl Twin {
             ),
         };
         create_private_dir(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+        let started = Twin::start_in(options, &dir, owned_dir);
+        if started.is_err() && owned_dir {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
+    }
+
+    fn start_in(options: TwinOptions, dir: &Path, owned_dir: bool) -> Result<Twin, StartError> {
+        let dir = dir
+            .canonicalize()
+            .map_err(io(format!("cannot resolve {}", dir.display())))?;
+        let shared = if options.workloads {
+            if options.clusters.len() > MAX_CLUSTERS {
+                return Err(StartError::InvalidName(format!(
+                    "a twin with workloads holds at most {MAX_CLUSTERS} clusters"
+                )));
+            }
+            let slot = Slot::acquire().map_err(io("cannot reserve loopback addresses"))?;
+            let processes = Processes::new(&dir.join("pids"))
+                .map_err(io(format!("cannot create {}", dir.join("pids").display())))?;
+            let authority =
+                Authority::generate(&format!("twin CA {}", dir.display())).map_err(|why| {
+                    StartError::Io(why, std::io::Error::other("certificate authority"))
+                })?;
+            let ca_path = dir.join(CA_FILE);
+            kubeconfig::write_private(&ca_path, authority.ca_pem())
+                .map_err(io(format!("cannot write {}", ca_path.display())))?;
+            Some(Arc::new(Shared {
+                slot: Arc::new(slot),
+                processes: Arc::new(processes),
+                bao: crate::bao::bao_path()
+                    .map(|path| path.canonicalize().unwrap_or(path))
+                    .map_err(|missing| missing.to_string()),
+                dir: dir.clone(),
+                authority: Arc::new(authority),
+            }))
+        } else {
+            None
+        };
         let mut listeners = Vec::new();
+        let mut gateways = Vec::new();
         let mut clusters = Vec::new();
-        for name in &options.clusters {
+        for (index, name) in options.clusters.iter().enumerate() {
             let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
                 .map_err(io(format!("cannot listen on 127.0.0.1 for cluster {name}")))?;
             listener
@@ -156,13 +247,34 @@ impl Twin {
             let address = listener
                 .local_addr()
                 .map_err(io("cannot read the listener address"))?;
+            let store = Arc::new(Store::new(options.history_capacity));
+            let faults = Arc::new(Faults::default());
+            let mut node = None;
+            if let Some(shared) = &shared {
+                let ip = shared.slot.gateway_ip(index).ok_or_else(|| {
+                    StartError::InvalidName(format!("too many clusters for {name}"))
+                })?;
+                let (gateway_listeners, addresses) = crate::gateway::bind(ip.into()).map_err(
+                    io(format!("cannot listen on {ip} for the gateway of {name}")),
+                )?;
+                gateways.push((gateway_listeners, name.clone()));
+                node = Some(Arc::new(Node::new(
+                    name,
+                    index,
+                    shared,
+                    store.clone(),
+                    faults.clone(),
+                    addresses,
+                )));
+            }
             let state = Arc::new(ClusterState {
                 name: name.clone(),
                 address,
-                store: Arc::new(Store::new(options.history_capacity)),
-                faults: Arc::new(Faults::default()),
+                store,
+                faults,
                 settings: options.settings.clone(),
                 pod_addresses: Arc::new(Mutex::new(Default::default())),
+                node,
             });
             listeners.push((listener, state.clone()));
             clusters.push(Cluster { state });
@@ -184,7 +296,7 @@ impl Twin {
         let (ready_sender, ready_receiver) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("twin-api".to_string())
-            .spawn(move || run_servers(listeners, shutdown_receiver, ready_sender))
+            .spawn(move || run_servers(listeners, gateways, shutdown_receiver, ready_sender))
             .map_err(io("cannot start the server thread"))?;
         let runtime = match ready_receiver.recv() {
             Ok(Ok(runtime)) => runtime,
@@ -204,6 +316,7 @@ impl Twin {
         };
         Ok(Twin {
             clusters,
+            shared,
             dir,
             owned_dir,
             kubeconfig: kubeconfig_path,
@@ -243,7 +356,20 @@ impl Twin {
         &self.runtime
     }
 
-    /// Stops every server and waits until all connections are closed.
+    /// The processes this twin started and that still run: (pid, name).
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        self.shared
+            .as_ref()
+            .map(|shared| shared.processes.list())
+            .unwrap_or_default()
+    }
+
+    /// What every cluster shares (addresses, processes), when the twin runs workloads.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
+    }
+
+    /// Stops every server and process and waits until all connections are closed.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -252,6 +378,9 @@ impl Twin {
         self.shutdown.send_replace(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        if let Some(shared) = &self.shared {
+            shared.processes.stop_all(crate::kubelet::MAX_GRACE);
         }
         if self.owned_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -299,6 +428,7 @@ type Ready = std::sync::mpsc::Sender<std::io::Result<tokio::runtime::Handle>>;
 /// it drops the runtime, which closes every connection and ends every watch.
 fn run_servers(
     listeners: Vec<(std::net::TcpListener, Arc<ClusterState>)>,
+    gateways: Vec<(Vec<std::net::TcpListener>, String)>,
     shutdown: watch::Receiver<bool>,
     ready: Ready,
 ) {
@@ -312,8 +442,16 @@ fn run_servers(
             return;
         }
     };
+    let gateways_authority = listeners
+        .first()
+        .and_then(|(_, state)| state.node.as_ref().map(|node| node.authority.clone()));
     runtime.block_on(async move {
         let mut servers = tokio::task::JoinSet::new();
+        let authority = gateways_authority;
+        let states: Vec<(String, Arc<ClusterState>)> = listeners
+            .iter()
+            .map(|(_, state)| (state.name.clone(), state.clone()))
+            .collect();
         for (listener, state) in listeners {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => {
@@ -322,6 +460,39 @@ fn run_servers(
                 Err(error) => {
                     let _ = ready.send(Err(error));
                     return;
+                }
+            }
+        }
+        for (_, state) in &states {
+            if let Some(node) = &state.node {
+                servers.spawn(crate::statefulset::run(node.clone(), shutdown.clone()));
+            }
+        }
+        for (gateway_listeners, name) in gateways {
+            let Some(state) = states
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| s.clone())
+            else {
+                continue;
+            };
+            let Some(authority) = authority.clone() else {
+                continue;
+            };
+            for listener in gateway_listeners {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        servers.spawn(crate::gateway::serve(
+                            listener,
+                            state.clone(),
+                            authority.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                        return;
+                    }
                 }
             }
         }

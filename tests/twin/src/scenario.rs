@@ -1,0 +1,962 @@
+//! Scenarios: clusters brought up with the Vault Helm chart's objects, each Vault sealed by its
+//! own key service, initialised as asked; and the files a person or a plan needs to drive them
+//! (kubeconfig, CA, secrets, a params file for `plans/vault-transit-migration.yaml`, an env file).
+//! `vault-pair` is OLD (initialised, with data) and NEW (initialised, empty).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::catalog::{self, ResourceType};
+use crate::httpc::{self, Endpoint, Transport};
+use crate::keyservice::{KeyService, KeyServiceSpec};
+use crate::kubeconfig::write_private;
+use crate::kubelet::{Health, probe_health};
+use crate::store::WriteOptions;
+use crate::twin::{Cluster, Twin, TwinOptions, create_private_dir};
+
+/// The namespace the chart's objects go into.
+pub const NAMESPACE: &str = "vault";
+/// The Helm release name (StatefulSet, ConfigMap `<release>-config`, Services, Ingress, PDB).
+pub const RELEASE: &str = "vault";
+/// The ConfigMap key the chart's start script copies.
+pub const CONFIG_KEY: &str = "extraconfig-from-values.hcl";
+/// The userpass user the sample data gets.
+pub const SAMPLE_USER: &str = "alice";
+
+/// The start script of vault-helm 0.34's server StatefulSet (`args[0]`).
+pub const CHART_START_SCRIPT: &str = "cp /vault/config/extraconfig-from-values.hcl /tmp/storageconfig.hcl;\n[ -n \"${HOST_IP}\" ] && sed -Ei \"s|HOST_IP|${HOST_IP?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${POD_IP}\" ] && sed -Ei \"s|POD_IP|${POD_IP?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${HOSTNAME}\" ] && sed -Ei \"s|HOSTNAME|${HOSTNAME?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${API_ADDR}\" ] && sed -Ei \"s|API_ADDR|${API_ADDR?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${TRANSIT_ADDR}\" ] && sed -Ei \"s|TRANSIT_ADDR|${TRANSIT_ADDR?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${RAFT_ADDR}\" ] && sed -Ei \"s|RAFT_ADDR|${RAFT_ADDR?}|g\" /tmp/storageconfig.hcl;\n/usr/local/bin/docker-entrypoint.sh vault server -config=/tmp/storageconfig.hcl \n";
+
+/// How a cluster's Vault is initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// Left uninitialised (every pod sealed, `vault-initialized=false`).
+    None,
+    /// Initialised with recovery keys, no data.
+    Empty,
+    /// Initialised, with `secrets` kv-v2 secrets under `secret/app/`, policy `app-reader` and
+    /// userpass user `alice`.
+    WithData { secrets: usize },
+}
+
+/// One cluster of a scenario.
+#[derive(Debug, Clone)]
+pub struct ClusterPlan {
+    pub name: String,
+    /// The Ingress host (`vault.old.test`).
+    pub domain: String,
+    /// The transit key of the cluster's key service (`old-unseal`).
+    pub key_name: String,
+    pub replicas: u32,
+    pub init: Init,
+}
+
+impl ClusterPlan {
+    pub fn new(name: &str, init: Init) -> ClusterPlan {
+        ClusterPlan {
+            name: name.to_string(),
+            domain: format!("vault.{name}.test"),
+            key_name: format!("{name}-unseal"),
+            replicas: 3,
+            init,
+        }
+    }
+}
+
+/// What to bring up.
+#[derive(Debug, Clone)]
+pub struct ScenarioOptions {
+    pub clusters: Vec<ClusterPlan>,
+    /// The twin's directory; `None`: a private temporary one removed with the scenario.
+    pub dir: Option<PathBuf>,
+    /// The scheme of the Vault URLs written to the env and params files (`http` or `https`;
+    /// the gateways answer both).
+    pub url_scheme: String,
+    /// The longest any one wait (pods, init, voters, routes) may take.
+    pub timeout: Duration,
+}
+
+impl ScenarioOptions {
+    /// `vault-pair`: OLD initialised with 300 secrets, NEW initialised empty.
+    pub fn vault_pair() -> ScenarioOptions {
+        ScenarioOptions {
+            clusters: vec![
+                ClusterPlan::new("old", Init::WithData { secrets: 300 }),
+                ClusterPlan::new("new", Init::Empty),
+            ],
+            dir: None,
+            url_scheme: "http".to_string(),
+            timeout: Duration::from_secs(90),
+        }
+    }
+
+    /// Only the clusters given.
+    pub fn with_clusters(clusters: Vec<ClusterPlan>) -> ScenarioOptions {
+        ScenarioOptions {
+            clusters,
+            ..ScenarioOptions::vault_pair()
+        }
+    }
+
+    pub fn dir(mut self, dir: &Path) -> ScenarioOptions {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+}
+
+/// What `sys/init` gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitKeys {
+    pub root_token: String,
+    /// Base64, as `sys/unseal` takes them.
+    pub recovery_keys: Vec<String>,
+}
+
+/// One cluster's Vault in a running scenario.
+#[derive(Debug, Clone)]
+pub struct VaultCluster {
+    pub plan: ClusterPlan,
+    pub cluster: Cluster,
+    pub key_service: KeyService,
+    pub keys: Option<InitKeys>,
+    /// The userpass password of `alice` (with sample data).
+    pub sample_password: Option<String>,
+    ca_pem: String,
+}
+
+impl VaultCluster {
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    pub fn root_token(&self) -> Option<&str> {
+        self.keys.as_ref().map(|keys| keys.root_token.as_str())
+    }
+
+    /// The address of pod `ordinal`'s Vault API.
+    pub fn pod_address(&self, ordinal: u32) -> Option<SocketAddr> {
+        let ip = self.cluster.node()?.pod_ip(NAMESPACE, RELEASE, ordinal)?;
+        Some(SocketAddr::from((ip, 8200)))
+    }
+
+    /// Plain HTTP to pod `ordinal`.
+    pub fn pod_endpoint(&self, ordinal: u32) -> Option<Endpoint> {
+        self.pod_address(ordinal).map(Endpoint::plain)
+    }
+
+    /// The cluster's ingress gateway addresses.
+    pub fn gateway(&self) -> Option<crate::gateway::GatewayAddresses> {
+        self.cluster.node().map(|node| node.gateway)
+    }
+
+    /// The Vault through the ingress, as a client outside the cluster reaches it: `scheme`
+    /// `http` or `https` (verified against the twin's CA), `Host` the domain.
+    pub fn ingress_endpoint(&self, scheme: &str) -> Option<Endpoint> {
+        let gateway = self.gateway()?;
+        ingress_endpoint(
+            gateway.for_scheme(scheme),
+            scheme,
+            &self.plan.domain,
+            &self.ca_pem,
+        )
+    }
+
+    /// The ordinal of the pod whose Vault is active, if one is.
+    pub async fn active_pod(&self) -> Option<u32> {
+        for ordinal in 0..self.plan.replicas {
+            let address = self.pod_address(ordinal)?;
+            if probe_health(address, false)
+                .await
+                .is_some_and(|h| h.active())
+            {
+                return Some(ordinal);
+            }
+        }
+        None
+    }
+}
+
+/// An endpoint reaching `domain` through a gateway at `address`.
+pub fn ingress_endpoint(
+    address: SocketAddr,
+    scheme: &str,
+    domain: &str,
+    ca_pem: &str,
+) -> Option<Endpoint> {
+    let transport = if scheme == "https" {
+        Transport::Tls {
+            config: httpc::verifying_client_config(ca_pem).ok()?,
+            server_name: Some(domain.to_string()),
+        }
+    } else {
+        Transport::Plain
+    };
+    Some(Endpoint {
+        address,
+        transport,
+        host: domain.to_string(),
+        timeout: Duration::from_secs(10),
+    })
+}
+
+/// A running scenario; dropping it stops every server and process.
+#[derive(Debug)]
+pub struct Scenario {
+    pub vaults: Vec<VaultCluster>,
+    pub options: ScenarioOptions,
+    /// How long `start` took.
+    pub startup: Duration,
+    // Dropped last: the key services' processes belong to the twin.
+    twin: Twin,
+}
+
+fn resource(group: &str, plural: &str) -> &'static ResourceType {
+    catalog::find(group, "v1", plural).expect("the scenario's resource types are in the catalogue")
+}
+
+/// The chart's `extraconfig-from-values.hcl` for `replicas` raft pods sealed by `key_service`.
+pub fn chart_config(replicas: u32, key_service: &KeyService) -> String {
+    let retry_join: String = (0..replicas)
+        .map(|ordinal| {
+            format!(
+                "  retry_join {{\n    leader_api_addr = \"http://{RELEASE}-{ordinal}.{RELEASE}-internal:8200\"\n  }}\n"
+            )
+        })
+        .collect();
+    format!(
+        r#"ui = true
+
+listener "tcp" {{
+  tls_disable = 1
+  address = "[::]:8200"
+  cluster_address = "[::]:8201"
+}}
+
+storage "raft" {{
+  path = "/vault/data"
+{retry_join}}}
+
+seal "transit" {{
+  address         = "{address}"
+  token           = "{token}"
+  key_name        = "{key}"
+  mount_path      = "transit/"
+  disable_renewal = "true"
+}}
+
+service_registration "kubernetes" {{}}
+"#,
+        address = key_service.address(),
+        token = key_service.seal_token(),
+        key = key_service.key_name(),
+    )
+}
+
+fn chart_labels() -> Value {
+    json!({
+        "app.kubernetes.io/name": "vault",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/managed-by": "Helm",
+        "helm.sh/chart": "vault-0.34.0",
+    })
+}
+
+fn selector() -> Value {
+    json!({"app.kubernetes.io/name": "vault", "app.kubernetes.io/instance": RELEASE, "component": "server"})
+}
+
+/// The chart's objects for one cluster, in creation order: (resource, object).
+pub fn chart_objects(
+    plan: &ClusterPlan,
+    key_service: &KeyService,
+) -> Vec<(&'static ResourceType, Value)> {
+    let metadata = |name: &str| json!({"name": name, "namespace": NAMESPACE, "labels": chart_labels(), "annotations": {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE}});
+    let ports = json!([
+        {"name": "http", "port": 8200, "targetPort": 8200},
+        {"name": "https-internal", "port": 8201, "targetPort": 8201},
+    ]);
+    let service = |name: &str, extra_selector: Value, headless: bool| {
+        let mut selector = selector();
+        if let (Some(all), Some(extra)) = (selector.as_object_mut(), extra_selector.as_object()) {
+            for (key, value) in extra {
+                all.insert(key.clone(), value.clone());
+            }
+        }
+        let mut spec =
+            json!({"ports": ports, "selector": selector, "publishNotReadyAddresses": true});
+        if headless {
+            spec["clusterIP"] = json!("None");
+        }
+        json!({"metadata": metadata(name), "spec": spec})
+    };
+    let mut statefulset_labels = chart_labels();
+    statefulset_labels["component"] = json!("server");
+    let env = json!([
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "VAULT_K8S_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "VAULT_K8S_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "VAULT_ADDR", "value": "http://127.0.0.1:8200"},
+        {"name": "VAULT_API_ADDR", "value": "http://$(POD_IP):8200"},
+        {"name": "SKIP_CHOWN", "value": "true"},
+        {"name": "SKIP_SETCAP", "value": "true"},
+        {"name": "HOSTNAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "VAULT_CLUSTER_ADDR", "value": format!("https://$(HOSTNAME).{RELEASE}-internal:8201")},
+        {"name": "HOME", "value": "/home/vault"},
+    ]);
+    let statefulset = json!({
+        "metadata": metadata(RELEASE),
+        "spec": {
+            "serviceName": format!("{RELEASE}-internal"),
+            "podManagementPolicy": "Parallel",
+            "replicas": plan.replicas,
+            "updateStrategy": {"type": "OnDelete"},
+            "selector": {"matchLabels": selector()},
+            "template": {
+                "metadata": {"labels": {
+                    "helm.sh/chart": "vault-0.34.0",
+                    "app.kubernetes.io/name": "vault",
+                    "app.kubernetes.io/instance": RELEASE,
+                    "component": "server",
+                }},
+                "spec": {
+                    "terminationGracePeriodSeconds": 10,
+                    "serviceAccountName": RELEASE,
+                    "securityContext": {"runAsNonRoot": true, "runAsGroup": 1000, "runAsUser": 100, "fsGroup": 1000},
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": format!("{RELEASE}-config")}},
+                        {"name": "home", "emptyDir": {}},
+                    ],
+                    "containers": [{
+                        "name": "vault",
+                        "image": "quay.io/openbao/openbao:2.7.2",
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["/bin/sh", "-ec"],
+                        "args": [CHART_START_SCRIPT],
+                        "env": env,
+                        "volumeMounts": [
+                            {"name": "data", "mountPath": "/vault/data"},
+                            {"name": "config", "mountPath": "/vault/config"},
+                            {"name": "home", "mountPath": "/home/vault"},
+                        ],
+                        "ports": [
+                            {"containerPort": 8200, "name": "http"},
+                            {"containerPort": 8201, "name": "https-internal"},
+                            {"containerPort": 8202, "name": "http-rep"},
+                        ],
+                        "readinessProbe": {
+                            "exec": {"command": ["/bin/sh", "-ec", "vault status -tls-skip-verify"]},
+                            "failureThreshold": 2, "initialDelaySeconds": 5, "periodSeconds": 5,
+                            "successThreshold": 1, "timeoutSeconds": 3,
+                        },
+                    }],
+                },
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}},
+            }],
+        },
+    });
+    vec![
+        (
+            resource("", "namespaces"),
+            json!({"metadata": {"name": NAMESPACE}}),
+        ),
+        (
+            resource("", "configmaps"),
+            json!({"metadata": metadata(&format!("{RELEASE}-config")), "data": {CONFIG_KEY: chart_config(plan.replicas, key_service)}}),
+        ),
+        (resource("", "services"), service(RELEASE, json!({}), false)),
+        (
+            resource("", "services"),
+            service(
+                &format!("{RELEASE}-active"),
+                json!({"vault-active": "true"}),
+                false,
+            ),
+        ),
+        (
+            resource("", "services"),
+            service(
+                &format!("{RELEASE}-standby"),
+                json!({"vault-active": "false"}),
+                false,
+            ),
+        ),
+        (
+            resource("", "services"),
+            service(&format!("{RELEASE}-internal"), json!({}), true),
+        ),
+        (
+            resource("networking.k8s.io", "ingresses"),
+            json!({"metadata": metadata(RELEASE), "spec": {
+                "ingressClassName": "nginx",
+                "rules": [{"host": plan.domain, "http": {"paths": [{
+                    "path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": format!("{RELEASE}-active"), "port": {"number": 8200}}},
+                }]}}],
+            }}),
+        ),
+        (
+            resource("policy", "poddisruptionbudgets"),
+            json!({"metadata": metadata(RELEASE), "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector()}}}),
+        ),
+        (resource("apps", "statefulsets"), statefulset),
+    ]
+}
+
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return Ok(value),
+            Err(last) if Instant::now() > deadline => {
+                return Err(format!(
+                    "timed out after {timeout:?} waiting for {what}: {last}"
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn expect(
+    endpoint: &Endpoint,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    ok: &[u16],
+) -> Result<Value, String> {
+    let (code, answer) = endpoint
+        .json(method, path, token, body.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    if ok.contains(&code) {
+        Ok(answer)
+    } else {
+        Err(format!("{method} {path} answered {code}: {answer}"))
+    }
+}
+
+/// Initialises one cluster's Vault as its plan says and waits until it is served through the
+/// ingress.
+async fn initialise(vault: &mut VaultCluster, timeout: Duration) -> Result<(), String> {
+    let name = vault.plan.name.clone();
+    let first = vault
+        .pod_endpoint(0)
+        .ok_or_else(|| format!("cluster {name} has no address for pod {RELEASE}-0"))?;
+    wait_for(&format!("{name}: {RELEASE}-0 answers"), timeout, || async {
+        probe_health(first.address, false)
+            .await
+            .ok_or_else(|| "no answer".to_string())
+    })
+    .await?;
+    if vault.plan.init == Init::None {
+        return Ok(());
+    }
+    let init = expect(
+        &first,
+        "PUT",
+        "/v1/sys/init",
+        None,
+        Some(json!({"recovery_shares": 3, "recovery_threshold": 2})),
+        &[200],
+    )
+    .await
+    .map_err(|e| format!("{name}: init failed: {e}"))?;
+    let keys = InitKeys {
+        root_token: init["root_token"].as_str().unwrap_or("").to_string(),
+        recovery_keys: init["recovery_keys_base64"]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    if keys.root_token.is_empty() {
+        return Err(format!("{name}: sys/init gave no root token: {init}"));
+    }
+    let token = keys.root_token.clone();
+    vault.keys = Some(keys);
+    wait_for(&format!("{name}: {RELEASE}-0 active"), timeout, || async {
+        match probe_health(first.address, false).await {
+            Some(health) if health.active() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await?;
+    expect(
+        &first,
+        "POST",
+        "/v1/sys/storage/raft/autopilot/configuration",
+        Some(&token),
+        Some(json!({"server_stabilization_time": "1s"})),
+        &[200, 204],
+    )
+    .await
+    .map_err(|e| format!("{name}: {e}"))?;
+    if let Init::WithData { secrets } = vault.plan.init {
+        vault.sample_password = Some(
+            write_sample_data(&first, &token, secrets)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?,
+        );
+    }
+    let replicas = vault.plan.replicas as usize;
+    wait_for(
+        &format!("{name}: {replicas} raft voters"),
+        timeout,
+        || async {
+            let answer = expect(
+                &first,
+                "GET",
+                "/v1/sys/storage/raft/configuration",
+                Some(&token),
+                None,
+                &[200],
+            )
+            .await?;
+            let voters = answer
+                .pointer("/data/config/servers")
+                .and_then(Value::as_array)
+                .map(|servers| servers.iter().filter(|s| s["voter"] == true).count())
+                .unwrap_or(0);
+            if voters == replicas {
+                Ok(())
+            } else {
+                Err(format!("{voters} voters"))
+            }
+        },
+    )
+    .await?;
+    let through_ingress = vault
+        .ingress_endpoint("http")
+        .ok_or_else(|| format!("{name}: no ingress gateway"))?;
+    wait_for(
+        &format!("{name}: the Vault answers through the ingress"),
+        timeout,
+        || async {
+            expect(
+                &through_ingress,
+                "GET",
+                "/v1/sys/health",
+                None,
+                None,
+                &[200],
+            )
+            .await
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// kv-v2 at `secret/` with `count` secrets `secret/app/sNNN`, policy `app-reader`, userpass
+/// user `alice`; the user's password.
+async fn write_sample_data(vault: &Endpoint, token: &str, count: usize) -> Result<String, String> {
+    let token = Some(token);
+    expect(
+        vault,
+        "POST",
+        "/v1/sys/mounts/secret",
+        token,
+        Some(json!({"type": "kv", "options": {"version": "2"}})),
+        &[200, 204],
+    )
+    .await?;
+    wait_for("the kv-v2 mount", Duration::from_secs(30), || async {
+        expect(vault, "GET", "/v1/secret/config", token, None, &[200]).await
+    })
+    .await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let writers = 8;
+    for writer in 0..writers {
+        let vault = vault.clone();
+        let token = token.map(str::to_string);
+        tasks.spawn(async move {
+            for index in (writer..count).step_by(writers) {
+                expect(
+                    &vault,
+                    "POST",
+                    &format!("/v1/secret/data/app/s{index:03}"),
+                    token.as_deref(),
+                    Some(json!({"data": {"value": format!("v-{index:03}")}})),
+                    &[200],
+                )
+                .await?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| format!("a writer failed: {e}"))??;
+    }
+    expect(
+        vault,
+        "PUT",
+        "/v1/sys/policies/acl/app-reader",
+        token,
+        Some(json!({"policy": "path \"secret/data/*\" { capabilities = [\"read\"] }\npath \"secret/metadata/*\" { capabilities = [\"list\", \"read\"] }\n"})),
+        &[200, 204],
+    )
+    .await?;
+    expect(
+        vault,
+        "POST",
+        "/v1/sys/auth/userpass",
+        token,
+        Some(json!({"type": "userpass"})),
+        &[200, 204],
+    )
+    .await?;
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    expect(
+        vault,
+        "POST",
+        &format!("/v1/auth/userpass/users/{SAMPLE_USER}"),
+        token,
+        Some(json!({"password": password, "token_policies": "app-reader"})),
+        &[200, 204],
+    )
+    .await?;
+    expect(
+        vault,
+        "POST",
+        &format!("/v1/auth/userpass/login/{SAMPLE_USER}"),
+        None,
+        Some(json!({"password": password})),
+        &[200],
+    )
+    .await?;
+    Ok(password)
+}
+
+impl Scenario {
+    /// Brings the scenario up from async code (the twin runs on a runtime of its own).
+    pub async fn start_async(options: ScenarioOptions) -> Result<Scenario, String> {
+        let started = Instant::now();
+        let names: Vec<&str> = options.clusters.iter().map(|c| c.name.as_str()).collect();
+        let mut twin_options = TwinOptions::new(&names).with_workloads();
+        twin_options.dir = options.dir.clone();
+        let twin = Twin::start_with(twin_options).map_err(|e| e.to_string())?;
+        let shared = twin.shared().cloned().ok_or("the twin runs no workloads")?;
+        let bao = shared.bao.clone()?;
+        let mut vaults = Vec::new();
+        for (index, plan) in options.clusters.iter().enumerate() {
+            let ip = shared
+                .slot
+                .key_service_ip(index as u32)
+                .ok_or("too many key services")?;
+            let dir = twin.dir().join("kms").join(&plan.name);
+            create_private_dir(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let key_service = KeyService::start_new(
+                KeyServiceSpec {
+                    name: plan.name.clone(),
+                    key_name: plan.key_name.clone(),
+                    address: SocketAddr::from((ip, 8200)),
+                },
+                bao.clone(),
+                dir,
+                shared.processes.clone(),
+                twin.runtime().clone(),
+            )
+            .await?;
+            let cluster = twin.cluster(&plan.name).clone();
+            for (resource, object) in chart_objects(plan, &key_service) {
+                let namespace = if resource.namespaced { NAMESPACE } else { "" };
+                cluster
+                    .store()
+                    .create(resource, namespace, object, &WriteOptions::default())
+                    .map_err(|e| {
+                        format!(
+                            "{}: cannot create a {}: {}",
+                            plan.name, resource.kind, e.message
+                        )
+                    })?;
+            }
+            vaults.push(VaultCluster {
+                plan: plan.clone(),
+                cluster,
+                key_service,
+                keys: None,
+                sample_password: None,
+                ca_pem: shared.authority.ca_pem().to_string(),
+            });
+        }
+        let timeout = options.timeout;
+        let results = futures_util::future::join_all(
+            vaults.iter_mut().map(|vault| initialise(vault, timeout)),
+        )
+        .await;
+        for result in results {
+            result?;
+        }
+        let scenario = Scenario {
+            vaults,
+            options,
+            startup: started.elapsed(),
+            twin,
+        };
+        scenario.write_files()?;
+        Ok(Scenario {
+            startup: started.elapsed(),
+            ..scenario
+        })
+    }
+
+    /// Brings the scenario up from synchronous code.
+    pub fn start(options: ScenarioOptions) -> Result<Scenario, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        runtime.block_on(Scenario::start_async(options))
+    }
+
+    pub fn twin(&self) -> &Twin {
+        &self.twin
+    }
+
+    /// The Vault of cluster `name`; panics with the known names if there is none.
+    pub fn vault(&self, name: &str) -> &VaultCluster {
+        self.vaults
+            .iter()
+            .find(|v| v.plan.name == name)
+            .unwrap_or_else(|| {
+                let names: Vec<&str> = self.vaults.iter().map(|v| v.plan.name.as_str()).collect();
+                panic!("the scenario has no cluster {name:?} (it has {names:?})")
+            })
+    }
+
+    /// `host=ip:port` for every domain, for URLs with `scheme` (as curl's `--resolve` pins).
+    pub fn resolve_pairs(&self, scheme: &str) -> Vec<(String, SocketAddr)> {
+        self.vaults
+            .iter()
+            .filter_map(|vault| {
+                Some((
+                    vault.plan.domain.clone(),
+                    vault.gateway()?.for_scheme(scheme),
+                ))
+            })
+            .collect()
+    }
+
+    /// The files of the twin's directory (see `ScenarioFiles`).
+    pub fn files(&self) -> ScenarioFiles {
+        ScenarioFiles {
+            dir: self.twin.dir().to_path_buf(),
+        }
+    }
+
+    fn write_files(&self) -> Result<(), String> {
+        let files = self.files();
+        let secrets = files.secrets_dir();
+        create_private_dir(&secrets)
+            .map_err(|e| format!("cannot create {}: {e}", secrets.display()))?;
+        let write = |path: &Path, text: &str| {
+            write_private(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        };
+        let scheme = self.options.url_scheme.as_str();
+        let shell = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+        let mut env = format!(
+            "# Written by `twin up`; use it with: . {}\nexport KUBECONFIG={}\nexport TWIN_DIR={}\nexport TWIN_CA_FILE={}\n",
+            shell(&files.env().display().to_string()),
+            shell(&self.twin.kubeconfig_path().display().to_string()),
+            shell(&files.dir.display().to_string()),
+            shell(&files.ca().display().to_string()),
+        );
+        let mut summary = Vec::new();
+        for vault in &self.vaults {
+            let name = vault.name();
+            let upper = name.to_uppercase().replace('-', "_");
+            let gateway = vault.gateway().ok_or("no gateway")?;
+            env.push_str(&format!(
+                "export {upper}_API_URL={}\n",
+                shell(&vault.cluster.url())
+            ));
+            env.push_str(&format!(
+                "export {upper}_VAULT_URL={}\n",
+                shell(&gateway.url(scheme, &vault.plan.domain))
+            ));
+            env.push_str(&format!(
+                "export {upper}_KMS_ADDR={}\n",
+                shell(&vault.key_service.address())
+            ));
+            let kms_token = files.secret(&format!("{name}-kms-token"));
+            write(&kms_token, &format!("{}\n", vault.key_service.seal_token()))?;
+            env.push_str(&format!(
+                "export {upper}_KMS_TOKEN_FILE={}\n",
+                shell(&kms_token.display().to_string())
+            ));
+            if let Some(keys) = &vault.keys {
+                let root = files.secret(&format!("{name}-root-token"));
+                write(&root, &format!("{}\n", keys.root_token))?;
+                let recovery = files.secret(&format!("{name}-recovery-keys"));
+                write(
+                    &recovery,
+                    &keys
+                        .recovery_keys
+                        .iter()
+                        .map(|k| format!("{k}\n"))
+                        .collect::<String>(),
+                )?;
+                env.push_str(&format!(
+                    "export {upper}_ROOT_TOKEN_FILE={}\n",
+                    shell(&root.display().to_string())
+                ));
+                env.push_str(&format!(
+                    "export {upper}_RECOVERY_KEYS_FILE={}\n",
+                    shell(&recovery.display().to_string())
+                ));
+            }
+            if let Some(password) = &vault.sample_password {
+                let userpass = files.secret(&format!("{name}-userpass"));
+                write(&userpass, &format!("{SAMPLE_USER}\n{password}\n"))?;
+                env.push_str(&format!(
+                    "export {upper}_USERPASS_FILE={}\n",
+                    shell(&userpass.display().to_string())
+                ));
+            }
+            summary.push(json!({
+                "name": name,
+                "api": vault.cluster.url(),
+                "domain": vault.plan.domain,
+                "url": gateway.url(scheme, &vault.plan.domain),
+                "gateway": {"http": gateway.http.to_string(), "https": gateway.https.to_string()},
+                "kms": vault.key_service.address(),
+                "initialised": vault.keys.is_some(),
+            }));
+        }
+        let resolve: Vec<String> = self
+            .resolve_pairs(scheme)
+            .iter()
+            .map(|(host, address)| format!("{host}={address}"))
+            .collect();
+        env.push_str(&format!("export RESOLVE={}\n", shell(&resolve.join(" "))));
+        let curl: Vec<String> = self
+            .resolve_pairs(scheme)
+            .iter()
+            .map(|(host, address)| {
+                let default = if scheme == "http" { 80 } else { 443 };
+                format!(
+                    "--connect-to {host}:{default}:{}:{}",
+                    address.ip(),
+                    address.port()
+                )
+            })
+            .collect();
+        env.push_str(&format!(
+            "export CURL_CONNECT_TO={}\n",
+            shell(&curl.join(" "))
+        ));
+        if let Some(data) = self
+            .vaults
+            .iter()
+            .find(|v| matches!(v.plan.init, Init::WithData { .. }))
+        {
+            let name = data.name();
+            env.push_str(&format!(
+                "export RECOVERY_KEYS_FILE={}\n",
+                shell(
+                    &files
+                        .secret(&format!("{name}-recovery-keys"))
+                        .display()
+                        .to_string()
+                )
+            ));
+        }
+        if let (Some(old), Some(new)) = (
+            self.vaults.iter().find(|v| v.name() == "old"),
+            self.vaults.iter().find(|v| v.name() == "new"),
+        ) {
+            let reference = |name: &str| format!("file:{}", files.secret(name).display());
+            let params = format!(
+                "# Written by `twin up` for plans/vault-transit-migration.yaml (the twin's clusters old and new).\n\
+                 old_context: old\nnew_context: new\nold_namespace: {NAMESPACE}\nnew_namespace: {NAMESPACE}\n\
+                 statefulset: {RELEASE}\nconfigmap: {RELEASE}-config\ningress: {RELEASE}\n\
+                 url_scheme: {scheme}\nold_domain: {}\nnew_domain: {}\nexpected_replicas: {}\n\
+                 old_kms_address: {}\nold_kms_key: {}\nold_kms_token: {}\n\
+                 new_kms_address: {}\nnew_kms_key: {}\nnew_kms_token: {}\n\
+                 old_admin_token: {}\nnew_admin_token: {}\nold_recovery_keys: {}\n",
+                old.plan.domain,
+                new.plan.domain,
+                old.plan.replicas,
+                old.key_service.address(),
+                old.plan.key_name,
+                reference("old-kms-token"),
+                new.key_service.address(),
+                new.plan.key_name,
+                reference("new-kms-token"),
+                reference("old-root-token"),
+                reference("new-root-token"),
+                reference("old-recovery-keys"),
+            );
+            write(&files.params(), &params)?;
+            env.push_str(&format!(
+                "export PARAMS_FILE={}\n",
+                shell(&files.params().display().to_string()),
+            ));
+        }
+        write(&files.env(), &env)?;
+        write(
+            &files.summary(),
+            &serde_json::to_string_pretty(&json!({"url_scheme": scheme, "clusters": summary}))
+                .unwrap_or_default(),
+        )?;
+        Ok(())
+    }
+}
+
+/// The files a scenario writes into the twin's directory.
+#[derive(Debug, Clone)]
+pub struct ScenarioFiles {
+    pub dir: PathBuf,
+}
+
+impl ScenarioFiles {
+    pub fn env(&self) -> PathBuf {
+        self.dir.join("env")
+    }
+    pub fn params(&self) -> PathBuf {
+        self.dir.join("params.yaml")
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join(crate::twin::CA_FILE)
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.dir.join("secrets")
+    }
+    /// `secrets/<name>`: one secret per file (0600).
+    pub fn secret(&self, name: &str) -> PathBuf {
+        self.secrets_dir().join(name)
+    }
+    /// `scenario.json`: clusters, domains, gateways and key services, for `twin status`.
+    pub fn summary(&self) -> PathBuf {
+        self.dir.join("scenario.json")
+    }
+}
+
+/// The health of every pod of `vault`: (ordinal, health if it answers).
+pub async fn pod_health(vault: &VaultCluster) -> Vec<(u32, Option<Health>)> {
+    let mut out = Vec::new();
+    for ordinal in 0..vault.plan.replicas {
+        let health = match vault.pod_address(ordinal) {
+            Some(address) => probe_health(address, false).await,
+            None => None,
+        };
+        out.push((ordinal, health));
+    }
+    out
+}
