@@ -178,7 +178,10 @@ impl Live {
         let disabled = statefulset
             .as_ref()
             .and_then(|s| k8s::container_args(s, container))
-            .is_some_and(|args| args.first().is_some_and(|a| a.trim_start().starts_with("sleep")));
+            .is_some_and(|args| {
+                args.first()
+                    .is_some_and(|a| a.trim_start().starts_with("sleep"))
+            });
         if !disabled {
             return Ok(vault.to_string());
         }
