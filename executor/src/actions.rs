@@ -308,6 +308,21 @@ impl Live {
             };
             let before = self.read_backup(&path.display().to_string()).await?;
             let cluster = self.cluster(&target)?;
+            let now = cluster
+                .get(&kind, &object)
+                .await?
+                .map(|o| k8s::clean_for_backup(&o));
+            let unchanged = match (&now, before.is_null()) {
+                (None, true) => true,
+                (Some(now), false) => strip_volatile(now) == strip_volatile(&before),
+                _ => false,
+            };
+            if unchanged {
+                done.push(format!(
+                    "{kind} {object} in {target} is as it was; nothing to put back"
+                ));
+                continue;
+            }
             if before.is_null() {
                 cluster.delete(&kind, &object, None, self.wait).await?;
                 done.push(format!(
@@ -1092,6 +1107,17 @@ impl Actions for Live {
     ) -> BoxFuture<'a, Result<Option<Outputs>, ActionError>> {
         Box::pin(self.observe_step(run))
     }
+}
+
+/// An object without what the server adds on its own (managed fields, timestamps), for
+/// comparing states.
+fn strip_volatile(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        metadata
+            .retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations"));
+    }
+    object
 }
 
 /// The step's inputs as the action's input type (secrets stand in as placeholders).

@@ -193,9 +193,10 @@ struct Shared {
     outputs: Mutex<HashMap<String, BTreeMap<String, Value>>>,
     /// The journal's replay: what each step or item key reached before this run.
     states: BTreeMap<String, StepState>,
-    /// Succeeded steps that run again: their sensitive outputs (tokens) were never journaled
-    /// and a step still to run needs them.
-    rerun: std::collections::HashSet<String>,
+    /// Succeeded steps that run again, just before the first step that needs their sensitive
+    /// outputs (tokens), which were never journaled: when they are needed, not at the start,
+    /// since what they act on may only be ready by then.
+    rerun: tokio::sync::Mutex<std::collections::HashSet<String>>,
     progress: Box<dyn Fn(Progress) + Send + Sync>,
     options: Options,
 }
@@ -236,7 +237,7 @@ pub async fn run(
         options,
         plan,
         states,
-        rerun,
+        rerun: tokio::sync::Mutex::new(rerun),
     });
     // Outputs of steps that succeeded before (journaled, non-sensitive).
     for (key, state) in &shared.states {
@@ -258,7 +259,7 @@ pub async fn run(
         .collect();
     let mut done = vec![false; count];
     for (id, action) in resume {
-        if action == ResumeAction::Skip && !shared.rerun.contains(&id) {
+        if action == ResumeAction::Skip {
             done[index_of[id.as_str()]] = true;
             (shared.progress)(Progress::Skipped { key: id });
         }
@@ -364,6 +365,7 @@ async fn run_step(shared: &Shared, index: usize) -> Result<(), Outcome> {
         for (name, value) in &step.with {
             inputs.insert(name.clone(), resolve_refs(shared, value, item.as_ref())?);
         }
+        rerun_producers(shared, &inputs).await?;
         let step_secrets = step_secrets(shared, &inputs);
         let run = StepRun {
             key: key.clone(),
@@ -372,7 +374,7 @@ async fn run_step(shared: &Shared, index: usize) -> Result<(), Outcome> {
             item,
             step_secrets,
         };
-        let outputs = run_once(shared, &run).await?;
+        let outputs = run_once(shared, &run, false).await?;
         shared.outputs.lock().expect("outputs").insert(key, outputs);
     }
     if grouped {
@@ -383,14 +385,18 @@ async fn run_step(shared: &Shared, index: usize) -> Result<(), Outcome> {
 
 /// One run: skipped when the journal says it succeeded, observed first when its effect is in
 /// doubt, else applied with a timeout and retries for transient errors.
-async fn run_once(shared: &Shared, run: &StepRun) -> Result<BTreeMap<String, Value>, Outcome> {
+async fn run_once(
+    shared: &Shared,
+    run: &StepRun,
+    force: bool,
+) -> Result<BTreeMap<String, Value>, Outcome> {
     let fail = |error: String| Outcome::Failed {
         step: run.key.clone(),
         error,
     };
     let state = shared.states.get(&run.key);
     if let Some(StepState::Succeeded { outputs }) = state
-        && !shared.rerun.contains(&run.key)
+        && !force
     {
         (shared.progress)(Progress::Skipped {
             key: run.key.clone(),
@@ -501,6 +507,50 @@ fn sensitive_producers_still_needed(
         }
     }
     rerun
+}
+
+/// Run again, now, the succeeded steps whose in-memory tokens these inputs need.
+async fn rerun_producers(
+    shared: &Shared,
+    inputs: &BTreeMap<String, Resolved>,
+) -> Result<(), Outcome> {
+    let mut pending = shared.rerun.lock().await;
+    for value in inputs.values() {
+        let Resolved::Secret { reference, .. } = value else {
+            continue;
+        };
+        let Some((producer, _)) = reference
+            .strip_prefix("step:")
+            .and_then(|path| path.rsplit_once('.'))
+        else {
+            continue;
+        };
+        if !pending.remove(producer) {
+            continue;
+        }
+        let Some(step) = shared.plan.steps.iter().find(|s| s.id == producer).cloned() else {
+            continue;
+        };
+        let mut step_inputs = BTreeMap::new();
+        for (name, value) in &step.with {
+            step_inputs.insert(name.clone(), resolve_refs(shared, value, None)?);
+        }
+        let step_secrets = step_secrets(shared, &step_inputs);
+        let run = StepRun {
+            key: step.id.clone(),
+            step,
+            inputs: step_inputs,
+            item: None,
+            step_secrets,
+        };
+        let outputs = run_once(shared, &run, true).await?;
+        shared
+            .outputs
+            .lock()
+            .expect("outputs")
+            .insert(run.key.clone(), outputs);
+    }
+    Ok(())
 }
 
 /// The success record of a run, under its key (`step[item]` for an item), sensitive outputs left out.

@@ -1,0 +1,490 @@
+//! The whole move, end to end, on the twin with real OpenBao: `planx apply` of
+//! `plans/vault-transit-migration.yaml` from OLD to NEW, then every secret of the source read back
+//! through both domains; a run killed (SIGKILL) at chosen moments and resumed; a run that fails
+//! after writes are blocked, rolled back until the OLD Vault serves again.
+//!
+//! One scenario at a time (each runs eight OpenBao processes).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use planx::cluster::Cluster;
+use serde_json::Value;
+use twin::faults::{Fault, Verb};
+use twin::scenario::{Scenario, ScenarioOptions};
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+struct Bed {
+    scenario: Scenario,
+    dir: PathBuf,
+    resolve: Vec<(String, SocketAddr)>,
+    /// Every secret of the source, read before the move.
+    source: BTreeMap<String, String>,
+}
+
+async fn bed(name: &str) -> Bed {
+    let dir = std::env::temp_dir().join(format!("planx-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = Scenario::start_async(ScenarioOptions::vault_pair().dir(&dir.join("twin")))
+        .await
+        .expect("the vault-pair scenario starts");
+    let resolve = scenario.resolve_pairs("http");
+    let token = scenario.vault("old").root_token().unwrap().to_string();
+    let source = read_secrets(&resolve, "vault.old.test", &token).await;
+    assert_eq!(source.len(), 300, "the scenario writes 300 secrets");
+    Bed {
+        scenario,
+        dir,
+        resolve,
+        source,
+    }
+}
+
+fn client(resolve: &[(String, SocketAddr)]) -> reqwest::Client {
+    planx::vault::install_crypto_provider();
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    for (host, address) in resolve {
+        builder = builder.resolve(host, *address);
+    }
+    builder.build().unwrap()
+}
+
+/// `secret/app/*` through a domain, name to value.
+async fn read_secrets(
+    resolve: &[(String, SocketAddr)],
+    domain: &str,
+    token: &str,
+) -> BTreeMap<String, String> {
+    let http = client(resolve);
+    let list: Value = http
+        .get(format!("http://{domain}/v1/secret/metadata/app?list=true"))
+        .header("X-Vault-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut secrets = BTreeMap::new();
+    for key in list["data"]["keys"].as_array().expect("a list of secrets") {
+        let key = key.as_str().unwrap();
+        let secret: Value = http
+            .get(format!("http://{domain}/v1/secret/data/app/{key}"))
+            .header("X-Vault-Token", token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        secrets.insert(
+            key.to_string(),
+            secret["data"]["data"]["value"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    secrets
+}
+
+fn planx_command(bed: &Bed, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_planx"));
+    command
+        .args(args)
+        .current_dir(&bed.dir)
+        .env("KUBECONFIG", bed.scenario.twin().kubeconfig_path());
+    command
+}
+
+fn apply_args(bed: &Bed) -> Vec<String> {
+    let files = bed.scenario.files();
+    let mut args = vec![
+        "apply".to_string(),
+        root()
+            .join("plans/vault-transit-migration.yaml")
+            .display()
+            .to_string(),
+        "--params".into(),
+        files.params().display().to_string(),
+        "--approve-all".into(),
+        "--yes".into(),
+        "--output".into(),
+        "json".into(),
+    ];
+    for (host, address) in &bed.resolve {
+        args.push("--resolve".into());
+        args.push(format!("{host}={address}"));
+    }
+    args
+}
+
+fn run_dir(bed: &Bed) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(bed.dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    runs[0].clone()
+}
+
+fn summary(stdout: &str) -> Value {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"))
+}
+
+/// What a finished move must show: every secret through both domains with an old token, three
+/// raft voters, no node in migration, the new key enough for a full restart, the tokens revoked.
+async fn assert_moved(bed: &Bed) {
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    for domain in ["vault.new.test", "vault.old.test"] {
+        let read = read_secrets(&bed.resolve, domain, &token).await;
+        assert_eq!(
+            read, bed.source,
+            "secrets read through {domain} differ from the source"
+        );
+    }
+    let http = client(&bed.resolve);
+    let raft: Value = http
+        .get("http://vault.new.test/v1/sys/storage/raft/configuration")
+        .header("X-Vault-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let servers = raft["data"]["config"]["servers"]
+        .as_array()
+        .expect("raft servers");
+    assert_eq!(servers.len(), 3);
+    assert!(servers.iter().all(|s| s["voter"] == true), "{servers:?}");
+    let new = bed.scenario.vault("new");
+    for ordinal in 0..3 {
+        let address = new.pod_address(ordinal).unwrap();
+        let status: Value = http
+            .get(format!("http://{address}/v1/sys/seal-status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status["migration"], false, "pod {ordinal}: {status}");
+        assert_eq!(status["sealed"], false, "pod {ordinal}: {status}");
+    }
+    // The migration token was revoked: its accessor is gone.
+    let journal = std::fs::read_to_string(run_dir(bed).join("journal.jsonl")).unwrap();
+    let accessor = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "step-succeeded" && e["step"] == "old-token")
+        .filter_map(|e| e["outputs"]["accessor"].as_str().map(str::to_owned))
+        .last()
+        .expect("the token's accessor is journaled");
+    let lookup = http
+        .post("http://vault.new.test/v1/auth/token/lookup-accessor")
+        .header("X-Vault-Token", &token)
+        .json(&serde_json::json!({ "accessor": accessor }))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        lookup.status().as_u16(),
+        200,
+        "the migration token is still valid"
+    );
+    // The old key service goes; every NEW pod restarts and unseals with the new key alone.
+    bed.scenario.vault("old").key_service.stop().await.unwrap();
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
+    let cluster = Cluster::connect(&kubeconfig, "new", "vault").await.unwrap();
+    for ordinal in 0..3 {
+        cluster
+            .restart_pod(&format!("vault-{ordinal}"), Duration::from_secs(120))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for ordinal in 0..3 {
+        loop {
+            let address = new.pod_address(ordinal).unwrap();
+            let status = http
+                .get(format!("http://{address}/v1/sys/seal-status"))
+                .send()
+                .await;
+            let unsealed = match status {
+                Ok(response) => response
+                    .json::<Value>()
+                    .await
+                    .is_ok_and(|s| s["sealed"] == false),
+                Err(_) => false,
+            };
+            if unsealed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pod {ordinal} did not auto-unseal with the new key"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert_eq!(
+        read_secrets(&bed.resolve, "vault.new.test", &token).await,
+        bed.source
+    );
+}
+
+/// Nothing a run writes holds a secret value of the scenario.
+fn assert_no_secret_written(bed: &Bed, stdout: &str, stderr: &str) {
+    let files = bed.scenario.files();
+    let mut planted: Vec<String> = Vec::new();
+    for name in [
+        "old-root-token",
+        "new-root-token",
+        "old-kms-token",
+        "new-kms-token",
+    ] {
+        planted.push(
+            std::fs::read_to_string(files.secret(name))
+                .unwrap()
+                .trim()
+                .to_string(),
+        );
+    }
+    let kms_tokens: Vec<String> = planted[2..4].to_vec();
+    for key in std::fs::read_to_string(files.secret("old-recovery-keys"))
+        .unwrap()
+        .lines()
+    {
+        planted.push(key.trim().to_string());
+    }
+    planted.retain(|p| p.len() >= 8);
+    let mut written = vec![
+        ("stdout".to_string(), stdout.to_string()),
+        ("stderr".to_string(), stderr.to_string()),
+    ];
+    let mut stack = vec![run_dir(bed)];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if path.extension().is_none_or(|e| e != "snap") {
+            written.push((
+                path.display().to_string(),
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string(),
+            ));
+        }
+    }
+    for (name, text) in written {
+        for secret in &planted {
+            // The ConfigMap's recorded states hold the seal's KMS token as the cluster holds it.
+            if name.contains("ConfigMap") && kms_tokens.contains(secret) {
+                continue;
+            }
+            assert!(
+                !text.contains(secret.as_str()),
+                "{name} holds a secret value"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_migration_moves_every_secret() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("full").await;
+    let started = Instant::now();
+    let out = planx_command(
+        &bed,
+        &apply_args(&bed)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let summary = summary(&stdout);
+    assert_eq!(summary["outcome"], "completed");
+    println!(
+        "full migration: total {:.1}s (planx {:.1}s), outage window {:.1}s",
+        started.elapsed().as_secs_f64(),
+        summary["total_secs"].as_f64().unwrap(),
+        summary["outage_secs"].as_f64().unwrap()
+    );
+    assert_no_secret_written(&bed, &stdout, &stderr);
+    assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+/// Start `apply`, SIGKILL it when the `nth` step whose key starts with `at` starts, then
+/// `resume` until it completes.
+async fn kill_at_and_resume(at: &str, nth: usize) {
+    let bed = bed(&format!("crash-{}", at.replace(['[', ']', '.'], "-"))).await;
+    let mut child = planx_command(
+        &bed,
+        &apply_args(&bed)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let target = at.to_string();
+    let killed = tokio::task::spawn_blocking(move || {
+        let mut seen = 0;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["event"] == "started"
+                && event["step"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(target.as_str()))
+            {
+                seen += 1;
+                if seen == nth {
+                    return true;
+                }
+            }
+        }
+        false
+    });
+    let reached = killed.await.unwrap();
+    // SIGKILL: no chance to clean up.
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(reached, "the run never reached `{at}`");
+    let run = run_dir(&bed);
+    let out = planx_command(
+        &bed,
+        &[
+            "resume",
+            run.to_str().unwrap(),
+            "--approve-all",
+            "--output",
+            "json",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "resume after a kill at `{at}`:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary(&stdout)["outcome"], "completed");
+    assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_during_the_snapshot_resumes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    kill_at_and_resume("cutover.snapshot", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_in_the_follower_loop_resumes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // The second follower, whichever pods the election left as followers.
+    kill_at_and_resume("seal-migration.migrate-followers[", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_after_the_restore_resumes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    kill_at_and_resume("cutover.point-at-old-key", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_after_writes_are_blocked_rolls_back_to_the_old_vault() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("rollback").await;
+    // The NEW cluster's API refuses ConfigMap updates: the seal cannot be pointed at the old key.
+    bed.scenario.twin().cluster("new").inject(
+        Fault::error(500, "InternalError")
+            .on(Verb::Update)
+            .path("/api/v1/namespaces/vault/configmaps"),
+    );
+    let out = planx_command(
+        &bed,
+        &apply_args(&bed)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        summary(&stdout)["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed at `cutover.point-at-old-key`"),
+        "{stdout}"
+    );
+    // Writes are blocked: the old domain does not serve.
+    let http = client(&bed.resolve);
+    let blocked = http.get("http://vault.old.test/v1/sys/health").send().await;
+    assert!(
+        blocked.map(|r| r.status().as_u16() >= 400).unwrap_or(true),
+        "the old domain still serves after the Ingress was deleted"
+    );
+
+    let run = run_dir(&bed);
+    let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("cannot be undone"),
+        "the restore into NEW is named as a point it cannot undo:\n{stderr}"
+    );
+    // The OLD Vault serves again through the old domain with every secret.
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let health = http.get("http://vault.old.test/v1/sys/health").send().await;
+        if health.is_ok_and(|r| r.status().as_u16() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old domain does not serve after the rollback"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        read_secrets(&bed.resolve, "vault.old.test", &token).await,
+        bed.source
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
