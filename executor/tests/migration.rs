@@ -193,10 +193,10 @@ async fn assert_moved(bed: &Bed) {
     let journal = std::fs::read_to_string(run_dir(bed).join("journal.jsonl")).unwrap();
     let accessor = journal
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|e| e["event"] == "step-succeeded" && e["step"] == "old-token")
-        .filter_map(|e| e["outputs"]["accessor"].as_str().map(str::to_owned))
-        .last()
+        .find_map(|e| e["outputs"]["accessor"].as_str().map(str::to_owned))
         .expect("the token's accessor is journaled");
     let lookup = http
         .post("http://vault.new.test/v1/auth/token/lookup-accessor")
