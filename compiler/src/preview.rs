@@ -9,7 +9,6 @@ use planc_schema::actions::{
     BackupInput, DeleteInput, IngressRewriteInput, PatchArgsInput, ProxyServiceInput, RestoreInput,
     SealDisableAndAddInput, SealPointAtKeyInput, SealRemoveDisabledInput,
 };
-use planc_schema::plan::TargetKind;
 use planc_schema::saved::{ObjectRef, ObservedObject, StepPreview};
 use serde_json::Value;
 
@@ -221,23 +220,7 @@ impl Run<'_> {
                     }
                     (None, _) => self.read(step, &key)?,
                 };
-                let mut annotations = vec![(
-                    "nginx.ingress.kubernetes.io/backend-protocol".to_string(),
-                    input.backend_protocol.clone(),
-                )];
-                if let Some(vhost) = &input.upstream_vhost {
-                    annotations.push((
-                        "nginx.ingress.kubernetes.io/upstream-vhost".into(),
-                        vhost.clone(),
-                    ));
-                }
-                annotations.extend(input.annotations.clone());
-                let rewrite = IngressRewrite {
-                    from_service: input.from_service.clone(),
-                    service: input.service.clone(),
-                    port: input.port,
-                    annotations,
-                };
+                let rewrite = IngressRewrite::from_input(&input);
                 let after = k8s::rewrite_ingress(&source, &rewrite)
                     .map_err(|e| self.impossible(step, &key, &e.0))?;
                 Ok(vec![self.write(key, after)])
@@ -381,14 +364,7 @@ impl Run<'_> {
         extra: &indexmap::IndexMap<String, String>,
     ) -> Vec<(String, String)> {
         let target = self.target(key_service);
-        let names: &[&str] = match target.kind {
-            TargetKind::Azurekeyvault => &["tenant_id", "vault_name", "key_name"],
-            TargetKind::Transit => &["address", "token", "mount_path", "key_name"],
-            TargetKind::Awskms => &["region", "kms_key_id"],
-            TargetKind::Gcpckms => &["project", "region", "key_ring", "crypto_key"],
-            TargetKind::Kubernetes | TargetKind::Vault => &[],
-        };
-        let mut attributes: Vec<(String, String)> = names
+        let mut attributes: Vec<(String, String)> = crate::edit::seal::key_attributes(target.kind)
             .iter()
             .filter_map(|name| {
                 let value = match target.attributes.get(*name)? {

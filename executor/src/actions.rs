@@ -236,6 +236,12 @@ impl Live {
 
     /// Where the state of an object before a step is recorded, for a rollback.
     fn before_path(&self, key: &str, target: &str, kind: &str, name: &str) -> PathBuf {
+        self.before_folder(key)
+            .join(format!("{target}-{kind}-{name}.json"))
+    }
+
+    /// The folder of the object states recorded before a step (or item) changed them.
+    fn before_folder(&self, key: &str) -> PathBuf {
         let key: String = key
             .chars()
             .map(|c| {
@@ -246,10 +252,7 @@ impl Live {
                 }
             })
             .collect();
-        self.run_dir
-            .join("before")
-            .join(key)
-            .join(format!("{target}-{kind}-{name}.json"))
+        self.run_dir.join("before").join(key)
     }
 
     /// Record an object as it is before a step changes it (`null` when it does not exist).
@@ -275,17 +278,7 @@ impl Live {
 
     /// Undo a step by putting back every object state recorded before it; returns what it did.
     pub async fn undo(&self, key: &str) -> Result<Vec<String>, ActionError> {
-        let key: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let folder = self.run_dir.join("before").join(key);
+        let folder = self.before_folder(key);
         let mut done = Vec::new();
         let Ok(mut entries) = tokio::fs::read_dir(&folder).await else {
             return Ok(done);
@@ -444,13 +437,7 @@ impl Live {
         extra: &indexmap::IndexMap<String, String>,
     ) -> Result<Vec<(String, String)>, ActionError> {
         let target = self.target(key_service)?;
-        let names: &[&str] = match target.kind {
-            TargetKind::Azurekeyvault => &["tenant_id", "vault_name", "key_name"],
-            TargetKind::Transit => &["address", "token", "mount_path", "key_name"],
-            TargetKind::Awskms => &["region", "kms_key_id"],
-            TargetKind::Gcpckms => &["project", "region", "key_ring", "crypto_key"],
-            _ => &[],
-        };
+        let names = seal::key_attributes(target.kind);
         let mut attributes = Vec::new();
         for name in names {
             let value = self.secret_attribute(target, name).ok_or_else(|| {
@@ -812,27 +799,9 @@ impl Live {
                             ))
                         })?,
                 };
-                let mut annotations = vec![(
-                    "nginx.ingress.kubernetes.io/backend-protocol".to_string(),
-                    input.backend_protocol.clone(),
-                )];
-                if let Some(vhost) = &input.upstream_vhost {
-                    annotations.push((
-                        "nginx.ingress.kubernetes.io/upstream-vhost".into(),
-                        vhost.clone(),
-                    ));
-                }
-                annotations.extend(input.annotations.clone());
-                let rewritten = k8s::rewrite_ingress(
-                    &source,
-                    &k8s::IngressRewrite {
-                        from_service: input.from_service.clone(),
-                        service: input.service.clone(),
-                        port: input.port,
-                        annotations,
-                    },
-                )
-                .map_err(|e| ActionError::permanent(e.0))?;
+                let rewritten =
+                    k8s::rewrite_ingress(&source, &k8s::IngressRewrite::from_input(&input))
+                        .map_err(|e| ActionError::permanent(e.0))?;
                 self.record_before(run, on, "Ingress", &input.ingress)
                     .await?;
                 effects

@@ -165,6 +165,49 @@ pub async fn connect(
     Ok(clusters)
 }
 
+/// What every command on a run starts from.
+struct Prepared {
+    plan: CompiledPlan,
+    digest: String,
+    clusters: HashMap<String, Cluster>,
+    live: Live,
+}
+
+/// Compile the plan the run recorded (refusing one that changed), resolve its secrets, connect
+/// to its clusters and take the Lease in each.
+async fn prepare(record: &RunRecord, run_dir: &Path) -> Result<Prepared, String> {
+    let (plan, digest) = compile(record)?;
+    if digest != record.plan_sha256 {
+        return Err(format!(
+            "the plan changed since the run started (compiled plan SHA-256 {digest}, the run recorded {}); refusing to continue it: finish or roll back with the plan it started with",
+            record.plan_sha256
+        ));
+    }
+    let base = std::env::current_dir().map_err(|e| e.to_string())?;
+    let secrets = resolve_secrets(&plan, &base)?;
+    let resolve = parse_resolve(&record.resolve)?;
+    let clusters = connect(&plan, &record.kubeconfig).await?;
+    for cluster in clusters.values() {
+        cluster
+            .acquire_lease(&record.run_id, Duration::from_secs(3600))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let live = Live::new(
+        plan.clone(),
+        clusters.clone(),
+        secrets,
+        run_dir.to_path_buf(),
+        resolve,
+    );
+    Ok(Prepared {
+        plan,
+        digest,
+        clusters,
+        live,
+    })
+}
+
 /// How a run went, for the closing summary.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -185,23 +228,12 @@ pub async fn execute(
     stop: watch::Receiver<bool>,
 ) -> Result<Summary, String> {
     let started = Instant::now();
-    let (plan, digest) = compile(record)?;
-    if digest != record.plan_sha256 {
-        return Err(format!(
-            "the plan changed since the run started (compiled plan SHA-256 {digest}, the run recorded {}); refusing to continue it: finish or roll back with the plan it started with",
-            record.plan_sha256
-        ));
-    }
-    let base = std::env::current_dir().map_err(|e| e.to_string())?;
-    let secrets = resolve_secrets(&plan, &base)?;
-    let resolve = parse_resolve(&record.resolve)?;
-    let clusters = connect(&plan, &record.kubeconfig).await?;
-    for cluster in clusters.values() {
-        cluster
-            .acquire_lease(&record.run_id, Duration::from_secs(3600))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    let Prepared {
+        plan,
+        digest,
+        clusters,
+        live,
+    } = prepare(record, run_dir).await?;
     let journal_path = run_dir.join("journal.jsonl");
     let (journal, states) = if resume {
         let (journal, events) = Journal::reopen(&journal_path).map_err(|e| e.to_string())?;
@@ -216,13 +248,6 @@ pub async fn execute(
             .map_err(|e| e.to_string())?;
         (journal, BTreeMap::new())
     };
-    let live = Live::new(
-        plan.clone(),
-        clusters.clone(),
-        secrets,
-        run_dir.to_path_buf(),
-        resolve,
-    );
     let engine = Engine {
         actions: Arc::new(live),
         approver,
@@ -321,34 +346,16 @@ pub fn run_id(plan: &str) -> String {
 /// back as recorded before the step; the pods of a restored StatefulSet restarted), and say what
 /// cannot be undone. Returns what was done, line by line.
 pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>, String> {
-    let (plan, digest) = compile(record)?;
-    if digest != record.plan_sha256 {
-        return Err(format!(
-            "the plan changed since the run started (compiled plan SHA-256 {digest}, the run recorded {}); roll back with the plan the run started with",
-            record.plan_sha256
-        ));
-    }
-    let base = std::env::current_dir().map_err(|e| e.to_string())?;
-    let secrets = resolve_secrets(&plan, &base)?;
-    let resolve = parse_resolve(&record.resolve)?;
-    let clusters = connect(&plan, &record.kubeconfig).await?;
-    for cluster in clusters.values() {
-        cluster
-            .acquire_lease(&record.run_id, Duration::from_secs(3600))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    let Prepared {
+        plan,
+        clusters,
+        live,
+        ..
+    } = prepare(record, run_dir).await?;
     let (mut journal, events) =
         Journal::reopen(&run_dir.join("journal.jsonl")).map_err(|e| e.to_string())?;
     let states = journal::replay(&events);
     let rollback = crate::recovery::rollback(&plan, &states);
-    let live = Live::new(
-        plan.clone(),
-        clusters.clone(),
-        secrets,
-        run_dir.to_path_buf(),
-        resolve,
-    );
     let mut done = Vec::new();
     for (step_id, action) in &rollback.actions {
         let step = plan

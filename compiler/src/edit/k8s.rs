@@ -80,6 +80,30 @@ pub struct IngressRewrite {
     pub annotations: Vec<(String, String)>,
 }
 
+impl IngressRewrite {
+    /// What a `k8s.ingress-rewrite` step asks for: its backend, and the ingress-nginx
+    /// annotations for the protocol, the upstream host and any others it lists.
+    pub fn from_input(input: &planc_schema::actions::IngressRewriteInput) -> IngressRewrite {
+        let mut annotations = vec![(
+            "nginx.ingress.kubernetes.io/backend-protocol".to_string(),
+            input.backend_protocol.clone(),
+        )];
+        if let Some(vhost) = &input.upstream_vhost {
+            annotations.push((
+                "nginx.ingress.kubernetes.io/upstream-vhost".into(),
+                vhost.clone(),
+            ));
+        }
+        annotations.extend(input.annotations.clone());
+        IngressRewrite {
+            from_service: input.from_service.clone(),
+            service: input.service.clone(),
+            port: input.port,
+            annotations,
+        }
+    }
+}
+
 /// Point the Ingress's backends at another service and port and set the annotations.
 pub fn rewrite_ingress(ingress: &Value, rewrite: &IngressRewrite) -> Result<Value, EditError> {
     let mut edited = ingress.clone();

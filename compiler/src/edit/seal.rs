@@ -153,6 +153,19 @@ pub fn validate(config: &str) -> Result<(), SealEditError> {
     Ok(())
 }
 
+/// The attributes of a seal block that point it at a key of this kind of key service, as the
+/// key-service target names them.
+pub fn key_attributes(kind: planc_schema::plan::TargetKind) -> &'static [&'static str] {
+    use planc_schema::plan::TargetKind;
+    match kind {
+        TargetKind::Azurekeyvault => &["tenant_id", "vault_name", "key_name"],
+        TargetKind::Transit => &["address", "token", "mount_path", "key_name"],
+        TargetKind::Awskms => &["region", "kms_key_id"],
+        TargetKind::Gcpckms => &["project", "region", "key_ring", "crypto_key"],
+        TargetKind::Kubernetes | TargetKind::Vault => &[],
+    }
+}
+
 /// Seal attributes whose values are secrets.
 pub const SENSITIVE_ATTRIBUTES: &[&str] = &[
     "token",
