@@ -556,9 +556,20 @@ impl Live {
         let mut outputs = Outputs::new();
         match run.step.action {
             ActionKind::PreflightCluster => {
+                let input: inputs::PreflightClusterInput = typed(run)?;
                 let cluster = self.cluster(on)?;
+                let version = cluster.server_version().await?;
+                let missing = cluster.missing_api_versions(&input.api_versions).await?;
+                if !missing.is_empty() {
+                    return Err(ActionError::permanent(format!(
+                        "`{}` does not serve {}",
+                        cluster.context(),
+                        missing.join(", ")
+                    )));
+                }
+                // The namespace is readable.
                 let _: Option<Value> = cluster.get("ConfigMap", "planx-preflight-probe").await?;
-                outputs.insert("server_version".into(), json!("reachable"));
+                outputs.insert("server_version".into(), json!(version));
             }
             ActionKind::PreflightReplicas => {
                 let input: inputs::PreflightReplicasInput = typed(run)?;

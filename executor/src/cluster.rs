@@ -158,6 +158,42 @@ impl Cluster {
         }
     }
 
+    /// The API server's version (`gitVersion`).
+    pub async fn server_version(&self) -> Result<String, ClusterError> {
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| self.error("get", "version", "/version", e))?;
+        Ok(info.git_version)
+    }
+
+    /// The API group versions of `wanted` (`v1`, `apps/v1`, ...) that the server does not serve.
+    pub async fn missing_api_versions(
+        &self,
+        wanted: &[String],
+    ) -> Result<Vec<String>, ClusterError> {
+        let core = self
+            .client
+            .list_core_api_versions()
+            .await
+            .map_err(|e| self.error("list", "APIVersions", "/api", e))?;
+        let groups = self
+            .client
+            .list_api_groups()
+            .await
+            .map_err(|e| self.error("list", "APIGroupList", "/apis", e))?;
+        let mut served: Vec<String> = core.versions.clone();
+        for group in &groups.groups {
+            served.extend(group.versions.iter().map(|v| v.group_version.clone()));
+        }
+        Ok(wanted
+            .iter()
+            .filter(|w| !served.contains(w))
+            .cloned()
+            .collect())
+    }
+
     /// The object as JSON, or `None` when it does not exist.
     pub async fn get(&self, kind: &str, name: &str) -> Result<Option<Value>, ClusterError> {
         let found = self

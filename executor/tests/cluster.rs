@@ -170,3 +170,23 @@ async fn a_port_forward_reaches_the_pods_port() {
         assert_eq!(back, message.as_bytes());
     }
 }
+
+#[tokio::test]
+async fn discovery_says_what_the_server_serves() {
+    let twin = twin::Twin::start(&["old"]).expect("twin");
+    let cluster = connect(&twin, "old").await;
+    assert!(cluster.server_version().await.unwrap().starts_with("v1."));
+    let wanted: Vec<String> = [
+        "v1",
+        "apps/v1",
+        "networking.k8s.io/v1",
+        "discovery.k8s.io/v1",
+        "batch/v1",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        cluster.missing_api_versions(&wanted).await.unwrap(),
+        ["batch/v1"]
+    );
+}
