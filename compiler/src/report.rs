@@ -145,6 +145,7 @@ pub fn to_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> serde_json::V
         .map(|d| {
             let mut item = json!({
                 "code": d.code.as_str(),
+                "title": d.code.title(),
                 "severity": d.severity.as_str(),
                 "message": d.message,
             });

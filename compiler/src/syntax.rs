@@ -160,7 +160,7 @@ pub fn read_document(file: FileId, root: &Node, diagnostics: &mut Diagnostics) -
             return None;
         }
         Some(node) => match &node.value {
-            Value::Int(1) => {}
+            Value::Int(v) if u64::try_from(*v) == Ok(planc_schema::PLAN_VERSION) => {}
             Value::Int(v) => {
                 cx.error(
                     Code::UnsupportedVersion,

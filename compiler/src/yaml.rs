@@ -101,17 +101,6 @@ impl Node {
             .map(|(_, v)| v)
     }
 
-    /// The scalar as text, as a `--set` value or a message would show it.
-    pub fn scalar_text(&self) -> Option<String> {
-        match &self.value {
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Int(i) => Some(i.to_string()),
-            Value::Float(f) => Some(f.to_string()),
-            Value::Str(s) => Some(s.clone()),
-            _ => None,
-        }
-    }
-
     /// Convert to JSON (positions dropped).
     pub fn to_json(&self) -> serde_json::Value {
         match &self.value {
