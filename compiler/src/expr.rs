@@ -87,6 +87,22 @@ impl Resolved {
         }
     }
 
+    /// What the value is, for "expected X, found Y" messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Resolved::Null => "null",
+            Resolved::Bool(_) => "a boolean",
+            Resolved::Int(_) => "an integer",
+            Resolved::Float(_) => "a number",
+            Resolved::Str(_) => "a string",
+            Resolved::List(_) => "a list",
+            Resolved::Map(_) => "a mapping",
+            Resolved::StepOutput { .. } => "a step output",
+            Resolved::Item { .. } => "a for_each item",
+            Resolved::Secret { .. } => "a secret",
+        }
+    }
+
     pub fn from_json(value: &serde_json::Value) -> Resolved {
         match value {
             serde_json::Value::Null => Resolved::Null,

@@ -1098,7 +1098,7 @@ impl Lowering<'_> {
                     node.pos.span(file),
                     format!(
                         "`for_each` must be a list or a step output, found {}",
-                        describe_resolved(&other)
+                        other.describe()
                     ),
                 );
                 None
@@ -1622,17 +1622,6 @@ fn contains_secret(value: &Resolved) -> bool {
         Resolved::List(items) => items.iter().any(contains_secret),
         Resolved::Map(map) => map.values().any(contains_secret),
         _ => false,
-    }
-}
-
-fn describe_resolved(value: &Resolved) -> String {
-    match value {
-        Resolved::Str(_) => "a string".into(),
-        Resolved::Int(_) => "an integer".into(),
-        Resolved::Bool(_) => "a boolean".into(),
-        Resolved::Map(_) => "a mapping".into(),
-        Resolved::Null => "null".into(),
-        other => other.to_json().to_string(),
     }
 }
 

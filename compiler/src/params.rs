@@ -169,7 +169,7 @@ pub fn check(
             format!(
                 "parameter `{name}` takes {}, found {}",
                 param_type_phrase(declaration.param_type),
-                describe(found)
+                found.describe()
             ),
         )
     };
@@ -342,21 +342,6 @@ fn param_type_phrase(param_type: ParamType) -> &'static str {
         ParamType::Map => "a mapping",
         ParamType::Secret => "a secret reference",
         ParamType::Target => "a target id",
-    }
-}
-
-fn describe(value: &Resolved) -> &'static str {
-    match value {
-        Resolved::Null => "null",
-        Resolved::Bool(_) => "a boolean",
-        Resolved::Int(_) => "an integer",
-        Resolved::Float(_) => "a number",
-        Resolved::Str(_) => "a string",
-        Resolved::List(_) => "a list",
-        Resolved::Map(_) => "a mapping",
-        Resolved::StepOutput { .. } => "a step output",
-        Resolved::Item { .. } => "a for_each item",
-        Resolved::Secret { .. } => "a secret",
     }
 }
 

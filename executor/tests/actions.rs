@@ -3,18 +3,16 @@
 //! restored, the proxy Service and EndpointSlice. What they leave in the cluster is what
 //! `planc diff` previewed, object for object: one code path.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
-use kube::config::Kubeconfig;
 use planc::edit::k8s::clean_for_backup;
 use planc::state::{State, StateFile};
 use planc::{CompileRequest, CompiledPlan, Loader};
 use planx::actions::Live;
-use planx::cluster::Cluster;
 use planx::engine::{Engine, Options, Outcome, Preapproved, run};
 use planx::journal::Journal;
 use serde_json::Value;
@@ -115,38 +113,8 @@ fn essence(object: &Value) -> Value {
 
 #[tokio::test]
 async fn the_kubernetes_actions_do_what_the_preview_showed() {
-    let twin = twin::Twin::start(&["old"]).expect("twin");
-    let kubeconfig = Kubeconfig::read_from(twin.kubeconfig_path()).unwrap();
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kubeconfig.clone(),
-            &kube::config::KubeConfigOptions {
-                context: Some("old".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap(),
-    )
-    .unwrap();
-    let namespaces: Api<Namespace> = Api::all(client);
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "vault"}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let cluster = Cluster::connect(&kubeconfig, "old", "vault").await.unwrap();
     // The old cluster of the seed document, as captured.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let fixture: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(root.join("tests/state/aks/old/vault.yaml")).unwrap(),
-    )
-    .unwrap();
-    for item in fixture["items"].as_array().unwrap() {
-        cluster.create(&clean_for_backup(item)).await.unwrap();
-    }
+    let (_twin, cluster) = common::seeded_old_cluster().await;
 
     // The preview, from the objects as the cluster holds them now.
     let compiled = plan();

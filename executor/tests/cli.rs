@@ -2,13 +2,11 @@
 //! Ingress, patches a StatefulSet and reroutes the Ingress through a proxy; read its status;
 //! roll it back and find the objects as they were; and a second run refused by the Lease.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
-use kube::config::Kubeconfig;
-use planc::edit::k8s::clean_for_backup;
 use planx::cluster::Cluster;
 use serde_json::Value;
 
@@ -68,34 +66,7 @@ struct Bed {
 }
 
 async fn bed(name: &str) -> (Bed, Cluster) {
-    let twin = twin::Twin::start(&["old"]).expect("twin");
-    let kubeconfig = Kubeconfig::read_from(twin.kubeconfig_path()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig.clone(),
-        &kube::config::KubeConfigOptions {
-            context: Some("old".into()),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let namespaces: Api<Namespace> = Api::all(kube::Client::try_from(config).unwrap());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": "vault"}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let cluster = Cluster::connect(&kubeconfig, "old", "vault").await.unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let fixture: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(root.join("tests/state/aks/old/vault.yaml")).unwrap(),
-    )
-    .unwrap();
-    for item in fixture["items"].as_array().unwrap() {
-        cluster.create(&clean_for_backup(item)).await.unwrap();
-    }
+    let (twin, cluster) = common::seeded_old_cluster().await;
     let dir = std::env::temp_dir().join(format!("planx-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

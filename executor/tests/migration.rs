@@ -5,6 +5,8 @@
 //!
 //! One scenario at a time (each runs eight OpenBao processes).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -221,30 +223,23 @@ async fn assert_moved(bed: &Bed) {
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
     for ordinal in 0..3 {
-        loop {
-            let address = new.pod_address(ordinal).unwrap();
-            let status = http
+        let address = new.pod_address(ordinal).unwrap();
+        let what = format!("pod {ordinal} to auto-unseal with the new key");
+        common::eventually(&what, Duration::from_secs(120), || async {
+            match http
                 .get(format!("http://{address}/v1/sys/seal-status"))
                 .send()
-                .await;
-            let unsealed = match status {
+                .await
+            {
                 Ok(response) => response
                     .json::<Value>()
                     .await
                     .is_ok_and(|s| s["sealed"] == false),
                 Err(_) => false,
-            };
-            if unsealed {
-                break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "pod {ordinal} did not auto-unseal with the new key"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        })
+        .await;
     }
     assert_eq!(
         read_secrets(&bed.resolve, "vault.new.test", &token).await,
@@ -470,18 +465,15 @@ async fn a_failure_after_writes_are_blocked_rolls_back_to_the_old_vault() {
     );
     // The OLD Vault serves again through the old domain with every secret.
     let token = bed.scenario.vault("old").root_token().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let health = http.get("http://vault.old.test/v1/sys/health").send().await;
-        if health.is_ok_and(|r| r.status().as_u16() == 200) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the old domain does not serve after the rollback"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    common::eventually(
+        "the old domain to serve after the rollback",
+        Duration::from_secs(120),
+        || async {
+            let health = http.get("http://vault.old.test/v1/sys/health").send().await;
+            health.is_ok_and(|r| r.status().as_u16() == 200)
+        },
+    )
+    .await;
     assert_eq!(
         read_secrets(&bed.resolve, "vault.old.test", &token).await,
         bed.source

@@ -160,3 +160,48 @@ pub async fn call(
     let value = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, value)
 }
+
+/// A twin cluster `old` holding, in namespace `vault`, the old cluster of the seed document as
+/// captured in `tests/state/aks/old/vault.yaml`; and a planx client for it.
+pub async fn seeded_old_cluster() -> (twin::Twin, planx::cluster::Cluster) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+
+    let twin = twin::Twin::start(&["old"]).expect("twin");
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(twin.kubeconfig_path()).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig.clone(),
+        &kube::config::KubeConfigOptions {
+            context: Some("old".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("config");
+    let namespaces: Api<Namespace> = Api::all(kube::Client::try_from(config).expect("client"));
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "vault"}})).unwrap(),
+        )
+        .await
+        .expect("namespace vault");
+    let cluster = planx::cluster::Cluster::connect(&kubeconfig, "old", "vault")
+        .await
+        .expect("connect");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    let fixture: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root.join("tests/state/aks/old/vault.yaml")).expect("fixture"),
+    )
+    .expect("fixture YAML");
+    for item in fixture["items"].as_array().expect("a List") {
+        cluster
+            .create(&planc::edit::k8s::clean_for_backup(item))
+            .await
+            .expect("create");
+    }
+    (twin, cluster)
+}
