@@ -60,6 +60,15 @@ fn diff_lines(diff: &ObjectDiff) -> Vec<String> {
     lines
 }
 
+/// One object's diff as plain text: its label, then the unified lines, indented.
+pub fn object_text(diff: &ObjectDiff) -> String {
+    let mut out = format!("  {} {}\n", diff.change.symbol(), object_label(diff));
+    for line in diff_lines(diff) {
+        let _ = writeln!(out, "    {line}");
+    }
+    out
+}
+
 /// Plain text, one block per step that changes something or has notes.
 pub fn text(plan: &CompiledPlan, previews: &[StepPreview], colour: bool) -> String {
     let paint = |code: &str, text: &str| {

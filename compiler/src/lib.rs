@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod diagnostic;
 pub mod diff;
 pub mod diff_view;
+pub mod drift;
 pub mod edit;
 pub mod expr;
 pub mod graph;

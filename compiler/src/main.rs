@@ -189,7 +189,7 @@ fn main() -> ExitCode {
             state: Some(state),
             output,
         } => with_previews(&input, &state, output, |plan, sources, previews| {
-            let saved = render::saved_plan(plan, sources, previews);
+            let saved = render::saved_plan(&request(&input), plan, sources, previews);
             let mut text = serde_json::to_string_pretty(&saved).expect("saved plan serialises");
             text.push('\n');
             Ok(text)
@@ -231,13 +231,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn compile(input: &PlanInput) -> Option<Compilation> {
-    let request = CompileRequest {
+fn request(input: &PlanInput) -> CompileRequest {
+    CompileRequest {
         plan: input.plan.clone(),
         params_files: input.params.clone(),
         set: input.set.clone(),
-    };
-    match planc::compile(&request, &FileLoader) {
+    }
+}
+
+fn compile(input: &PlanInput) -> Option<Compilation> {
+    match planc::compile(&request(input), &FileLoader) {
         Ok(compilation) => Some(compilation),
         Err(error) => {
             eprintln!("error: {error}");

@@ -35,9 +35,10 @@ pub struct StepEffect {
 }
 
 /// Apply the plan's edits to the state, step by step in execution order, and diff each change
-/// with secrets redacted.
+/// with secrets redacted; what was observed is redacted by the same hand, so a secret keeps its
+/// `<redacted #N>` across the previews and the observed objects.
 pub fn preview(plan: &CompiledPlan, state: &State, diagnostics: &mut Diagnostics) -> Previews {
-    let (effects, observed) = apply_edits(plan, state, diagnostics);
+    let (effects, touched) = apply_edits(plan, state, diagnostics);
     let mut redactor = Redactor::default();
     let steps = effects
         .into_iter()
@@ -59,21 +60,44 @@ pub fn preview(plan: &CompiledPlan, state: &State, diagnostics: &mut Diagnostics
             }
         })
         .collect();
+    let observed = touched
+        .into_iter()
+        .filter_map(|key| {
+            let object = state.objects.get(&key)?;
+            Some(ObservedObject {
+                object: key,
+                resource_version: object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_owned),
+                sha256: digest(object),
+                content: redactor.object(&k8s::clean_for_backup(object)),
+            })
+        })
+        .collect();
     Previews { steps, observed }
 }
 
-/// The edits of every step in execution order, and what was observed of the objects they read.
+/// The objects of the starting state a plan reads or edits: what `planx plan` fetches from the
+/// live clusters before computing the previews.
+pub fn objects_needed(plan: &CompiledPlan) -> BTreeSet<ObjectRef> {
+    let mut run = Run::new(plan, &State::default());
+    for &index in &plan.graph.order {
+        let _ = run.step(&plan.steps[index], &mut Vec::new());
+    }
+    // With nothing in the state, every read misses and `touched` holds what steps write.
+    let mut needed = run.missing;
+    needed.extend(run.touched);
+    needed
+}
+
+/// The edits of every step in execution order, unredacted, and every object of the starting
+/// state a step read or changed.
 pub fn apply_edits(
     plan: &CompiledPlan,
     state: &State,
     diagnostics: &mut Diagnostics,
-) -> (Vec<StepEffect>, Vec<ObservedObject>) {
-    let mut run = Run {
-        plan,
-        current: state.objects.clone(),
-        backups: HashMap::new(),
-        touched: BTreeSet::new(),
-    };
+) -> (Vec<StepEffect>, BTreeSet<ObjectRef>) {
+    let mut run = Run::new(plan, state);
     let mut effects = Vec::new();
     for &index in &plan.graph.order {
         let step = &plan.steps[index];
@@ -91,21 +115,12 @@ pub fn apply_edits(
             notes,
         });
     }
-    let observed = run
+    let touched = run
         .touched
-        .iter()
-        .filter_map(|key| {
-            let object = state.objects.get(key)?;
-            Some(ObservedObject {
-                object: key.clone(),
-                resource_version: object["metadata"]["resourceVersion"]
-                    .as_str()
-                    .map(str::to_owned),
-                sha256: digest(object),
-            })
-        })
+        .into_iter()
+        .filter(|key| state.objects.contains_key(key))
         .collect();
-    (effects, observed)
+    (effects, touched)
 }
 
 /// An object before and after a step (`None`: absent).
@@ -118,6 +133,8 @@ struct Run<'p> {
     backups: HashMap<String, Value>,
     /// Every object of the starting state a step read or changed.
     touched: BTreeSet<ObjectRef>,
+    /// Every object a step needed that the state lacks.
+    missing: BTreeSet<ObjectRef>,
 }
 
 fn input<T: serde::de::DeserializeOwned>(step: &CompiledStep) -> T {
@@ -134,7 +151,17 @@ fn is_apply_time(text: &str) -> bool {
     text.starts_with('<') && text.ends_with('>')
 }
 
-impl Run<'_> {
+impl<'p> Run<'p> {
+    fn new(plan: &'p CompiledPlan, state: &State) -> Run<'p> {
+        Run {
+            plan,
+            current: state.objects.clone(),
+            backups: HashMap::new(),
+            touched: BTreeSet::new(),
+            missing: BTreeSet::new(),
+        }
+    }
+
     fn step(
         &mut self,
         step: &CompiledStep,
@@ -310,6 +337,7 @@ impl Run<'_> {
             self.touched.insert(key.clone());
             return Ok(object.clone());
         }
+        self.missing.insert(key.clone());
         let cluster = self.target(&key.target);
         let context = cluster.attribute("context").unwrap_or_default();
         Err(Box::new(

@@ -3,6 +3,7 @@
 //! state, the saved plan that adds the previews and what was observed.
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::catalog;
 use crate::model::CompiledPlan;
@@ -83,16 +84,42 @@ pub fn compiled_plan_json(plan: &CompiledPlan, sources: &SourceMap) -> Value {
     })
 }
 
-/// The saved plan: the compiled plan, its previews and what was observed, without a secret value.
+/// The saved plan: what it was compiled from, the compiled plan, its previews and what was
+/// observed, without a secret value.
 pub fn saved_plan(
+    request: &crate::CompileRequest,
     plan: &CompiledPlan,
     sources: &SourceMap,
     previews: &crate::preview::Previews,
 ) -> planc_schema::saved::SavedPlan {
+    let path = |p: &std::path::PathBuf| p.to_string_lossy().to_string();
     planc_schema::saved::SavedPlan {
         format: planc_schema::saved::SAVED_PLAN_FORMAT.to_string(),
+        request: planc_schema::saved::SavedRequest {
+            plan: path(&request.plan),
+            params_files: request.params_files.iter().map(path).collect(),
+            set: request.set.clone(),
+        },
         compiled: compiled_plan_json(plan, sources),
         observed: previews.observed.clone(),
         previews: previews.steps.clone(),
     }
+}
+
+/// SHA-256 of a compiled plan's rendering with source positions left out (they do not change
+/// what runs): equal digests mean the same steps with the same inputs.
+pub fn compiled_digest(rendering: &Value) -> String {
+    let mut rendering = rendering.clone();
+    if let Some(steps) = rendering["steps"].as_array_mut() {
+        for step in steps {
+            if let Some(step) = step.as_object_mut() {
+                step.remove("source");
+            }
+        }
+    }
+    let text = serde_json::to_string(&rendering).expect("renders");
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use planc::CompiledPlan;
+use planc::drift::Expectation;
 use planc::edit::{k8s, seal};
 use planc::expr::Resolved;
 use planc::model::CompiledTarget;
@@ -54,6 +55,8 @@ pub struct Live {
     forwards: Mutex<HashMap<(String, String), PortForward>>,
     /// How long a restart or a seal change may take.
     pub wait: Duration,
+    /// From a saved plan: the objects each step is the first to edit, as they were observed.
+    expectations: BTreeMap<String, Vec<Expectation>>,
 }
 
 impl Live {
@@ -72,7 +75,28 @@ impl Live {
             resolve,
             forwards: Mutex::new(HashMap::new()),
             wait: Duration::from_secs(180),
+            expectations: BTreeMap::new(),
         }
+    }
+
+    /// Check, before each step that edits an object first, that it is as the saved plan saw it.
+    pub fn expect(&mut self, expectations: BTreeMap<String, Vec<Expectation>>) {
+        self.expectations = expectations;
+    }
+
+    /// Refuse the step when an object it edits moved since the saved plan observed it.
+    async fn refuse_drift(&self, run: &StepRun) -> Result<(), ActionError> {
+        let Some(expectations) = self.expectations.get(&run.step.id) else {
+            return Ok(());
+        };
+        let drifted = drift_reports(expectations, &self.clusters).await?;
+        if drifted.is_empty() {
+            return Ok(());
+        }
+        Err(ActionError::permanent(format!(
+            "refusing to edit what changed since the plan was saved:\n{}\nmake the plan again with `planx plan` and review its previews, or put the object back",
+            drifted.join("\n").trim_end()
+        )))
     }
 
     fn target(&self, id: &str) -> Result<&CompiledTarget, ActionError> {
@@ -637,22 +661,38 @@ impl Live {
             }
             ActionKind::PreflightKeyAccess => {
                 let target = self.target(on)?;
-                if target.kind != TargetKind::Transit {
-                    return Err(ActionError::permanent(format!(
-                        "checking access to a {} key is not built yet in planx; only transit keys are probed",
-                        target.kind.name()
-                    )));
+                match target.kind {
+                    TargetKind::Azurekeyvault => {
+                        let input: inputs::PreflightKeyAccessInput = typed(run)?;
+                        let summary = crate::azure::check_key_access(
+                            &crate::azure::AzureEndpoints::from_env(),
+                            &crate::azure::AzureCredential::from_env(),
+                            &crate::azure::KeyVaultTarget::from_compiled(target)?,
+                            input.identity.as_deref().unwrap_or_default(),
+                            &input.role,
+                        )
+                        .await?;
+                        outputs.insert("summary".into(), json!(summary));
+                    }
+                    TargetKind::Transit => {
+                        let token = self.secret_attribute(target, "token").ok_or_else(|| {
+                            ActionError::permanent("the transit target has no token")
+                        })?;
+                        let address = target.attribute("address").unwrap_or_default();
+                        let mount = target
+                            .attribute("mount_path")
+                            .unwrap_or("transit/")
+                            .trim_end_matches('/');
+                        let key = target.attribute("key_name").unwrap_or_default();
+                        probe_transit(address, mount, key, &token).await?;
+                    }
+                    other => {
+                        return Err(ActionError::permanent(format!(
+                            "checking access to a {} key is not built yet in planx; only transit and azurekeyvault keys are checked",
+                            other.name()
+                        )));
+                    }
                 }
-                let token = self
-                    .secret_attribute(target, "token")
-                    .ok_or_else(|| ActionError::permanent("the transit target has no token"))?;
-                let address = target.attribute("address").unwrap_or_default();
-                let mount = target
-                    .attribute("mount_path")
-                    .unwrap_or("transit/")
-                    .trim_end_matches('/');
-                let key = target.attribute("key_name").unwrap_or_default();
-                probe_transit(address, mount, key, &token).await?;
             }
             ActionKind::TokenCreate => {
                 let input: inputs::TokenCreateInput = typed(run)?;
@@ -1072,13 +1112,33 @@ impl Live {
     }
 }
 
+/// What moved of the objects expected, read from the live clusters: one report per object.
+pub async fn drift_reports(
+    expectations: &[Expectation],
+    clusters: &HashMap<String, Cluster>,
+) -> Result<Vec<String>, ActionError> {
+    let mut reports = Vec::new();
+    for expectation in expectations {
+        let object = &expectation.object;
+        let cluster = clusters.get(&object.target).ok_or_else(|| {
+            ActionError::permanent(format!("no connection to cluster `{}`", object.target))
+        })?;
+        let live = cluster.get(&object.kind, &object.name).await?;
+        reports.extend(planc::drift::check(expectation, live.as_ref()));
+    }
+    Ok(reports)
+}
+
 impl Actions for Live {
     fn apply<'a>(
         &'a self,
         run: &'a StepRun,
         effects: &'a Effects,
     ) -> BoxFuture<'a, Result<Outputs, ActionError>> {
-        Box::pin(self.apply_step(run, effects))
+        Box::pin(async move {
+            self.refuse_drift(run).await?;
+            self.apply_step(run, effects).await
+        })
     }
 
     fn observe<'a>(

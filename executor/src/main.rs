@@ -15,6 +15,8 @@ use planx::run::{self, RunRecord};
 const EXAMPLES: &str = "\
 Examples:
   planx explain plans/vault-aks-migration.yaml --params prod.params.yaml
+  planx plan plans/vault-aks-migration.yaml --params prod.params.yaml -o saved-plan.json
+  planx apply saved-plan.json --approve-all
   planx apply plans/vault-transit-migration.yaml --params $PARAMS_FILE --resolve vault.new.test=127.0.0.1:8443 --approve-all --yes
   planx status runs/vault-transit-migration-20261129T1230
   planx resume runs/vault-transit-migration-20261129T1230
@@ -60,8 +62,31 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
-    /// Run a plan: compile it, take the Lease in every cluster, run every step, journal it.
+    /// Read the live clusters (read-only, no Lease), print what every step will change, and
+    /// write a saved plan: the compiled plan, its previews and a digest of every object observed.
+    ///
+    /// `planx apply SAVED` then refuses to start when the plan files compile to something else,
+    /// or when an observed object moved (it prints the drift), and checks each object again
+    /// just before the first step that edits it. Secrets are redacted in the previews and never
+    /// written to the saved plan; their references (env:, file:) are.
+    Plan {
+        plan: PathBuf,
+        #[arg(long = "params", value_name = "FILE")]
+        params: Vec<PathBuf>,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// The kubeconfig with the plan's contexts (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Where to write the saved plan.
+        #[arg(short, long, value_name = "FILE", default_value = "saved-plan.json")]
+        out: PathBuf,
+    },
+    /// Run a plan, or a saved plan from `planx plan`: take the Lease in every cluster, run every
+    /// step, journal it. A saved plan is refused when it is stale or the clusters drifted.
     Apply {
+        /// A plan (YAML) or a saved plan (JSON written by `planx plan`; run planx from the folder
+        /// it was made in, since it names the plan and parameter files by their paths).
         plan: PathBuf,
         #[arg(long = "params", value_name = "FILE")]
         params: Vec<PathBuf>,
@@ -143,6 +168,21 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Explain { plan, params, set } => explain(plan, params, set),
+        Command::Plan {
+            plan,
+            params,
+            set,
+            kubeconfig,
+            out,
+        } => runtime.block_on(make_plan(
+            CompileRequest {
+                plan,
+                params_files: params,
+                set,
+            },
+            default_kubeconfig(kubeconfig),
+            out,
+        )),
         Command::Apply {
             plan,
             params,
@@ -215,23 +255,44 @@ async fn apply(
     yes: bool,
     interaction: Interaction,
 ) -> ExitCode {
-    let kubeconfig = kubeconfig
-        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")))
-        .unwrap_or_else(|| PathBuf::from(".kube/config"));
-    let mut record = RunRecord {
-        plan,
-        params_files,
-        set,
-        kubeconfig,
-        resolve,
-        plan_sha256: String::new(),
-        run_id: String::new(),
+    let kubeconfig = default_kubeconfig(kubeconfig);
+    let from_saved = run::is_saved_plan(&plan);
+    let prepared = if from_saved {
+        if !params_files.is_empty() || !set.is_empty() {
+            eprintln!(
+                "error: {} is a saved plan; it carries its parameters, so --params and --set do not apply (make a new one with `planx plan`)",
+                plan.display()
+            );
+            return ExitCode::from(2);
+        }
+        run::read_saved_plan(&plan).and_then(|saved| {
+            let (record, compiled) = run::record_from_saved(&plan, &saved, kubeconfig, resolve)?;
+            Ok((record, compiled, Some(saved)))
+        })
+    } else {
+        let record = RunRecord {
+            plan: plan.clone(),
+            params_files,
+            set,
+            kubeconfig,
+            resolve,
+            plan_sha256: String::new(),
+            run_id: String::new(),
+            saved_plan: None,
+        };
+        run::compile(&record).map(|(compiled, digest)| {
+            let record = RunRecord {
+                plan_sha256: digest,
+                ..record
+            };
+            (record, compiled, None)
+        })
     };
-    let (compiled, digest) = match run::compile(&record) {
-        Ok(compiled) => compiled,
-        Err(diagnostics) => {
-            eprint!("{diagnostics}");
+    let (mut record, compiled, saved) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            eprint!("{}", error.trim_end());
+            eprintln!();
             return ExitCode::from(1);
         }
     };
@@ -239,9 +300,19 @@ async fn apply(
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
-    record.plan_sha256 = digest;
     record.run_id = run::run_id(&compiled.name);
     print!("{}", planx::explain(&compiled));
+    if let Some(saved) = &saved {
+        match drift_before_start(&compiled, saved, &record.kubeconfig).await {
+            Ok(observed) => eprintln!(
+                "the {observed} objects the saved plan observed are as they were; each is checked again before the step that edits it"
+            ),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     if !yes {
         if !std::io::stdin().is_terminal() {
             eprintln!(
@@ -268,7 +339,9 @@ async fn apply(
         );
         return ExitCode::from(2);
     }
-    if let Err(error) = write_record(&run_dir, &record) {
+    if let Err(error) =
+        write_record(&run_dir, &record).and_then(|()| keep_saved_plan(saved.as_ref(), &run_dir))
+    {
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
@@ -276,16 +349,86 @@ async fn apply(
     execute(&record, &run_dir, false, interaction).await
 }
 
+fn default_kubeconfig(kubeconfig: Option<PathBuf>) -> PathBuf {
+    kubeconfig
+        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")))
+        .unwrap_or_else(|| PathBuf::from(".kube/config"))
+}
+
+async fn make_plan(request: CompileRequest, kubeconfig: PathBuf, out: PathBuf) -> ExitCode {
+    let made = match run::make_saved_plan(&request, &kubeconfig).await {
+        Ok(made) => made,
+        Err(error) => {
+            eprint!("{}", error.trim_end());
+            eprintln!();
+            return ExitCode::from(1);
+        }
+    };
+    eprint!("{}", made.warnings);
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(planc::diff_view::text(&made.plan, &made.saved.previews, colour).as_bytes())
+        .and_then(|()| stdout.flush());
+    let mut text = serde_json::to_string_pretty(&made.saved).expect("saved plan serialises");
+    text.push('\n');
+    if let Err(error) = std::fs::write(&out, text) {
+        eprintln!("error: cannot write {}: {error}", out.display());
+        return ExitCode::from(2);
+    }
+    eprintln!(
+        "saved plan: {} ({} objects observed); apply it with `planx apply {}`",
+        out.display(),
+        made.saved.observed.len(),
+        out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Before a saved plan starts: every object it observed is as it was. Returns how many.
+async fn drift_before_start(
+    plan: &planc::CompiledPlan,
+    saved: &planc_schema::saved::SavedPlan,
+    kubeconfig: &Path,
+) -> Result<usize, String> {
+    let clusters = run::connect(plan, kubeconfig).await?;
+    let reports = run::drift(saved, &clusters).await?;
+    if reports.is_empty() {
+        return Ok(saved.observed.len());
+    }
+    Err(format!(
+        "the clusters moved since the plan was saved; nothing was changed:\n{}\nmake the plan again with `planx plan` and review its previews",
+        reports.join("\n").trim_end()
+    ))
+}
+
+/// The saved plan as it was checked, kept in the run so that a resume checks the same.
+fn keep_saved_plan(
+    saved: Option<&planc_schema::saved::SavedPlan>,
+    run_dir: &Path,
+) -> Result<(), String> {
+    let Some(saved) = saved else {
+        return Ok(());
+    };
+    let text = serde_json::to_vec_pretty(saved).map_err(|e| e.to_string())?;
+    write_private(&run_dir.join(run::SAVED_PLAN_FILE), &text)
+}
+
 fn write_record(run_dir: &Path, record: &RunRecord) -> Result<(), String> {
-    let path = run_dir.join("run.json");
     let text = serde_json::to_string_pretty(record).map_err(|e| e.to_string())?;
+    write_private(&run_dir.join("run.json"), text.as_bytes())
+}
+
+/// Write a new file only its owner may read.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options
-        .open(&path)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .open(path)
+        .and_then(|mut file| file.write_all(bytes))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -347,7 +490,7 @@ async fn execute(
         );
     } else {
         eprintln!(
-            "\n{outcome}: total {:.1}s, outage window {outage}\nrun: {} (planx status / resume / rollback)",
+            "\n{outcome}\ntotal {:.1}s, outage window {outage}\nrun: {} (planx status / resume / rollback)",
             summary.total.as_secs_f64(),
             summary.run_dir.display()
         );

@@ -13,8 +13,8 @@ use planc::expr::Resolved;
 use planc::{CompileRequest, CompiledPlan, FileLoader};
 use planc_schema::ActionKind;
 use planc_schema::plan::TargetKind;
+use planc_schema::saved::{SAVED_PLAN_FORMAT, SavedPlan};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::actions::Live;
@@ -34,6 +34,165 @@ pub struct RunRecord {
     /// SHA-256 of the compiled plan's rendering: a resume refuses a plan that changed.
     pub plan_sha256: String,
     pub run_id: String,
+    /// The saved plan the run applies, when it was started from one; its copy is
+    /// `RUN/saved-plan.json`, and every step that edits an object first checks it for drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_plan: Option<PathBuf>,
+}
+
+/// Where a run keeps the saved plan it applies.
+pub const SAVED_PLAN_FILE: &str = "saved-plan.json";
+
+/// Whether a file is a saved plan (JSON of `planc.saved-plan/…`) rather than a plan.
+pub fn is_saved_plan(path: &Path) -> bool {
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read(&mut file, &mut head))
+        .unwrap_or(0);
+    let head = String::from_utf8_lossy(&head[..read]);
+    head.trim_start().starts_with('{') && head.contains("planc.saved-plan/")
+}
+
+/// Read a saved plan, refusing another format or version.
+pub fn read_saved_plan(path: &Path) -> Result<SavedPlan, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the saved plan {}: {e}", path.display()))?;
+    let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not a saved plan planx can apply ({e}); make it again with `planx plan`",
+            path.display()
+        )
+    })?;
+    if saved.format != SAVED_PLAN_FORMAT {
+        return Err(format!(
+            "{} is `{}`; this planx applies `{SAVED_PLAN_FORMAT}`",
+            path.display(),
+            saved.format
+        ));
+    }
+    Ok(saved)
+}
+
+/// The run record for applying a saved plan: its plan compiled again from the files it names,
+/// refused when that no longer compiles to what was saved.
+pub fn record_from_saved(
+    path: &Path,
+    saved: &SavedPlan,
+    kubeconfig: PathBuf,
+    resolve: Vec<String>,
+) -> Result<(RunRecord, CompiledPlan), String> {
+    let mut record = RunRecord {
+        plan: PathBuf::from(&saved.request.plan),
+        params_files: saved
+            .request
+            .params_files
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+        set: saved.request.set.clone(),
+        kubeconfig,
+        resolve,
+        plan_sha256: String::new(),
+        run_id: String::new(),
+        saved_plan: Some(path.to_path_buf()),
+    };
+    let (plan, digest) = compile(&record).map_err(|diagnostics| {
+        format!(
+            "the saved plan {} names {}, which does not compile now (run planx from the folder `planx plan` ran in):\n{diagnostics}",
+            path.display(),
+            record.plan.display()
+        )
+    })?;
+    let saved_digest = planc::render::compiled_digest(&saved.compiled);
+    if digest != saved_digest {
+        return Err(format!(
+            "the saved plan {} is stale: {} and its parameters compile to something else now (SHA-256 {digest}, saved {saved_digest}); make it again with `planx plan` and review its previews",
+            path.display(),
+            record.plan.display()
+        ));
+    }
+    record.plan_sha256 = digest;
+    Ok((record, plan))
+}
+
+/// What `planx plan` observed: every object the plan reads or edits, fetched from the live
+/// clusters (read-only; an absent object is left out, as the previews expect).
+pub async fn observe(
+    plan: &CompiledPlan,
+    clusters: &HashMap<String, Cluster>,
+) -> Result<planc::state::State, String> {
+    let mut state = planc::state::State::default();
+    for object in planc::preview::objects_needed(plan) {
+        let cluster = clusters
+            .get(&object.target)
+            .ok_or_else(|| format!("no connection to cluster `{}`", object.target))?;
+        if let Some(live) = cluster
+            .get(&object.kind, &object.name)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            state.objects.insert(object, live);
+        }
+    }
+    Ok(state)
+}
+
+/// A saved plan made from the live clusters, and the warnings its compilation gave.
+pub struct MadePlan {
+    pub plan: CompiledPlan,
+    pub saved: SavedPlan,
+    pub warnings: String,
+}
+
+/// `planx plan`: compile, read every object the plan touches from the live clusters (read-only,
+/// no Lease), compute the previews and the saved plan. Errors come rendered, with positions.
+pub async fn make_saved_plan(
+    request: &CompileRequest,
+    kubeconfig: &Path,
+) -> Result<MadePlan, String> {
+    let mut compilation = planc::compile(request, &FileLoader).map_err(|e| e.to_string())?;
+    let render = |diagnostics: &[planc::Diagnostic], sources: &planc::SourceMap| {
+        planc::report::render(
+            diagnostics,
+            sources,
+            planc::report::ReportFormat::Human,
+            false,
+        )
+    };
+    let Some(plan) = compilation.plan.take() else {
+        return Err(render(&compilation.diagnostics, &compilation.sources));
+    };
+    let clusters = connect(&plan, kubeconfig).await?;
+    let state = observe(&plan, &clusters).await?;
+    let mut diagnostics = planc::Diagnostics::default();
+    let previews = planc::preview::preview(&plan, &state, &mut diagnostics);
+    let mut all = compilation.diagnostics.clone();
+    all.extend(diagnostics.into_sorted());
+    if all.iter().any(|d| d.severity == planc::Severity::Error) {
+        return Err(render(&all, &compilation.sources));
+    }
+    let saved = planc::render::saved_plan(request, &plan, &compilation.sources, &previews);
+    Ok(MadePlan {
+        warnings: render(&all, &compilation.sources),
+        plan,
+        saved,
+    })
+}
+
+/// Every object a saved plan observed that is not as it was now, as drift reports.
+pub async fn drift(
+    saved: &SavedPlan,
+    clusters: &HashMap<String, Cluster>,
+) -> Result<Vec<String>, String> {
+    let mut reports = Vec::new();
+    for expectations in planc::drift::expectations(saved).values() {
+        reports.extend(
+            crate::actions::drift_reports(expectations, clusters)
+                .await
+                .map_err(|e| e.message)?,
+        );
+    }
+    Ok(reports)
 }
 
 /// Compile a plan as a run records it; the digest of what it compiled to.
@@ -60,20 +219,7 @@ pub fn compile(record: &RunRecord) -> Result<(CompiledPlan, String), String> {
 
 /// SHA-256 of a compiled plan's JSON rendering, source positions left out.
 fn plan_digest(plan: &CompiledPlan, sources: &planc::SourceMap) -> String {
-    let mut rendering = planc::render::compiled_plan_json(plan, sources);
-    // Source positions do not change what runs.
-    if let Some(steps) = rendering["steps"].as_array_mut() {
-        for step in steps {
-            if let Some(step) = step.as_object_mut() {
-                step.remove("source");
-            }
-        }
-    }
-    let text = serde_json::to_string(&rendering).expect("renders");
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    planc::render::compiled_digest(&planc::render::compiled_plan_json(plan, sources))
 }
 
 /// `host=ip:port` (or `host=ip`, port 443) pairs, as curl's `--resolve`.
@@ -193,13 +339,17 @@ async fn prepare(record: &RunRecord, run_dir: &Path) -> Result<Prepared, String>
             .await
             .map_err(|e| e.to_string())?;
     }
-    let live = Live::new(
+    let mut live = Live::new(
         plan.clone(),
         clusters.clone(),
         secrets,
         run_dir.to_path_buf(),
         resolve,
     );
+    if record.saved_plan.is_some() {
+        let saved = read_saved_plan(&run_dir.join(SAVED_PLAN_FILE))?;
+        live.expect(planc::drift::expectations(&saved));
+    }
     Ok(Prepared {
         plan,
         digest,

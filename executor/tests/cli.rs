@@ -268,3 +268,112 @@ async fn a_second_run_is_refused_by_the_lease() {
     );
     std::fs::remove_dir_all(&bed.dir).ok();
 }
+
+/// Add an annotation to an object, as a person with kubectl would.
+async fn annotate(cluster: &Cluster, kind: &str, name: &str) {
+    let mut object = cluster.get(kind, name).await.unwrap().unwrap();
+    object["metadata"]["annotations"]["changed-by"] = Value::from("someone-else");
+    cluster.replace(&object).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_saved_plan_is_refused_when_its_plan_or_the_objects_changed() {
+    let (bed, cluster) = bed("saved").await;
+    let plan = bed.plan.to_str().unwrap().to_string();
+    let resolve = "vault.new.test=127.0.77.1:443";
+
+    // `planx plan` reads the cluster and writes what every step will change.
+    let out = planx(&bed, &["plan", &plan, "-o", "saved.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let previews = text(&out.stdout);
+    assert!(
+        previews.contains("step disable-old: k8s.patch-args on old"),
+        "{previews}"
+    );
+    assert!(previews.contains("+        - sleep infinity"), "{previews}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(bed.dir.join("saved.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["format"], "planc.saved-plan/v1");
+    let observed: Vec<&str> = saved["observed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["object"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(observed, vec!["Ingress", "StatefulSet"], "{saved}");
+    let ingress_before = cluster.get("Ingress", "vault").await.unwrap().unwrap();
+
+    // Someone edits the Ingress: the saved plan is refused before anything runs.
+    annotate(&cluster, "Ingress", "vault").await;
+    let out = planx(
+        &bed,
+        &[
+            "apply",
+            "saved.json",
+            "--yes",
+            "--approve-all",
+            "--resolve",
+            resolve,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Ingress `vault/vault` of `old` changed since the plan was saved"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("+    changed-by: someone-else"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert!(!bed.dir.join("runs").exists(), "no run was started");
+    let ingress = cluster.get("Ingress", "vault").await.unwrap().unwrap();
+    assert_eq!(
+        ingress["spec"], ingress_before["spec"],
+        "the Ingress was not touched"
+    );
+
+    // A plan file that compiles to something else makes the saved plan stale.
+    let out = planx(&bed, &["plan", &plan, "-o", "saved.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    std::fs::write(&bed.plan, PLAN.replace("sleep infinity", "sleep 3600")).unwrap();
+    let out = planx(
+        &bed,
+        &["apply", "saved.json", "--yes", "--resolve", resolve],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is stale"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&bed.plan, PLAN).unwrap();
+
+    // Drift after the run started: the gate stops the run, the StatefulSet is edited while it
+    // waits, and the resumed run refuses to patch it.
+    let out = planx(
+        &bed,
+        &["apply", "saved.json", "--yes", "--resolve", resolve],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("stopped at gate `block-writes`"));
+    let run = only_run(&bed.dir);
+    annotate(&cluster, "StatefulSet", "vault").await;
+    let out = planx(&bed, &["resume", run.to_str().unwrap(), "--approve-all"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failed at `disable-old`"), "{stderr}");
+    assert!(
+        stderr.contains("StatefulSet `vault/vault` of `old` changed since the plan was saved"),
+        "{stderr}"
+    );
+    assert!(
+        cluster.get("Ingress", "vault").await.unwrap().is_none(),
+        "the Ingress, as observed, was deleted by the gated step"
+    );
+    let statefulset = cluster.get("StatefulSet", "vault").await.unwrap().unwrap();
+    assert!(
+        !statefulset.to_string().contains("sleep infinity"),
+        "the drifted StatefulSet was not patched"
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}

@@ -15,12 +15,27 @@ pub const SAVED_PLAN_FORMAT: &str = "planc.saved-plan/v1";
 pub struct SavedPlan {
     /// Always `planc.saved-plan/v1`.
     pub format: String,
+    /// The files and settings the plan was compiled from, for `planx apply` to compile again
+    /// and refuse the saved plan when the result differs.
+    pub request: SavedRequest,
     /// The compiled plan as `planc render` prints it (`planc.compiled-plan/v1`).
     pub compiled: serde_json::Value,
     /// What was observed of every object the plan reads or edits.
     pub observed: Vec<ObservedObject>,
     /// What each step changes, in execution order.
     pub previews: Vec<StepPreview>,
+}
+
+/// What a saved plan was compiled from: paths as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SavedRequest {
+    pub plan: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params_files: Vec<String>,
+    /// `--set NAME=VALUE` pairs (secrets are references there too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<String>,
 }
 
 /// Where an object lives: the plan's kubernetes target, its kind, namespace and name.
@@ -42,8 +57,12 @@ pub struct ObservedObject {
     pub object: ObjectRef,
     /// `metadata.resourceVersion`, when the object came from a server.
     pub resource_version: Option<String>,
-    /// SHA-256 of the object's canonical JSON without server-owned metadata.
+    /// SHA-256 of the object's canonical JSON without server-owned metadata, secrets included:
+    /// a secret that changed is drift too.
     pub sha256: String,
+    /// The object without server-owned metadata, secrets redacted as in the previews: what a
+    /// drift report is diffed against.
+    pub content: serde_json::Value,
 }
 
 /// What one step changes.

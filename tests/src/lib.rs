@@ -181,10 +181,15 @@ pub fn plan_files() -> Vec<PathBuf> {
 
 /// Compile a workspace-relative plan with its example parameter file.
 pub fn compile_with_params(plan: &Path) -> planc::Compilation {
-    let request = planc::CompileRequest {
+    planc::compile(&request_with_params(plan), &RootedLoader)
+        .expect("plan and parameter files are readable")
+}
+
+/// The request for a plan with its example parameters beside it (`NAME.params.yaml`).
+pub fn request_with_params(plan: &Path) -> planc::CompileRequest {
+    planc::CompileRequest {
         plan: plan.to_path_buf(),
         params_files: vec![plan.with_extension("params.yaml")],
         set: Vec::new(),
-    };
-    planc::compile(&request, &RootedLoader).expect("plan and parameter files are readable")
+    }
 }

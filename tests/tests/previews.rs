@@ -27,6 +27,7 @@ fn state_folder(plan: &Path) -> PathBuf {
 }
 
 struct Previewed {
+    request: planc::CompileRequest,
     compilation: Compilation,
     state: State,
     previews: Previews,
@@ -42,6 +43,7 @@ impl Previewed {
 /// Compile a plan with its example parameters and preview it against a state folder. Paths
 /// stay relative to the workspace root, as a person at the root would type them.
 fn previewed(plan: &Path, state_dir: &Path) -> Previewed {
+    let request = workspace_tests::request_with_params(plan);
     let mut compilation = compile_with_params(plan);
     assert!(!compilation.has_errors(), "{:?}", compilation.diagnostics);
     let mut files = state::read_folder(&workspace_root().join(state_dir)).expect("state folder");
@@ -57,6 +59,7 @@ fn previewed(plan: &Path, state_dir: &Path) -> Previewed {
     let state = state::read_state(files, &plan, &mut compilation.sources, &mut diagnostics);
     let previews = preview::preview(&plan, &state, &mut diagnostics);
     Previewed {
+        request,
         compilation,
         state,
         previews,
@@ -65,9 +68,13 @@ fn previewed(plan: &Path, state_dir: &Path) -> Previewed {
 }
 
 fn saved_text(p: &Previewed) -> String {
-    let mut text =
-        serde_json::to_string_pretty(&saved_plan(p.plan(), &p.compilation.sources, &p.previews))
-            .unwrap();
+    let mut text = serde_json::to_string_pretty(&saved_plan(
+        &p.request,
+        p.plan(),
+        &p.compilation.sources,
+        &p.previews,
+    ))
+    .unwrap();
     text.push('\n');
     text
 }
