@@ -187,6 +187,16 @@ pub fn spec(action: ActionKind) -> ActionSpec {
                 &[],
                 "1.6",
             ),
+            A::PreflightRecoveryKeys => (
+                "prove that the recovery keys open the Vault (a root token generated and revoked at once)",
+                Vault,
+                ReadOnly,
+                Undo::NotNeeded,
+                &[],
+                &["recovery_keys", "token"],
+                &[],
+                "8",
+            ),
             A::PreflightSealOverrides => (
                 "check that no container environment variable overrides the seal configuration",
                 Vault,

@@ -694,6 +694,25 @@ impl Live {
                     }
                 }
             }
+            ActionKind::PreflightRecoveryKeys => {
+                let keys = self.secret(run, "recovery_keys")?.lines();
+                let token = self.secret(run, "token")?;
+                let (leader, _) = self.leader(on).await?;
+                let client = self.vault_on(on, &leader).await?;
+                effects
+                    .perform(
+                        &format!(
+                            "prove the recovery keys on {on} (a root token generated and revoked)"
+                        ),
+                        async {
+                            client
+                                .prove_keys(&token, &keys)
+                                .await
+                                .map_err(ActionError::from)
+                        },
+                    )
+                    .await?;
+            }
             ActionKind::TokenCreate => {
                 let input: inputs::TokenCreateInput = typed(run)?;
                 let admin = self.secret(run, "admin_token")?;

@@ -4,6 +4,7 @@
 //! computed from plan and journal. The engine and the kube and vaultrs adapters are not built yet.
 
 pub mod actions;
+pub mod azure;
 pub mod cluster;
 pub mod engine;
 pub mod journal;

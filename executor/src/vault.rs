@@ -292,6 +292,151 @@ impl Vault {
         self.json("health", response).await
     }
 
+    /// Prove that `keys` (recovery keys, or unseal keys of a Shamir seal) open this Vault, keeping
+    /// nothing: start a root-token generation with a one-time pad, submit the keys (the server
+    /// checks them when the threshold is reached), decode the token and revoke it at once. An
+    /// attempt already in progress is someone else's: refused, never cancelled. Uses OpenBao's
+    /// authenticated `sys/generate-root-token` (2.6+, `token` needs `sudo` there), else the
+    /// unauthenticated `sys/generate-root` of Vault and older OpenBao.
+    pub async fn prove_keys(&self, token: &Secret, keys: &[Secret]) -> Result<(), VaultError> {
+        let call = "generate-root";
+        let mut base = "sys/generate-root-token";
+        let mut status = self
+            .generate_root(base, token, reqwest::Method::GET, None)
+            .await;
+        if matches!(
+            status,
+            Err(VaultError::Status {
+                status: 404 | 405,
+                ..
+            })
+        ) {
+            base = "sys/generate-root";
+            status = self
+                .generate_root(base, token, reqwest::Method::GET, None)
+                .await;
+        }
+        if status?.started {
+            return Err(VaultError::Client {
+                call,
+                address: self.address.clone(),
+                message: "a root-token generation is already in progress; planx will not cancel someone else's: finish or cancel it (`bao operator generate-root -cancel`), then resume".into(),
+            });
+        }
+        let started = self
+            .generate_root(
+                base,
+                token,
+                reqwest::Method::PUT,
+                Some(serde_json::json!({})),
+            )
+            .await?;
+        let result = self.submit_keys(base, token, keys, &started).await;
+        if !matches!(result, Ok(Some(_))) {
+            // Leave no attempt behind: a wrong key, too few keys or an error.
+            let _ = self
+                .generate_root(base, token, reqwest::Method::DELETE, None)
+                .await;
+        }
+        let root = result?.ok_or_else(|| VaultError::Client {
+            call,
+            address: self.address.clone(),
+            message: format!(
+                "{} keys given, the Vault needs {}: give at least the threshold, one per line",
+                keys.len(),
+                started.required
+            ),
+        })?;
+        self.revoke_self(&root).await
+    }
+
+    /// One call on `BASE/attempt` (or `BASE/update` with a body holding a key).
+    async fn generate_root(
+        &self,
+        base: &str,
+        token: &Secret,
+        method: reqwest::Method,
+        body: Option<serde_json::Value>,
+    ) -> Result<GenerateRoot, VaultError> {
+        let call = "generate-root";
+        let endpoint = if body.as_ref().is_some_and(|b| b.get("key").is_some()) {
+            "update"
+        } else {
+            "attempt"
+        };
+        let mut request = self
+            .http
+            .request(method.clone(), self.url(&format!("{base}/{endpoint}")))
+            .header("X-Vault-Token", token.expose());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = self.send(call, request, &[200, 204]).await?;
+        if method == reqwest::Method::DELETE {
+            return Ok(GenerateRoot::default());
+        }
+        let value: serde_json::Value = self.json(call, response).await?;
+        let fields = value
+            .get("data")
+            .filter(|d| d.is_object())
+            .unwrap_or(&value);
+        serde_json::from_value(fields.clone()).map_err(|e| VaultError::Client {
+            call,
+            address: self.address.clone(),
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// Submit keys to a started generation; the decoded root token once it completes.
+    async fn submit_keys(
+        &self,
+        base: &str,
+        token: &Secret,
+        keys: &[Secret],
+        started: &GenerateRoot,
+    ) -> Result<Option<Secret>, VaultError> {
+        let call = "generate-root";
+        let otp = started.otp.clone().unwrap_or_default();
+        for key in keys {
+            let body = serde_json::json!({ "key": key.expose(), "nonce": started.nonce });
+            let progress = match self
+                .generate_root(base, token, reqwest::Method::PUT, Some(body))
+                .await
+            {
+                Ok(progress) => progress,
+                // A wrong key is a 400, or a 500 "root generation aborted: unable to
+                // authenticate" on OpenBao.
+                Err(VaultError::Status {
+                    status, message, ..
+                }) if status == 400
+                    || message.contains("root generation aborted")
+                    || message.contains("verification failed") =>
+                {
+                    return Err(VaultError::Client {
+                        call,
+                        address: self.address.clone(),
+                        message: format!(
+                            "the keys do not open this Vault ({}); check that the file holds the recovery keys of the Vault the data comes from, one per line",
+                            message.trim()
+                        ),
+                    });
+                }
+                Err(other) => return Err(other),
+            };
+            if progress.complete {
+                let encoded = progress.encoded_token.or(progress.encoded_root_token);
+                return decode_root_token(encoded.as_deref().unwrap_or_default(), &otp)
+                    .map(Some)
+                    .map_err(|message| VaultError::Client {
+                        call,
+                        address: self.address.clone(),
+                        message,
+                    });
+            }
+        }
+        Ok(None)
+    }
+
     /// Make the active node step down (needs `update` and `sudo` on `sys/step-down`).
     pub async fn step_down(&self, token: &Secret) -> Result<(), VaultError> {
         let request = self
@@ -437,6 +582,49 @@ impl Vault {
             .await
             .map(drop)
     }
+}
+
+/// The state of a root-token generation, as `sys/generate-root*/*` answers.
+#[derive(Debug, Default, serde::Deserialize)]
+struct GenerateRoot {
+    #[serde(default)]
+    started: bool,
+    #[serde(default)]
+    nonce: String,
+    #[serde(default)]
+    required: u32,
+    #[serde(default)]
+    complete: bool,
+    #[serde(default)]
+    otp: Option<String>,
+    #[serde(default)]
+    encoded_token: Option<String>,
+    #[serde(default)]
+    encoded_root_token: Option<String>,
+}
+
+/// The root token of a completed generation: the encoded token, base64, XOR the one-time pad.
+fn decode_root_token(encoded: &str, otp: &str) -> Result<Secret, String> {
+    use base64::Engine as _;
+    let engines = [
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::STANDARD,
+    ];
+    let bytes = engines
+        .iter()
+        .find_map(|engine| engine.decode(encoded.trim()).ok())
+        .ok_or("the generated root token is not base64; revoke it by hand (`bao token revoke -accessor`)")?;
+    if bytes.len() != otp.len() {
+        return Err(format!(
+            "the generated root token has {} bytes and the one-time pad {}; revoke it by hand",
+            bytes.len(),
+            otp.len()
+        ));
+    }
+    let token: Vec<u8> = bytes.iter().zip(otp.bytes()).map(|(a, b)| a ^ b).collect();
+    String::from_utf8(token)
+        .map(Secret::new)
+        .map_err(|_| "the decoded root token is not text; revoke it by hand".to_string())
 }
 
 async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {

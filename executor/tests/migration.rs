@@ -480,3 +480,63 @@ async fn a_failure_after_writes_are_blocked_rolls_back_to_the_old_vault() {
     );
     std::fs::remove_dir_all(&bed.dir).ok();
 }
+
+/// Every Vault pod of both clusters, name to uid.
+async fn vault_pods(bed: &Bed) -> BTreeMap<String, String> {
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
+    let mut pods = BTreeMap::new();
+    for context in ["old", "new"] {
+        let cluster = Cluster::connect(&kubeconfig, context, "vault")
+            .await
+            .unwrap();
+        for pod in cluster.pods("app.kubernetes.io/name=vault").await.unwrap() {
+            pods.insert(
+                format!("{context}/{}", pod["metadata"]["name"].as_str().unwrap()),
+                pod["metadata"]["uid"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    pods
+}
+
+#[tokio::test]
+async fn a_wrong_recovery_key_fails_before_any_restart() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("wrong-key").await;
+    let pods = vault_pods(&bed).await;
+    assert_eq!(pods.len(), 6, "{pods:?}");
+    // Three shares of the right length (33 bytes) that are not the old Vault's: enough for its
+    // threshold of two.
+    let wrong = bed.dir.join("wrong-recovery-keys");
+    std::fs::write(
+        &wrong,
+        "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZn\nYWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXpBQkNERUZH\nMDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3\n",
+    )
+    .unwrap();
+    let mut args = apply_args(&bed);
+    args.push("--set".into());
+    args.push(format!("old_recovery_keys=file:{}", wrong.display()));
+    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    assert!(
+        outcome.starts_with("failed at `old-recovery-keys`")
+            && outcome.contains("the keys do not open this Vault"),
+        "{outcome}"
+    );
+    for share in ["QUJDREVG", "YWJjZGVm", "MDEyMzQ1"] {
+        assert!(!outcome.contains(share), "a key is never echoed: {outcome}");
+    }
+    assert_eq!(vault_pods(&bed).await, pods, "no pod was restarted");
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    assert_eq!(
+        read_secrets(&bed.resolve, "vault.old.test", &token).await,
+        bed.source,
+        "the old Vault still serves everything"
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}

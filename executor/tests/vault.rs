@@ -285,3 +285,83 @@ fn an_archive_without_sealed_sums_is_refused() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// How many tokens the node holds.
+async fn token_count(address: &str, root: &str) -> usize {
+    let (status, body) = call(
+        address,
+        root,
+        Method::from_bytes(b"LIST").unwrap(),
+        "auth/token/accessors",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]["keys"].as_array().expect("accessors").len()
+}
+
+#[tokio::test]
+async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
+    let (node, vault, init) = ready("127.0.9.7").await;
+    let before = token_count(&node.address, &init.root_token).await;
+    let attempt = |address: String, root: String| async move {
+        call(
+            &address,
+            &root,
+            Method::GET,
+            "sys/generate-root-token/attempt",
+            None,
+        )
+        .await
+        .1["data"]["started"]
+            .as_bool()
+            .expect("started")
+    };
+
+    let root = Secret::new(init.root_token.clone());
+    // A key of the right length (32 bytes) that is not the key.
+    let wrong = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
+    let error = vault
+        .prove_keys(&root, &[Secret::new(wrong)])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("the keys do not open this Vault"), "{error}");
+    assert!(!error.contains(wrong), "errors never echo a key: {error}");
+    assert!(
+        !attempt(node.address.clone(), init.root_token.clone()).await,
+        "the attempt was cancelled"
+    );
+
+    vault
+        .prove_keys(&root, &[Secret::new(init.key.clone())])
+        .await
+        .expect("the right key");
+    assert_eq!(
+        token_count(&node.address, &init.root_token).await,
+        before,
+        "the root token generated to prove the key was revoked"
+    );
+    assert!(!attempt(node.address.clone(), init.root_token.clone()).await);
+
+    // Someone else's generation in progress is refused and left alone.
+    let (status, _) = call(
+        &node.address,
+        &init.root_token,
+        Method::PUT,
+        "sys/generate-root-token/attempt",
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let error = vault
+        .prove_keys(&root, &[Secret::new(init.key.clone())])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("already in progress"), "{error}");
+    assert!(
+        attempt(node.address.clone(), init.root_token.clone()).await,
+        "not cancelled"
+    );
+}

@@ -124,6 +124,19 @@ fn default_key_role() -> String {
     "Key Vault Crypto Service Encryption User".into()
 }
 
+/// `preflight.recovery-keys`: the keys open this Vault, proved before anything restarts. planx
+/// starts a root-token generation with a one-time pad, submits the keys (a wrong one fails the
+/// check at the threshold), and revokes the decoded token at once; an attempt already in
+/// progress is refused, not cancelled.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightRecoveryKeysInput {
+    /// The recovery keys (or unseal keys of a Shamir-sealed Vault), one per line.
+    pub recovery_keys: SecretRef,
+    /// A token with `sudo` on `sys/generate-root-token/*` (OpenBao 2.6+ asks for one).
+    pub token: SecretRef,
+}
+
 /// `preflight.seal-overrides`: the Vault container sets no environment variable that overrides
 /// the seal configuration (`VAULT_SEAL_TYPE`, `VAULT_AZUREKEYVAULT_*`, `VAULT_TRANSIT_SEAL_*`, ...).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -448,6 +461,7 @@ action_catalog! {
     PreflightCluster => "preflight.cluster", PreflightClusterInput;
     PreflightReplicas => "preflight.replicas", PreflightReplicasInput;
     PreflightKeyAccess => "preflight.key-access", PreflightKeyAccessInput;
+    PreflightRecoveryKeys => "preflight.recovery-keys", PreflightRecoveryKeysInput;
     PreflightSealOverrides => "preflight.seal-overrides", PreflightSealOverridesInput;
     TokenCreate => "vault.token-create", TokenCreateInput;
     TokenRevoke => "vault.token-revoke", TokenRevokeInput;

@@ -96,6 +96,7 @@ fn the_aks_plan_runs_the_fourteen_chapters_in_order() {
             "preflight.seal-overrides",
             "preflight.old-key-access",
             "preflight.new-key-access",
+            "old-recovery-keys",
         ], // 1
         &["new-token", "old-token"],           // 2
         &["cutover.backup-ingress"],           // 3
