@@ -84,6 +84,34 @@ impl Live {
         self.expectations = expectations;
     }
 
+    /// Undo a `vault.token-create` step: revoke the token by its journaled accessor with the
+    /// step's admin token, on the node that serves the Vault now.
+    pub async fn revoke_created_token(
+        &self,
+        step: &planc::model::CompiledStep,
+        accessor: &str,
+    ) -> Result<String, ActionError> {
+        let admin = match step.with.get("admin_token") {
+            Some(Resolved::Secret { param, .. }) => self.secrets.get(param).cloned(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            ActionError::permanent(format!(
+                "`{}` has no admin token to revoke with; revoke accessor {accessor} by hand",
+                step.id
+            ))
+        })?;
+        let serving = self.serving_vault(&step.on).await?;
+        let (leader, _) = self.leader(&serving).await?;
+        self.vault_on(&serving, &leader)
+            .await?
+            .revoke_accessor(&admin, accessor)
+            .await?;
+        Ok(format!(
+            "revoked the token with accessor {accessor} on {serving}"
+        ))
+    }
+
     /// Refuse the step when an object it edits moved since the saved plan observed it.
     async fn refuse_drift(&self, run: &StepRun) -> Result<(), ActionError> {
         let Some(expectations) = self.expectations.get(&run.step.id) else {

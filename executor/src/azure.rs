@@ -302,7 +302,7 @@ pub async fn check_key_access(
     let mut session = Session::new(endpoints, credential, &target.tenant_id)?;
     let object_id = session.service_principal_object_id(identity).await?;
     let vault = session
-        .vault(subscription, resource_group, &target.vault_name)
+        .vault_resource(subscription, resource_group, &target.vault_name)
         .await?;
     if let Some(vault_tenant) = &vault.properties.tenant_id
         && !vault_tenant.eq_ignore_ascii_case(&target.tenant_id)
@@ -319,7 +319,7 @@ pub async fn check_key_access(
     let rbac = vault.properties.enable_rbac_authorization.unwrap_or(false);
     let grant = if rbac {
         session
-            .role_grant(&vault, &grantee, role, &target.vault_name, &target.key_name)
+            .role_assignment_grant(&vault, &grantee, role, &target.vault_name, &target.key_name)
             .await?
     } else {
         access_policy_grant(&vault, &grantee, &target.vault_name)?
@@ -464,9 +464,8 @@ impl<'a> Session<'a> {
             .redirect(reqwest::redirect::Policy::none())
             .tls_backend_rustls()
             .build()
-            .map_err(|source| AzureError::Transport {
-                call: "HTTP client".into(),
-                source,
+            .map_err(|e| {
+                AzureError::Check(format!("cannot build the HTTP client for Azure: {e}"))
             })?;
         Ok(Session {
             http,
@@ -648,7 +647,7 @@ impl<'a> Session<'a> {
             })
     }
 
-    async fn vault(
+    async fn vault_resource(
         &mut self,
         subscription: &str,
         resource_group: &str,
@@ -716,7 +715,7 @@ impl<'a> Session<'a> {
     }
 
     /// Where the identity holds `role` over the vault or the key, as the summary says it.
-    async fn role_grant(
+    async fn role_assignment_grant(
         &mut self,
         vault: &VaultResource,
         grantee: &Grantee<'_>,
@@ -753,7 +752,7 @@ impl<'a> Session<'a> {
                 properties
                     .principal_id
                     .eq_ignore_ascii_case(grantee.object_id)
-                    && is_role(&properties.role_definition_id, &role_id)
+                    && is_role_definition(&properties.role_definition_id, &role_id)
                     && scope_covers(&properties.scope, &vault.id, &key_id)
             });
             if let Some(assignment) = grant {
@@ -974,7 +973,7 @@ fn status_error(call: String, status: u16, body: &str, remedy: &str) -> AzureErr
 }
 
 /// `roleDefinitionId` (a full resource id) names the role with GUID `role_id`.
-fn is_role(role_definition_id: &str, role_id: &str) -> bool {
+fn is_role_definition(role_definition_id: &str, role_id: &str) -> bool {
     role_definition_id
         .to_ascii_lowercase()
         .ends_with(&format!("/{role_id}"))

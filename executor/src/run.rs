@@ -551,16 +551,24 @@ pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>
             }
             planc::catalog::Undo::Action(action) => {
                 let accessor = match states.get(step_id) {
-                    Some(journal::StepState::Succeeded { outputs }) => outputs
-                        .get("accessor")
-                        .and_then(|a| a.as_str())
-                        .unwrap_or("?")
-                        .to_string(),
-                    _ => "?".to_string(),
+                    Some(journal::StepState::Succeeded { outputs }) => {
+                        outputs.get("accessor").and_then(|a| a.as_str())
+                    }
+                    _ => None,
                 };
-                done.push(format!(
-                    "{step_id}: {action} by hand, token accessor {accessor} (planx does not revoke by accessor yet)"
-                ));
+                let line = match accessor {
+                    Some(accessor) => live
+                        .revoke_created_token(step, accessor)
+                        .await
+                        .unwrap_or_else(|e| {
+                            format!(
+                                "{action} failed ({}); revoke accessor {accessor} by hand",
+                                e.message
+                            )
+                        }),
+                    None => format!("{action}: no accessor journaled, nothing to revoke"),
+                };
+                done.push(format!("{step_id}: {line}"));
             }
             planc::catalog::Undo::NotNeeded | planc::catalog::Undo::None(_) => {}
         }

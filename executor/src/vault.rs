@@ -487,6 +487,32 @@ impl Vault {
         Ok((Secret::new(auth.client_token), auth.accessor))
     }
 
+    /// Revoke a token by its accessor (needs `update` on `auth/token/revoke-accessor`). A token
+    /// that is already gone (revoked, expired, or replaced by a restore) is not an error: the
+    /// answer says whether there was one to revoke.
+    pub async fn revoke_accessor(
+        &self,
+        token: &Secret,
+        accessor: &str,
+    ) -> Result<bool, VaultError> {
+        let request = self
+            .http
+            .put(self.url("auth/token/revoke-accessor"))
+            .header("X-Vault-Token", token.expose())
+            .json(&serde_json::json!({ "accessor": accessor }));
+        match self
+            .send("token revoke-accessor", request, &[200, 204])
+            .await
+        {
+            Err(VaultError::Status {
+                status: 400,
+                message,
+                ..
+            }) if message.contains("invalid accessor") => Ok(false),
+            other => other.map(|_| true),
+        }
+    }
+
     /// Revoke the token itself.
     pub async fn revoke_self(&self, token: &Secret) -> Result<(), VaultError> {
         let client = self.vaultrs("token revoke", token)?;

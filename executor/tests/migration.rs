@@ -463,6 +463,14 @@ async fn a_failure_after_writes_are_blocked_rolls_back_to_the_old_vault() {
         stderr.contains("cannot be undone"),
         "the restore into NEW is named as a point it cannot undo:\n{stderr}"
     );
+    assert!(
+        stderr.contains("old-token: revoked the token with accessor"),
+        "the old Vault's migration token is revoked by its accessor:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("new-token: "),
+        "the new Vault's migration token is accounted for:\n{stderr}"
+    );
     // The OLD Vault serves again through the old domain with every secret.
     let token = bed.scenario.vault("old").root_token().unwrap().to_string();
     common::eventually(
