@@ -548,3 +548,98 @@ async fn a_wrong_recovery_key_fails_before_any_restart() {
     );
     std::fs::remove_dir_all(&bed.dir).ok();
 }
+
+/// One planx process, SIGKILLed right after the first step that succeeds and is not in
+/// `killed_after` yet; the summary when it finishes without such a step.
+fn run_until_a_new_step_succeeds(
+    bed: &Bed,
+    args: &[String],
+    killed_after: &mut Vec<String>,
+    output: &mut String,
+) -> Option<Value> {
+    let mut child = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        output.push_str(&line);
+        output.push('\n');
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["event"] == "summary" {
+            let _ = child.wait();
+            return Some(event);
+        }
+        let step = event["step"].as_str().unwrap_or_default().to_string();
+        if event["event"] == "ok" && !killed_after.contains(&step) {
+            // SIGKILL: no chance to clean up.
+            child.kill().unwrap();
+            let _ = child.wait();
+            killed_after.push(step);
+            return None;
+        }
+    }
+    let _ = child.wait();
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_after_each_step_in_turn_completes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("each-step").await;
+    let mut killed_after = Vec::new();
+    let mut output = String::new();
+    let mut args = apply_args(&bed);
+    let summary = loop {
+        assert!(killed_after.len() < 60, "no end in sight: {killed_after:?}");
+        if let Some(summary) =
+            run_until_a_new_step_succeeds(&bed, &args, &mut killed_after, &mut output)
+        {
+            break summary;
+        }
+        let run = run_dir(&bed);
+        args = [
+            "resume",
+            run.to_str().unwrap(),
+            "--approve-all",
+            "--output",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec();
+    };
+    assert_eq!(summary["outcome"], "completed", "{output}");
+    println!(
+        "killed after {} steps in turn: {}",
+        killed_after.len(),
+        killed_after.join(", ")
+    );
+    // Every step of the plan (each follower too) was a kill point, save those that finished
+    // beside a killed one before the kill landed.
+    let plan_steps = planx::run::compile(&planx::run::RunRecord {
+        plan: root().join("plans/vault-transit-migration.yaml"),
+        params_files: vec![bed.scenario.files().params()],
+        set: Vec::new(),
+        kubeconfig: PathBuf::new(),
+        resolve: Vec::new(),
+        plan_sha256: String::new(),
+        run_id: String::new(),
+        saved_plan: None,
+    })
+    .unwrap()
+    .0
+    .steps
+    .len();
+    assert!(
+        killed_after.len() + 3 >= plan_steps,
+        "{} kill points for {plan_steps} steps: {killed_after:?}",
+        killed_after.len()
+    );
+    assert_no_secret_written(&bed, &output, "");
+    assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
