@@ -48,7 +48,7 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // The child: one transfer, then its peak RSS.
 
-/// `--child MODE ADDRESS PATH [SHA256]`; prints `sha256=… bytes=… vmhwm_kb=…`.
+/// `--child MODE ADDRESS PATH [SHA256]`; prints `sha256=… bytes=… chunks=… vmhwm_kb=…`.
 fn child(args: &[String]) {
     let [mode, address, path, rest @ ..] = args else {
         panic!("usage: --child MODE ADDRESS PATH [SHA256]");
@@ -61,7 +61,7 @@ fn child(args: &[String]) {
         .build()
         .expect("runtime");
     let expected = || rest.first().expect("the SHA-256 to restore").as_str();
-    let (sha256, bytes) = runtime.block_on(async {
+    let (sha256, bytes, chunks) = runtime.block_on(async {
         let vault = Vault::new(address, &[]).expect("client");
         match mode.as_str() {
             "save" => {
@@ -69,14 +69,14 @@ fn child(args: &[String]) {
                     .snapshot_save(&token, path, |_| {})
                     .await
                     .expect("planx snapshot save");
-                (file.sha256, file.bytes)
+                (file.sha256, file.bytes, 0)
             }
             "restore" => {
                 vault
                     .snapshot_restore_force(&token, path, expected())
                     .await
                     .expect("planx snapshot restore");
-                (String::new(), 0)
+                (String::new(), 0, 0)
             }
             save if save.starts_with("save-") => {
                 let knobs = SaveKnobs::parse(save);
@@ -85,12 +85,15 @@ fn child(args: &[String]) {
             restore if restore.starts_with("restore-") => {
                 let knobs = RestoreKnobs::parse(restore);
                 scratch_restore(address, &token, path, expected(), knobs).await;
-                (String::new(), 0)
+                (String::new(), 0, 0)
             }
             other => panic!("unknown child mode {other}"),
         }
     });
-    println!("sha256={sha256} bytes={bytes} vmhwm_kb={}", vmhwm_kb());
+    println!(
+        "sha256={sha256} bytes={bytes} chunks={chunks} vmhwm_kb={}",
+        vmhwm_kb()
+    );
 }
 
 /// Peak resident set of this process, in KiB.
@@ -103,30 +106,58 @@ fn vmhwm_kb() -> u64 {
         .expect("VmHWM")
 }
 
-/// What the scratch save does: `save-[sync-][check]`, `save-bare` for neither.
+/// Where the scratch save puts the bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    /// `tokio::fs::File::write_all` per received chunk, as `snapshot_save` does.
+    Direct,
+    /// The same file behind a 1 MiB `tokio::io::BufWriter`.
+    Buffered,
+    /// A blocking thread fed through a bounded channel: it hashes and writes (1 MiB `BufWriter`).
+    Pipelined,
+    /// Nowhere: the network alone.
+    Discard,
+}
+
+/// What the scratch save does, from its mode: `save-[buf|pipe|discard]-[nohash]-[sync]-[check]`
+/// (`save-bare`: the direct sink, hashing, neither fsync nor check).
 #[derive(Clone, Copy)]
 struct SaveKnobs {
+    sink: Sink,
+    hash: bool,
     sync: bool,
     check: bool,
 }
 
 impl SaveKnobs {
     fn parse(mode: &str) -> SaveKnobs {
+        let sink = if mode.contains("pipe") {
+            Sink::Pipelined
+        } else if mode.contains("buf") {
+            Sink::Buffered
+        } else if mode.contains("discard") {
+            Sink::Discard
+        } else {
+            Sink::Direct
+        };
         SaveKnobs {
+            sink,
+            hash: !mode.contains("nohash"),
             sync: mode.contains("sync"),
             check: mode.contains("check"),
         }
     }
 }
 
-/// A scratch copy of `Vault::snapshot_save` (same client settings, same loop), with the fsync
-/// and the archive check each optional.
+/// A scratch copy of `Vault::snapshot_save` (same client settings, same loop), with each step
+/// optional and the file writes done one of several ways. Returns the SHA-256, the byte count
+/// and how many chunks the response stream yielded.
 async fn scratch_save(
     address: &str,
     token: &Secret,
     path: &Path,
     knobs: SaveKnobs,
-) -> (String, u64) {
+) -> (String, u64, u64) {
     let http = client();
     let response = http
         .get(format!("{address}/v1/sys/storage/raft/snapshot"))
@@ -135,24 +166,59 @@ async fn scratch_save(
         .await
         .expect("snapshot answers");
     assert_eq!(response.status().as_u16(), 200, "snapshot status");
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create_new(true).mode(0o600);
-    let mut file = options.open(path).await.expect("create");
     let mut hasher = Sha256::new();
-    let mut bytes = 0u64;
+    let (mut bytes, mut chunks) = (0u64, 0u64);
     let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.expect("chunk");
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.expect("write");
-        bytes += chunk.len() as u64;
-    }
-    if knobs.sync {
-        file.sync_all().await.expect("sync");
-    } else {
-        file.flush().await.expect("flush");
-    }
-    drop(file);
+    let sha256 = match knobs.sink {
+        Sink::Direct | Sink::Buffered => {
+            let mut options = tokio::fs::OpenOptions::new();
+            options.write(true).create_new(true).mode(0o600);
+            let file = options.open(path).await.expect("create");
+            let capacity = if knobs.sink == Sink::Buffered {
+                1 << 20
+            } else {
+                // A zero-capacity BufWriter passes every write straight through.
+                0
+            };
+            let mut file = tokio::io::BufWriter::with_capacity(capacity, file);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.expect("chunk");
+                if knobs.hash {
+                    hasher.update(&chunk);
+                }
+                file.write_all(&chunk).await.expect("write");
+                bytes += chunk.len() as u64;
+                chunks += 1;
+            }
+            file.flush().await.expect("flush");
+            if knobs.sync {
+                file.get_ref().sync_all().await.expect("sync");
+            }
+            hex(&hasher.finalize())
+        }
+        Sink::Pipelined => {
+            let (sender, writer) = spawn_writer(path, knobs);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.expect("chunk");
+                bytes += chunk.len() as u64;
+                chunks += 1;
+                sender.send(chunk).await.expect("the writer runs");
+            }
+            drop(sender);
+            writer.await.expect("join")
+        }
+        Sink::Discard => {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.expect("chunk");
+                if knobs.hash {
+                    hasher.update(&chunk);
+                }
+                bytes += chunk.len() as u64;
+                chunks += 1;
+            }
+            hex(&hasher.finalize())
+        }
+    };
     if knobs.check {
         let owned = path.to_path_buf();
         tokio::task::spawn_blocking(move || planx::vault::check_snapshot_archive(&owned))
@@ -160,13 +226,58 @@ async fn scratch_save(
             .expect("join")
             .expect("archive");
     }
-    (hex(&hasher.finalize()), bytes)
+    (sha256, bytes, chunks)
 }
 
-/// What the scratch restore does: `restore-[hash-]CHUNK_KIB[-length]`.
+/// A blocking thread that hashes and writes what it is sent (at most 16 chunks in flight), then
+/// flushes, optionally fsyncs, and answers with the SHA-256.
+fn spawn_writer<B: AsRef<[u8]> + Send + 'static>(
+    path: &Path,
+    knobs: SaveKnobs,
+) -> (
+    tokio::sync::mpsc::Sender<B>,
+    tokio::task::JoinHandle<String>,
+) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create");
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<B>(16);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        while let Some(chunk) = receiver.blocking_recv() {
+            if knobs.hash {
+                hasher.update(chunk.as_ref());
+            }
+            out.write_all(chunk.as_ref()).expect("write");
+        }
+        let file = out.into_inner().expect("flush");
+        if knobs.sync {
+            file.sync_all().expect("sync");
+        }
+        hex(&hasher.finalize())
+    });
+    (sender, writer)
+}
+
+/// How the scratch restore checks the file first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PreHash {
+    None,
+    /// `planx::vault::file_sha256`: `tokio::fs::File`, 256 KiB reads.
+    Planx,
+    /// `std::fs::File` with 1 MiB reads on a blocking thread.
+    Blocking,
+}
+
+/// What the scratch restore does: `restore-[hash|fasthash]-CHUNK_KIB[-length]`.
 #[derive(Clone, Copy)]
 struct RestoreKnobs {
-    hash: bool,
+    hash: PreHash,
     chunk: usize,
     length: bool,
 }
@@ -177,16 +288,24 @@ impl RestoreKnobs {
             .split('-')
             .find_map(|part| part.parse().ok())
             .expect("a chunk size in KiB");
+        let hash = if mode.contains("fasthash") {
+            PreHash::Blocking
+        } else if mode.contains("hash") {
+            PreHash::Planx
+        } else {
+            PreHash::None
+        };
         RestoreKnobs {
-            hash: mode.contains("hash"),
+            hash,
             chunk: chunk_kib * 1024,
             length: mode.contains("length"),
         }
     }
 }
 
-/// A scratch copy of `Vault::snapshot_restore_force` with the up-front hash optional, the read
-/// chunk size chosen and, optionally, a `Content-Length` instead of a chunked body.
+/// A scratch copy of `Vault::snapshot_restore_force` with the up-front hash done one of several
+/// ways or not at all, the read chunk size chosen and, optionally, a `Content-Length` instead of
+/// a chunked body.
 async fn scratch_restore(
     address: &str,
     token: &Secret,
@@ -194,8 +313,20 @@ async fn scratch_restore(
     expected: &str,
     knobs: RestoreKnobs,
 ) {
-    if knobs.hash {
-        let actual = planx::vault::file_sha256(path).await.expect("hash");
+    let actual = match knobs.hash {
+        PreHash::None => None,
+        PreHash::Planx => Some(planx::vault::file_sha256(path).await.expect("hash")),
+        PreHash::Blocking => {
+            let owned = path.to_path_buf();
+            Some(
+                tokio::task::spawn_blocking(move || blocking_sha256(&owned))
+                    .await
+                    .expect("join")
+                    .expect("hash"),
+            )
+        }
+    };
+    if let Some(actual) = actual {
         assert_eq!(actual, expected, "the file changed");
     }
     let file = tokio::fs::File::open(path).await.expect("open");
@@ -223,6 +354,22 @@ async fn scratch_restore(
     );
 }
 
+/// SHA-256 of a file with plain blocking 1 MiB reads.
+fn blocking_sha256(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
 /// The client `Vault::new` builds.
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -245,6 +392,10 @@ struct Run {
     bytes: u64,
     rss_kb: Option<u64>,
     sha256: String,
+    /// A scratch save: how many chunks the response stream yielded.
+    chunks: u64,
+    /// After a restore: how long the node took to come back, active, with the snapshot's data.
+    settled: f64,
 }
 
 impl Run {
@@ -550,11 +701,19 @@ impl Bench {
                 .unwrap_or_default()
                 .to_string()
         };
+        // A save reports what it received (a discarding one writes no file); a restore sent the file.
+        let bytes = field("bytes")
+            .parse()
+            .ok()
+            .filter(|&b| b > 0)
+            .unwrap_or_else(|| std::fs::metadata(path).expect("the snapshot file").len());
         Run {
             seconds,
-            bytes: std::fs::metadata(path).expect("the snapshot file").len(),
+            bytes,
             rss_kb: field("vmhwm_kb").parse().ok(),
             sha256: field("sha256"),
+            chunks: field("chunks").parse().unwrap_or(0),
+            settled: 0.0,
         }
     }
 
@@ -571,6 +730,8 @@ impl Bench {
             bytes: std::fs::metadata(path).expect("curl's snapshot").len(),
             rss_kb,
             sha256: String::new(),
+            chunks: 0,
+            settled: 0.0,
         }
     }
 
@@ -595,6 +756,8 @@ impl Bench {
             bytes: std::fs::metadata(path).expect("the snapshot").len(),
             rss_kb,
             sha256: String::new(),
+            chunks: 0,
+            settled: 0.0,
         }
     }
 
@@ -649,8 +812,10 @@ impl Bench {
     /// Restore with `restore`, then wait for the node to be back with the snapshot's data.
     fn restore(&mut self, snapshot_marker: &str, restore: impl FnOnce(&Self) -> Run) -> Run {
         self.dirty_marker();
-        let run = restore(self);
+        let mut run = restore(self);
+        let start = Instant::now();
         self.wait_restored(snapshot_marker);
+        run.settled = start.elapsed().as_secs_f64();
         run
     }
 
@@ -671,12 +836,14 @@ impl Bench {
             let _ = std::fs::remove_file(&planx_file);
             let _ = std::fs::remove_file(&curl_file);
             println!(
-                "  {label} MB run {}: save planx {:.2} s / curl {:.2} s; restore planx {:.2} s / curl {:.2} s",
+                "  {label} MB run {}: save planx {:.2} s / curl {:.2} s; restore planx {:.2} s / curl {:.2} s (back active after {:.1} s / {:.1} s)",
                 run + 1,
                 ps[run].seconds,
                 cs[run].seconds,
                 pr[run].seconds,
-                cr[run].seconds
+                cr[run].seconds,
+                pr[run].settled,
+                cr[run].settled,
             );
         }
         let max_rss = |runs: &[Run]| runs.iter().filter_map(|r| r.rss_kb).max().unwrap_or(0);
@@ -703,8 +870,8 @@ impl Bench {
 
         // The steps alone, on a saved file (in the page cache, as it is right after a save).
         let file = self.path("steps.snap");
-        let save = self.planx("save", &file, None);
-        let bytes = save.bytes as f64;
+        let saved = self.planx("save", &file, None);
+        let bytes = saved.bytes as f64;
         let step = |f: &dyn Fn()| {
             let mut runs: Vec<f64> = (0..RUNS)
                 .map(|_| {
@@ -716,75 +883,84 @@ impl Bench {
             runs.sort_by(f64::total_cmp);
             runs[RUNS / 2]
         };
-        let hash = step(&|| {
+        let contents = std::fs::read(&file).expect("read the snapshot");
+        let memory = step(&|| {
+            std::hint::black_box(Sha256::digest(&contents));
+        });
+        drop(contents);
+        let planx_hash = step(&|| {
             self.runtime
                 .block_on(planx::vault::file_sha256(&file))
                 .expect("hash");
         });
+        let blocking_hash = step(&|| {
+            blocking_sha256(&file).expect("hash");
+        });
         let check = step(&|| planx::vault::check_snapshot_archive(&file).expect("archive"));
         let copy = self.path("steps-copy.snap");
-        let fsync_only = {
-            let mut runs = Vec::new();
-            for _ in 0..RUNS {
-                let _ = std::fs::remove_file(&copy);
-                std::fs::copy(&file, &copy).expect("copy");
-                let start = Instant::now();
-                std::fs::File::open(&copy)
-                    .and_then(|f| f.sync_all())
-                    .expect("sync");
-                runs.push(start.elapsed().as_secs_f64());
-            }
-            runs.sort_by(f64::total_cmp);
-            runs[RUNS / 2]
-        };
+        let mut syncs = Vec::new();
+        for _ in 0..RUNS {
+            let _ = std::fs::remove_file(&copy);
+            std::fs::copy(&file, &copy).expect("copy");
+            let start = Instant::now();
+            std::fs::File::open(&copy)
+                .and_then(|f| f.sync_all())
+                .expect("sync");
+            syncs.push(start.elapsed().as_secs_f64());
+        }
+        syncs.sort_by(f64::total_cmp);
+        let fsync = syncs[RUNS / 2];
         let _ = std::fs::remove_file(&copy);
         println!(
             "steps alone on the {:.1} MB file (page cache warm):",
             bytes / MB
         );
-        println!(
-            "  file_sha256 (restore's pre-check)         {:>7.3} s  ({:.0} MB/s)",
-            hash,
-            bytes / MB / hash
-        );
-        println!(
-            "  check_snapshot_archive (save's post-check) {:>6.3} s  ({:.0} MB/s)",
-            check,
-            bytes / MB / check
-        );
-        println!(
-            "  fsync of a freshly written copy            {:>6.3} s  ({:.0} MB/s)",
-            fsync_only,
-            bytes / MB / fsync_only
-        );
+        for (what, seconds) in [
+            ("SHA-256 of the bytes in memory (sha2 crate)", memory),
+            (
+                "file_sha256 (restore's pre-check; tokio File, 256 KiB)",
+                planx_hash,
+            ),
+            ("SHA-256, std File, 1 MiB reads", blocking_hash),
+            ("check_snapshot_archive (save's post-check)", check),
+            ("fsync of a freshly written copy", fsync),
+        ] {
+            println!(
+                "  {what:<56} {seconds:>6.3} s  ({:>5.0} MB/s)",
+                bytes / MB / seconds
+            );
+        }
         let _ = std::fs::remove_file(&file);
 
-        // Scratch variants of the save: each run is a child, like the table's.
+        // Save: planx itself, scratch copies with one thing changed each, curl. Each a child.
+        println!();
+        println!("| save variant | MB/s | x curl | chunks (mean KiB) | peak RSS MB |");
+        println!("|---|---:|---:|---:|---:|");
         let save_modes = [
+            ("save", "planx snapshot_save"),
             (
                 "save-sync-check",
-                "scratch copy of snapshot_save (fsync + archive check)",
+                "scratch copy of it (tokio File write per chunk, hash, fsync, archive check)",
             ),
-            ("save-check", "without the fsync"),
-            ("save-sync", "without the archive check"),
-            ("save-bare", "without either (stream + hash + write only)"),
+            ("save-check", "  without the fsync"),
+            ("save-sync", "  without the archive check"),
+            ("save-bare", "  without either"),
+            ("save-bare-nohash", "  without either, no hash"),
+            ("save-discard", "  no file at all: stream + hash"),
+            (
+                "save-discard-nohash",
+                "  no file, no hash: the stream alone",
+            ),
+            (
+                "save-buf-sync-check",
+                "proposed: 1 MiB BufWriter round the tokio File (hash, fsync, check)",
+            ),
+            (
+                "save-pipe-sync-check",
+                "proposed alt: blocking writer thread hashes + writes (fsync, check)",
+            ),
         ];
-        let mut sha256 = String::new();
-        println!();
-        println!("| variant | MB/s | peak RSS MB |");
-        println!("|---|---:|---:|");
-        for (mode, what) in save_modes {
-            let mut runs = Vec::new();
-            for run in 0..RUNS {
-                let path = self.path(&format!("{mode}-{run}.snap"));
-                let result = self.planx(mode, &path, None);
-                sha256 = result.sha256.clone();
-                runs.push(result);
-                let _ = std::fs::remove_file(&path);
-            }
-            self.variant_row(&format!("save: {what}"), &runs);
-        }
-        let curl_runs: Vec<Run> = (0..RUNS)
+        let curl_save: Vec<Run> = (0..RUNS)
             .map(|run| {
                 let path = self.path(&format!("curl-b-{run}.snap"));
                 let result = self.curl_save(&path);
@@ -792,48 +968,76 @@ impl Bench {
                 result
             })
             .collect();
-        self.variant_row("save: curl", &curl_runs);
+        let curl = median(&curl_save);
+        for (mode, what) in save_modes {
+            let runs: Vec<Run> = (0..RUNS)
+                .map(|run| {
+                    let path = self.path(&format!("{mode}-{run}.snap"));
+                    let result = self.planx(mode, &path, None);
+                    let _ = std::fs::remove_file(&path);
+                    result
+                })
+                .collect();
+            self.variant_row(what, &runs, curl);
+        }
+        self.variant_row("curl -o FILE", &curl_save, curl);
 
-        // Scratch variants of the restore, all from one saved file.
+        // Restore: scratch copies of snapshot_restore_force, all from one saved file.
         let file = self.path("restore-source.snap");
         let saved = self.planx("save", &file, None);
-        sha256 = if saved.sha256.is_empty() {
-            sha256
-        } else {
-            saved.sha256
-        };
+        let sha256 = saved.sha256.clone();
+        println!();
+        println!("| restore variant | MB/s | x curl | | peak RSS MB |");
+        println!("|---|---:|---:|---:|---:|");
+        let curl_restore: Vec<Run> = (0..RUNS)
+            .map(|_| self.restore(&marker, |b| b.curl_restore(&file)))
+            .collect();
+        let curl = median(&curl_restore);
         let restore_modes = [
+            ("restore", "planx snapshot_restore_force"),
             (
                 "restore-hash-4",
-                "scratch copy of snapshot_restore_force (hash, 4 KiB reads)",
+                "scratch copy of it (file_sha256 first, then 4 KiB ReaderStream reads)",
             ),
-            ("restore-4", "without the up-front hash"),
-            ("restore-hash-256", "hash, 256 KiB reads"),
-            ("restore-hash-1024", "hash, 1 MiB reads"),
+            ("restore-4", "  without the up-front hash"),
+            ("restore-hash-256", "  256 KiB reads"),
+            ("restore-hash-1024", "  1 MiB reads"),
+            ("restore-1024", "  1 MiB reads, no hash"),
             (
-                "restore-hash-256-length",
-                "hash, 256 KiB reads, Content-Length",
+                "restore-fasthash-1024",
+                "proposed: hash with std File 1 MiB reads on a blocking thread, 1 MiB reads",
             ),
-            ("restore-256", "no hash, 256 KiB reads"),
+            ("restore-fasthash-1024-length", "  and a Content-Length"),
         ];
         for (mode, what) in restore_modes {
             let runs: Vec<Run> = (0..RUNS)
                 .map(|_| self.restore(&marker, |b| b.planx(mode, &file, Some(&sha256))))
                 .collect();
-            self.variant_row(&format!("restore: {what}"), &runs);
+            self.variant_row(what, &runs, curl);
         }
-        let curl_runs: Vec<Run> = (0..RUNS)
-            .map(|_| self.restore(&marker, |b| b.curl_restore(&file)))
-            .collect();
-        self.variant_row("restore: curl --data-binary", &curl_runs);
+        self.variant_row(
+            "curl --data-binary @FILE (reads the whole file into memory first)",
+            &curl_restore,
+            curl,
+        );
         let _ = std::fs::remove_file(&file);
     }
 
-    fn variant_row(&self, what: &str, runs: &[Run]) {
+    fn variant_row(&self, what: &str, runs: &[Run], curl: f64) {
+        let rate = median(runs);
         let rss = runs.iter().filter_map(|r| r.rss_kb).max();
+        let chunks = runs.iter().map(|r| r.chunks).max().unwrap_or(0);
         println!(
-            "| {what} | {:.1} | {} |",
-            median(runs),
+            "| {what} | {rate:.1} | {:.2} | {} | {} |",
+            rate / curl,
+            if chunks > 0 {
+                format!(
+                    "{chunks} ({:.1})",
+                    runs[0].bytes as f64 / chunks as f64 / 1024.0
+                )
+            } else {
+                String::new()
+            },
             rss.map(|kb| format!("{:.1}", kb as f64 * 1024.0 / MB))
                 .unwrap_or_else(|| "-".into())
         );

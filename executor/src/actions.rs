@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use planc::CompiledPlan;
 use planc::drift::Expectation;
@@ -57,6 +57,8 @@ pub struct Live {
     pub wait: Duration,
     /// From a saved plan: the objects each step is the first to edit, as they were observed.
     expectations: BTreeMap<String, Vec<Expectation>>,
+    /// When planx waited on the servers (restarts, elections, seal changes), for the summary.
+    waits: std::sync::Mutex<Vec<(Instant, Instant)>>,
 }
 
 impl Live {
@@ -76,7 +78,47 @@ impl Live {
             forwards: Mutex::new(HashMap::new()),
             wait: Duration::from_secs(180),
             expectations: BTreeMap::new(),
+            waits: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Run `wait`, its time counted as waiting on the servers.
+    async fn waiting<T>(&self, wait: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = wait.await;
+        self.count_wait(started);
+        result
+    }
+
+    fn count_wait(&self, started: Instant) {
+        self.waits
+            .lock()
+            .expect("the waits lock is never poisoned")
+            .push((started, Instant::now()));
+    }
+
+    /// How long, between `from` and `to`, planx was waiting on the servers: pod restarts,
+    /// elections, seal changes (overlapping waits counted once).
+    pub fn waited_between(&self, from: Instant, to: Instant) -> Duration {
+        let mut spans: Vec<(Instant, Instant)> = self
+            .waits
+            .lock()
+            .expect("the waits lock is never poisoned")
+            .iter()
+            .map(|&(start, end)| (start.max(from), end.min(to)))
+            .filter(|(start, end)| start < end)
+            .collect();
+        spans.sort();
+        let mut total = Duration::ZERO;
+        let mut covered_until = from;
+        for (start, end) in spans {
+            let start = start.max(covered_until);
+            if end > start {
+                total += end - start;
+                covered_until = end;
+            }
+        }
+        total
     }
 
     /// Check, before each step that edits an object first, that it is as the saved plan saw it.
@@ -263,6 +305,7 @@ impl Live {
     /// way after a restart: wait for a leader, up to `self.wait`.
     async fn leader(&self, vault: &str) -> Result<(String, Vec<String>), ActionError> {
         let deadline = tokio::time::Instant::now() + self.wait;
+        let mut election_since: Option<Instant> = None;
         loop {
             let mut leader = None;
             let mut followers = Vec::new();
@@ -274,8 +317,12 @@ impl Live {
                 }
             }
             if let Some(leader) = leader {
+                if let Some(since) = election_since {
+                    self.count_wait(since);
+                }
                 return Ok((leader, followers));
             }
+            election_since.get_or_insert_with(Instant::now);
             if tokio::time::Instant::now() >= deadline {
                 return Err(ActionError::transient(format!(
                     "no pod of `{vault}` became the active node within {}s",
@@ -404,7 +451,7 @@ impl Live {
             let cluster = self.cluster(&vault)?;
             let pods = self.vault_pods(&vault).await?;
             for pod in &pods {
-                cluster.restart_pod(pod, self.wait).await?;
+                self.waiting(cluster.restart_pod(pod, self.wait)).await?;
             }
             for pod in &pods {
                 self.wait_unsealed(&vault, pod, false).await?;
@@ -429,8 +476,10 @@ impl Live {
         F: FnMut() -> BoxFuture<'c, bool> + Send,
     {
         let deadline = tokio::time::Instant::now() + self.wait;
+        let started = Instant::now();
         loop {
             if check().await {
+                self.count_wait(started);
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -469,8 +518,7 @@ impl Live {
         let cluster = self.cluster(vault)?;
         effects
             .perform(&format!("delete pod {pod} of {vault}"), async {
-                cluster
-                    .restart_pod(pod, self.wait)
+                self.waiting(cluster.restart_pod(pod, self.wait))
                     .await
                     .map(drop)
                     .map_err(ActionError::from)
@@ -933,12 +981,15 @@ impl Live {
                                 restarts
                                     .spawn(async move { cluster.restart_pod(&pod, wait).await });
                             }
-                            while let Some(done) = restarts.join_next().await {
-                                done.map_err(|e| {
-                                    ActionError::permanent(format!("a restart failed: {e}"))
-                                })??;
-                            }
-                            Ok::<(), ActionError>(())
+                            self.waiting(async {
+                                while let Some(done) = restarts.join_next().await {
+                                    done.map_err(|e| {
+                                        ActionError::permanent(format!("a restart failed: {e}"))
+                                    })??;
+                                }
+                                Ok::<(), ActionError>(())
+                            })
+                            .await
                         })
                         .await?;
                     for pod in &pods {
@@ -951,6 +1002,10 @@ impl Live {
                                 self.wait_unsealed(on, pod, true).await?
                             }
                         }
+                    }
+                    if input.wait == inputs::RestartWait::Unsealed {
+                        // Every node restarted: the cluster serves once it elected a leader.
+                        self.leader(on).await?;
                     }
                 }
             }
@@ -1089,6 +1144,7 @@ impl Live {
                     })
                     .await?;
                 let deadline = tokio::time::Instant::now() + self.wait;
+                let election = Instant::now();
                 let new_leader = loop {
                     if let Ok((now, _)) = self.leader(on).await
                         && now != leader
@@ -1108,6 +1164,7 @@ impl Live {
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 };
+                self.count_wait(election);
                 outputs.insert("leader".into(), json!(new_leader));
             }
             ActionKind::Verify => {

@@ -479,14 +479,19 @@ async fn execute(
         Outcome::NotApproved { step } => format!("stopped at gate `{step}`, not approved"),
         Outcome::Interrupted => "interrupted".to_string(),
     };
-    let outage = summary
-        .outage
-        .map(|d| format!("{:.1}s", d.as_secs_f64()))
-        .unwrap_or_else(|| "n/a (writes were not blocked and verified in this run)".into());
+    let outage = match (summary.outage, summary.outage_waits) {
+        (Some(outage), Some(waits)) => format!(
+            "{:.1}s, of which {:.1}s waiting on the servers (restarts, elections, seal changes) and {:.1}s by planx",
+            outage.as_secs_f64(),
+            waits.as_secs_f64(),
+            outage.saturating_sub(waits).as_secs_f64()
+        ),
+        _ => "n/a (writes were not blocked and verified in this run)".into(),
+    };
     if json {
         println!(
             "{}",
-            serde_json::json!({"event": "summary", "outcome": outcome, "total_secs": summary.total.as_secs_f64(), "outage_secs": summary.outage.map(|d| d.as_secs_f64()), "run": summary.run_dir})
+            serde_json::json!({"event": "summary", "outcome": outcome, "total_secs": summary.total.as_secs_f64(), "outage_secs": summary.outage.map(|d| d.as_secs_f64()), "outage_waits_secs": summary.outage_waits.map(|d| d.as_secs_f64()), "run": summary.run_dir})
         );
     } else {
         eprintln!(

@@ -365,6 +365,9 @@ pub struct Summary {
     pub total: Duration,
     /// From the step that blocked writes to the last verification that succeeded.
     pub outage: Option<Duration>,
+    /// How much of the outage planx spent waiting on the servers (pod restarts, elections,
+    /// seal changes); the rest is what the executor adds.
+    pub outage_waits: Option<Duration>,
     pub run_dir: PathBuf,
 }
 
@@ -398,8 +401,9 @@ pub async fn execute(
             .map_err(|e| e.to_string())?;
         (journal, BTreeMap::new())
     };
+    let live = Arc::new(live);
     let engine = Engine {
-        actions: Arc::new(live),
+        actions: live.clone(),
         approver,
         options: Options::default(),
     };
@@ -433,11 +437,16 @@ pub async fn execute(
             let _ = cluster.release_lease(&record.run_id).await;
         }
     }
-    let outage = window.lock().expect("window").length();
+    let window = window.lock().expect("window");
+    let outage = window.length();
+    let outage_waits = window
+        .span()
+        .map(|(from, to)| live.waited_between(from, to));
     Ok(Summary {
         outcome,
         total: started.elapsed(),
         outage,
+        outage_waits,
         run_dir: run_dir.to_path_buf(),
     })
 }
@@ -477,7 +486,11 @@ impl OutageWindow {
     }
 
     fn length(&self) -> Option<Duration> {
-        Some(self.verified?.duration_since(self.blocked?))
+        self.span().map(|(from, to)| to.duration_since(from))
+    }
+
+    fn span(&self) -> Option<(Instant, Instant)> {
+        Some((self.blocked?, self.verified?))
     }
 }
 

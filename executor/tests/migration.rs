@@ -320,11 +320,16 @@ async fn the_full_migration_moves_every_secret() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let summary = summary(&stdout);
     assert_eq!(summary["outcome"], "completed");
+    let outage = summary["outage_secs"].as_f64().unwrap();
+    let waits = summary["outage_waits_secs"].as_f64().unwrap();
     println!(
-        "full migration: total {:.1}s (planx {:.1}s), outage window {:.1}s",
+        "full migration: total {:.1}s (planx {:.1}s), outage window {outage:.1}s, of which {waits:.1}s waiting on the servers",
         started.elapsed().as_secs_f64(),
         summary["total_secs"].as_f64().unwrap(),
-        summary["outage_secs"].as_f64().unwrap()
+    );
+    assert!(
+        waits > 0.0 && waits <= outage,
+        "the waits lie inside the outage: {waits} of {outage}"
     );
     assert_no_secret_written(&bed, &stdout, &stderr);
     assert_moved(&bed).await;
