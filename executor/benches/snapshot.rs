@@ -73,7 +73,7 @@ fn child(args: &[String]) {
             }
             "restore" => {
                 vault
-                    .snapshot_restore_force(&token, path, expected())
+                    .snapshot_restore_force(&token, path, expected(), |_| {})
                     .await
                     .expect("planx snapshot restore");
                 (String::new(), 0, 0)

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use planc::CompiledPlan;
@@ -20,7 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::cluster::{Cluster, ClusterError, PortForward};
-use crate::engine::{ActionError, Actions, BoxFuture, Effects, StepRun};
+use crate::engine::{ActionError, Actions, ActivityUnit, BoxFuture, Effects, Progress, StepRun};
 use crate::secrets::Secret;
 use crate::vault::{Vault, VaultError};
 
@@ -59,6 +60,8 @@ pub struct Live {
     expectations: BTreeMap<String, Vec<Expectation>>,
     /// When planx waited on the servers (restarts, elections, seal changes), for the summary.
     waits: std::sync::Mutex<Vec<(Instant, Instant)>>,
+    /// Where activities inside a step are reported (snapshot bytes, waits).
+    progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
 }
 
 impl Live {
@@ -79,6 +82,48 @@ impl Live {
             wait: Duration::from_secs(180),
             expectations: BTreeMap::new(),
             waits: std::sync::Mutex::new(Vec::new()),
+            progress: None,
+        }
+    }
+
+    /// Report activities inside steps (snapshot bytes, waits) to `progress`.
+    pub fn report_to(&mut self, progress: Arc<dyn Fn(Progress) + Send + Sync>) {
+        self.progress = Some(progress);
+    }
+
+    fn report_waiting(&self, what: &str, waited: Duration) {
+        if let Some(progress) = &self.progress {
+            progress(Progress::Activity {
+                what: format!("waiting for {what}"),
+                unit: ActivityUnit::Seconds,
+                done: waited.as_secs(),
+                total: Some(self.wait.as_secs()),
+            });
+        }
+    }
+
+    /// A reporter of bytes moved: at the first chunk, then at most every 200 ms, and at the end
+    /// of a known total.
+    fn byte_reporter(
+        &self,
+        what: String,
+        total: Option<u64>,
+    ) -> impl FnMut(u64) + Send + Sync + 'static {
+        let progress = self.progress.clone();
+        let mut last: Option<Instant> = None;
+        move |bytes| {
+            let due = last.is_none_or(|at| at.elapsed() >= Duration::from_millis(200));
+            if let Some(progress) = &progress
+                && (due || total == Some(bytes))
+            {
+                last = Some(Instant::now());
+                progress(Progress::Activity {
+                    what: what.clone(),
+                    unit: ActivityUnit::Bytes,
+                    done: bytes,
+                    total,
+                });
+            }
         }
     }
 
@@ -477,10 +522,17 @@ impl Live {
     {
         let deadline = tokio::time::Instant::now() + self.wait;
         let started = Instant::now();
+        let mut reported = None;
         loop {
             if check().await {
                 self.count_wait(started);
                 return Ok(());
+            }
+            // Once a second is enough for a person or a log.
+            let waited = started.elapsed();
+            if reported != Some(waited.as_secs()) {
+                reported = Some(waited.as_secs());
+                self.report_waiting(what, waited);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ActionError::permanent(format!(
@@ -1023,7 +1075,8 @@ impl Live {
                         ActionError::permanent(format!("cannot create the snapshot folder: {e}"))
                     })?;
                 let _ = tokio::fs::remove_file(&path).await;
-                let file = client.snapshot_save(&token, &path, |_| {}).await?;
+                let received = self.byte_reporter(format!("snapshot from {leader} of {on}"), None);
+                let file = client.snapshot_save(&token, &path, received).await?;
                 outputs.insert("snapshot".into(), json!(path.display().to_string()));
                 outputs.insert("sha256".into(), json!(file.sha256));
                 outputs.insert("bytes".into(), json!(file.bytes));
@@ -1040,10 +1093,12 @@ impl Live {
                 };
                 let (leader, _) = self.leader(on).await?;
                 let client = self.vault_on(on, &leader).await?;
+                let size = tokio::fs::metadata(&path).await.map(|m| m.len()).ok();
+                let sent = self.byte_reporter(format!("snapshot into {leader} of {on}"), size);
                 effects
                     .perform(&format!("force-restore the snapshot into {on}"), async {
                         client
-                            .snapshot_restore_force(&token, &path, &expected)
+                            .snapshot_restore_force(&token, &path, &expected, sent)
                             .await
                             .map_err(ActionError::from)
                     })

@@ -158,6 +158,22 @@ pub enum Progress {
         key: String,
         message: String,
     },
+    /// Work under way inside a step, reported by the actions: bytes of a snapshot moved, or
+    /// seconds spent waiting on the servers, of `total` when it is known (a file's size, a
+    /// wait's timeout).
+    Activity {
+        what: String,
+        unit: ActivityUnit,
+        done: u64,
+        total: Option<u64>,
+    },
+}
+
+/// What an activity counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityUnit {
+    Bytes,
+    Seconds,
 }
 
 /// How a run ended.

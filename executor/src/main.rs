@@ -522,6 +522,15 @@ fn print_progress(event: &Progress, json: bool, started: Instant) {
         }
         Progress::Failed { key, error } => ("failed", key, error.clone()),
         Progress::WaitingForApproval { key, message } => ("gate", key, message.clone()),
+        Progress::Activity {
+            what,
+            unit,
+            done,
+            total,
+        } => {
+            print_activity(what, *unit, *done, *total, json, at);
+            return;
+        }
     };
     if json {
         println!(
@@ -529,8 +538,58 @@ fn print_progress(event: &Progress, json: bool, started: Instant) {
             serde_json::json!({"event": kind, "step": key, "detail": detail, "t": at})
         );
     } else {
-        eprintln!("[{at:>7.1}s] {kind:<9} {key}  {detail}");
+        // On a terminal, the activity line is overwritten by the next step line.
+        let clear = if std::io::stderr().is_terminal() {
+            "\r\x1b[2K"
+        } else {
+            ""
+        };
+        eprintln!("{clear}[{at:>7.1}s] {kind:<9} {key}  {detail}");
     }
+}
+
+/// An activity inside a step: a JSON event, or on a terminal one line redrawn in place with a
+/// bar when the total is known (a snapshot's size, a wait's timeout). Plain logs skip it.
+fn print_activity(
+    what: &str,
+    unit: planx::engine::ActivityUnit,
+    done: u64,
+    total: Option<u64>,
+    json: bool,
+    at: f64,
+) {
+    let amount = |n: u64| match unit {
+        planx::engine::ActivityUnit::Bytes => format!("{:.1} MB", n as f64 / 1e6),
+        planx::engine::ActivityUnit::Seconds => format!("{n}s"),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "activity", "detail": what, "done": done, "total": total, "unit": match unit {
+                planx::engine::ActivityUnit::Bytes => "bytes",
+                planx::engine::ActivityUnit::Seconds => "seconds",
+            }, "t": at})
+        );
+        return;
+    }
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let progress = match total.filter(|t| *t > 0) {
+        Some(total) => {
+            let filled = ((done.min(total) * 20) / total) as usize;
+            format!(
+                "[{}{}] {} of {}",
+                "#".repeat(filled),
+                "-".repeat(20 - filled),
+                amount(done),
+                amount(total)
+            )
+        }
+        None => amount(done),
+    };
+    eprint!("\r\x1b[2K[{at:>7.1}s] {:<9} {what}  {progress}", "working");
+    let _ = std::io::stderr().flush();
 }
 
 async fn resume(run_dir: PathBuf, interaction: Interaction) -> ExitCode {

@@ -401,6 +401,9 @@ pub async fn execute(
             .map_err(|e| e.to_string())?;
         (journal, BTreeMap::new())
     };
+    let progress: Arc<dyn Fn(Progress) + Send + Sync> = Arc::new(progress);
+    let mut live = live;
+    live.report_to(progress.clone());
     let live = Arc::new(live);
     let engine = Engine {
         actions: live.clone(),

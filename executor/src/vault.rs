@@ -571,13 +571,15 @@ impl Vault {
         })
     }
 
-    /// Check the file's SHA-256, then stream it into `sys/storage/raft/snapshot-force`. The
-    /// server answers at once and restores in the background: watch `seal_status` afterwards.
+    /// Check the file's SHA-256, then stream it into `sys/storage/raft/snapshot-force`; `progress`
+    /// sees the bytes sent. The server answers at once and restores in the background: watch
+    /// `seal_status` afterwards.
     pub async fn snapshot_restore_force(
         &self,
         token: &Secret,
         path: &Path,
         expected_sha256: &str,
+        mut progress: impl FnMut(u64) + Send + Sync + 'static,
     ) -> Result<(), VaultError> {
         let actual = file_sha256(path).await.map_err(|e| VaultError::Snapshot {
             path: path.display().to_string(),
@@ -597,7 +599,14 @@ impl Vault {
                 path: path.display().to_string(),
                 message: format!("cannot open: {e}"),
             })?;
-        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let mut sent = 0u64;
+        let chunks = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                sent += chunk.len() as u64;
+                progress(sent);
+            }
+        });
+        let body = reqwest::Body::wrap_stream(chunks);
         let request = self
             .http
             .post(self.url("sys/storage/raft/snapshot-force"))

@@ -1,22 +1,24 @@
-//! `preflight.key-access` on Azure Key Vault against recorded exchanges: a replay server on
-//! loopback answers only the requests recorded in `tests/azure/*.json` (shaped after the Microsoft
-//! documentation page each file names in `source`), checks their bearer tokens and token-request
-//! forms, and fails the test on any other request or any recorded request left unmade.
+//! `preflight.key-access` on Azure Key Vault against recorded exchanges: the replay server of
+//! `tests/replay` answers only the requests recorded in `tests/azure/*.json` (shaped after the
+//! Microsoft documentation page each file names in `source`), checks their bearer tokens and
+//! token-request forms, and fails the test on any other request or any recorded request left
+//! unmade.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use planx::actions::Live;
 use planx::azure::{AzureCredential, AzureEndpoints, AzureError, KeyVaultTarget, check_key_access};
 use planx::engine::{ActionError, Engine, Options, Outcome, Preapproved, run};
 use planx::journal::Journal;
 use planx::secrets::Secret;
-use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+mod replay;
+use replay::{Fixtures, Replay};
 
 const TENANT: &str = "8d3c5a1e-0f2b-4c6d-9e7f-1a2b3c4d5e6f";
 const SUBSCRIPTION: &str = "3f2a1b0c-5d4e-4f6a-8b7c-9d0e1f2a3b4c";
@@ -52,275 +54,20 @@ const RBAC_CALLS: [&str; 7] = [
     "key#0",
 ];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Recording {
-    /// The documentation page the exchanges follow.
-    source: String,
-    exchanges: Vec<Exchange>,
-}
+/// The recordings in `tests/azure/`, shaped after Microsoft's documentation.
+const FIXTURES: Fixtures = Fixtures {
+    folder: "azure",
+    documentation: &["https://learn.microsoft.com/"],
+};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Exchange {
-    /// May be left unmade (a token the check does not get as far as needing); never made twice.
-    #[serde(default)]
-    optional: bool,
-    request: RecordedRequest,
-    response: RecordedResponse,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordedRequest {
-    method: String,
-    /// Path and query, percent-decoded.
-    path: String,
-    /// Headers the request must carry (names in lowercase).
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    /// The exact fields of an `application/x-www-form-urlencoded` body.
-    #[serde(default)]
-    form: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordedResponse {
-    status: u16,
-    /// `{base}` in strings stands for the replay server's address.
-    body: serde_json::Value,
-}
-
-struct ReceivedRequest {
-    method: String,
-    target: String,
-    headers: BTreeMap<String, String>,
-    body: String,
-}
-
-struct ReplayState {
-    /// (name of the file and index, exchange, answered)
-    exchanges: Vec<(String, Exchange, bool)>,
-    answered: Vec<String>,
-    failures: Vec<String>,
-}
-
-impl ReplayState {
-    fn answer(&mut self, request: &ReceivedRequest) -> (u16, String) {
-        let form = request
-            .headers
-            .get("content-type")
-            .filter(|t| t.starts_with("application/x-www-form-urlencoded"))
-            .map(|_| parse_form(&request.body));
-        let found = self.exchanges.iter().position(|(_, exchange, answered)| {
-            let recorded = &exchange.request;
-            !answered
-                && recorded.method == request.method
-                && recorded.path == request.target
-                && (recorded.form.is_none() || recorded.form == form)
-        });
-        let Some(index) = found else {
-            self.failures.push(format!(
-                "unrecorded request: {} {} {:?}",
-                request.method, request.target, form
-            ));
-            return (
-                501,
-                r#"{"error":{"code":"Unrecorded","message":"not in the recording"}}"#.into(),
-            );
-        };
-        let (name, exchange, answered) = &mut self.exchanges[index];
-        *answered = true;
-        self.answered.push(name.clone());
-        for (header, expected) in &exchange.request.headers {
-            let actual = request.headers.get(header);
-            if actual != Some(expected) {
-                self.failures.push(format!(
-                    "{name}: header {header} is {actual:?}, the recording expects {expected:?}"
-                ));
-            }
-        }
-        (exchange.response.status, exchange.response.body.to_string())
+/// Every Azure endpoint on the replay server.
+fn azure_endpoints(replay: &Replay) -> AzureEndpoints {
+    AzureEndpoints {
+        authority: format!("{}/login", replay.base),
+        arm: format!("{}/arm", replay.base),
+        graph: format!("{}/graph", replay.base),
+        key_vault_url_template: format!("{}/kv/{{vault}}", replay.base),
     }
-}
-
-/// A replay server on loopback for one test.
-struct Replay {
-    base: String,
-    state: Arc<Mutex<ReplayState>>,
-}
-
-impl Replay {
-    async fn start(files: &[&str]) -> Replay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let mut exchanges = Vec::new();
-        for file in files {
-            let recording = read_recording(file);
-            for (index, mut exchange) in recording.exchanges.into_iter().enumerate() {
-                let body = exchange.response.body.to_string().replace("{base}", &base);
-                exchange.response.body = serde_json::from_str(&body).expect("body");
-                exchanges.push((format!("{file}#{index}"), exchange, false));
-            }
-        }
-        let state = Arc::new(Mutex::new(ReplayState {
-            exchanges,
-            answered: Vec::new(),
-            failures: Vec::new(),
-        }));
-        let serving = state.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_connection(stream, serving.clone()));
-            }
-        });
-        Replay { base, state }
-    }
-
-    fn endpoints(&self) -> AzureEndpoints {
-        AzureEndpoints {
-            authority: format!("{}/login", self.base),
-            arm: format!("{}/arm", self.base),
-            graph: format!("{}/graph", self.base),
-            key_vault_url_template: format!("{}/kv/{{vault}}", self.base),
-        }
-    }
-
-    /// The exchanges answered, in order; fails on an unrecorded or mismatched request and on a
-    /// recorded exchange that was never requested.
-    fn finish(self) -> Vec<String> {
-        let state = self.state.lock().expect("replay state");
-        assert!(
-            state.failures.is_empty(),
-            "replay failures: {:#?}",
-            state.failures
-        );
-        let unmade: Vec<&str> = state
-            .exchanges
-            .iter()
-            .filter(|(_, exchange, answered)| !answered && !exchange.optional)
-            .map(|(name, _, _)| name.as_str())
-            .collect();
-        assert!(
-            unmade.is_empty(),
-            "recorded but never requested: {unmade:?}"
-        );
-        state.answered.clone()
-    }
-}
-
-fn read_recording(file: &str) -> Recording {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/azure")
-        .join(format!("{file}.json"));
-    let text = std::fs::read_to_string(&path).expect("fixture");
-    let recording: Recording = serde_json::from_str(&text).expect("fixture shape");
-    assert!(
-        recording.source.starts_with("https://learn.microsoft.com/"),
-        "{file}: `source` names the Microsoft documentation page the exchanges follow"
-    );
-    recording
-}
-
-async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<ReplayState>>) {
-    let Some(request) = read_request(&mut stream).await else {
-        return;
-    };
-    let (status, body) = state.lock().expect("replay state").answer(&request);
-    let response = format!(
-        "HTTP/1.1 {status} Replayed\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// One HTTP/1.1 request: request line, headers, a body of `content-length` bytes.
-async fn read_request(stream: &mut TcpStream) -> Option<ReceivedRequest> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let read = stream.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next()?.split(' ');
-    let method = request_line.next()?.to_string();
-    let target = decode_target(request_line.next()?);
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    while buffer.len() < head_end + length {
-        let read = stream.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            return None;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
-    }
-    let body = String::from_utf8_lossy(&buffer[head_end..head_end + length]).to_string();
-    Some(ReceivedRequest {
-        method,
-        target,
-        headers,
-        body,
-    })
-}
-
-/// Path percent-decoded; query with `+` as a space too, as form encoding writes it.
-fn decode_target(target: &str) -> String {
-    match target.split_once('?') {
-        Some((path, query)) => format!(
-            "{}?{}",
-            percent_decode(path),
-            percent_decode(&query.replace('+', " "))
-        ),
-        None => percent_decode(target),
-    }
-}
-
-fn parse_form(body: &str) -> BTreeMap<String, String> {
-    body.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (
-                percent_decode(&name.replace('+', " ")),
-                percent_decode(&value.replace('+', " ")),
-            )
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%'
-            && let Some(hex) = text.get(index + 1..index + 3)
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            decoded.push(byte);
-            index += 3;
-        } else {
-            decoded.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8_lossy(&decoded).to_string()
 }
 
 fn target() -> KeyVaultTarget {
@@ -343,7 +90,7 @@ fn client_secret() -> AzureCredential {
 
 async fn check_with_client_secret(replay: &Replay, role: &str) -> Result<String, AzureError> {
     check_key_access(
-        &replay.endpoints(),
+        &azure_endpoints(&replay),
         &client_secret(),
         &target(),
         IDENTITY,
@@ -367,13 +114,16 @@ fn message_without_secrets(error: &AzureError) -> String {
 
 #[tokio::test]
 async fn role_at_the_vault_scope_passes() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-vault",
-        "key",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "key",
+        ],
+    )
     .await;
     let summary = check_with_client_secret(&replay, ROLE)
         .await
@@ -391,12 +141,15 @@ async fn role_at_the_vault_scope_passes() {
 async fn role_only_elsewhere_fails_with_the_az_fix() {
     // The identity holds the right role on another vault, on a resource group whose name
     // prefixes the vault's, and on another key of the vault; and only Reader on the vault.
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-other-vault",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-other-vault",
+        ],
+    )
     .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
@@ -427,13 +180,16 @@ async fn role_only_elsewhere_fails_with_the_az_fix() {
 
 #[tokio::test]
 async fn role_at_the_resource_group_scope_passes() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-resource-group",
-        "key",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-resource-group",
+            "key",
+        ],
+    )
     .await;
     let summary = check_with_client_secret(&replay, ROLE)
         .await
@@ -449,13 +205,16 @@ async fn role_at_the_resource_group_scope_passes() {
 
 #[tokio::test]
 async fn role_on_the_second_page_of_assignments_passes() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-paged",
-        "key",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-paged",
+            "key",
+        ],
+    )
     .await;
     let summary = check_with_client_secret(&replay, ROLE)
         .await
@@ -470,12 +229,15 @@ async fn role_on_the_second_page_of_assignments_passes() {
 
 #[tokio::test]
 async fn next_link_off_the_resource_manager_is_not_followed() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-foreign-next-link",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-foreign-next-link",
+        ],
+    )
     .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
@@ -495,14 +257,17 @@ async fn next_link_off_the_resource_manager_is_not_followed() {
 #[tokio::test]
 async fn custom_role_is_looked_up_by_name() {
     // The built-in role at the vault does not count when the step asks for another role.
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-definition-custom",
-        "role-assignments-custom-role",
-        "key",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-definition-custom",
+            "role-assignments-custom-role",
+            "key",
+        ],
+    )
     .await;
     let summary = check_with_client_secret(&replay, "Vault Seal Operator")
         .await
@@ -518,7 +283,11 @@ async fn custom_role_is_looked_up_by_name() {
 
 #[tokio::test]
 async fn access_policy_without_unwrap_key_names_it() {
-    let replay = Replay::start(&["tokens", "service-principal", "vault-access-policy"]).await;
+    let replay = Replay::start(
+        &FIXTURES,
+        &["tokens", "service-principal", "vault-access-policy"],
+    )
+    .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
         .expect_err("unwrapKey missing");
@@ -548,12 +317,15 @@ async fn access_policy_without_unwrap_key_names_it() {
 
 #[tokio::test]
 async fn access_policy_with_all_key_permissions_passes() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-access-policy-all",
-        "key",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-access-policy-all",
+            "key",
+        ],
+    )
     .await;
     let summary = check_with_client_secret(&replay, ROLE)
         .await
@@ -569,13 +341,16 @@ async fn access_policy_with_all_key_permissions_passes() {
 
 #[tokio::test]
 async fn disabled_key_fails() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-vault",
-        "key-disabled",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "key-disabled",
+        ],
+    )
     .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
@@ -591,13 +366,16 @@ async fn disabled_key_fails() {
 
 #[tokio::test]
 async fn key_without_unwrap_operation_fails() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-vault",
-        "key-without-unwrap",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "key-without-unwrap",
+        ],
+    )
     .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
@@ -613,13 +391,16 @@ async fn key_without_unwrap_operation_fails() {
 
 #[tokio::test]
 async fn missing_key_names_vault_and_key() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-vault",
-        "key-not-found",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "key-not-found",
+        ],
+    )
     .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
@@ -635,7 +416,11 @@ async fn missing_key_names_vault_and_key() {
 
 #[tokio::test]
 async fn forbidden_vault_read_names_the_call_the_code_and_the_permission() {
-    let replay = Replay::start(&["tokens", "service-principal", "vault-forbidden"]).await;
+    let replay = Replay::start(
+        &FIXTURES,
+        &["tokens", "service-principal", "vault-forbidden"],
+    )
+    .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
         .expect_err("403");
@@ -660,7 +445,11 @@ async fn forbidden_vault_read_names_the_call_the_code_and_the_permission() {
 
 #[tokio::test]
 async fn throttled_vault_read_is_transient() {
-    let replay = Replay::start(&["tokens", "service-principal", "vault-throttled"]).await;
+    let replay = Replay::start(
+        &FIXTURES,
+        &["tokens", "service-principal", "vault-throttled"],
+    )
+    .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
         .expect_err("429");
@@ -672,7 +461,11 @@ async fn throttled_vault_read_is_transient() {
 
 #[tokio::test]
 async fn vault_in_another_tenant_fails() {
-    let replay = Replay::start(&["tokens", "service-principal", "vault-other-tenant"]).await;
+    let replay = Replay::start(
+        &FIXTURES,
+        &["tokens", "service-principal", "vault-other-tenant"],
+    )
+    .await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
         .expect_err("other tenant");
@@ -688,7 +481,7 @@ async fn vault_in_another_tenant_fails() {
 
 #[tokio::test]
 async fn unknown_identity_has_no_service_principal() {
-    let replay = Replay::start(&["tokens", "service-principal-none"]).await;
+    let replay = Replay::start(&FIXTURES, &["tokens", "service-principal-none"]).await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
         .expect_err("no principal");
@@ -704,7 +497,7 @@ async fn unknown_identity_has_no_service_principal() {
 
 #[tokio::test]
 async fn rejected_client_secret_never_shows_in_the_error() {
-    let replay = Replay::start(&["token-invalid-client"]).await;
+    let replay = Replay::start(&FIXTURES, &["token-invalid-client"]).await;
     let error = check_with_client_secret(&replay, ROLE)
         .await
         .expect_err("invalid client");
@@ -745,17 +538,26 @@ async fn workload_identity_sends_the_federated_token_as_assertion() {
         client_id: OPERATOR_CLIENT_ID.into(),
         token_file,
     };
-    let replay = Replay::start(&[
-        "tokens-workload-identity",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-vault",
-        "key",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens-workload-identity",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "key",
+        ],
+    )
     .await;
-    check_key_access(&replay.endpoints(), &credential, &target(), IDENTITY, ROLE)
-        .await
-        .expect("access");
+    check_key_access(
+        &azure_endpoints(&replay),
+        &credential,
+        &target(),
+        IDENTITY,
+        ROLE,
+    )
+    .await
+    .expect("access");
     assert_eq!(
         replay.finish()[..3],
         [
@@ -793,19 +595,28 @@ printf '{{"accessToken": "%s", "expiresOn": "2030-01-01 00:00:00.000000", "expir
         "#!/bin/sh\necho \"ERROR: Please run 'az login' to setup account.\" >&2\nexit 1\n",
     );
 
-    let replay = Replay::start(&[
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-vault",
-        "key",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "key",
+        ],
+    )
     .await;
     let credential = AzureCredential::AzureCli {
         program: signed_in.clone(),
     };
-    check_key_access(&replay.endpoints(), &credential, &target(), IDENTITY, ROLE)
-        .await
-        .expect("access with the CLI's tokens");
+    check_key_access(
+        &azure_endpoints(&replay),
+        &credential,
+        &target(),
+        IDENTITY,
+        ROLE,
+    )
+    .await
+    .expect("access with the CLI's tokens");
     replay.finish();
     let calls = std::fs::read_to_string(dir.join("az.calls")).expect("calls");
     assert_eq!(
@@ -823,13 +634,19 @@ printf '{{"accessToken": "%s", "expiresOn": "2030-01-01 00:00:00.000000", "expir
         ]
     );
 
-    let replay = Replay::start(&[]).await;
+    let replay = Replay::start(&FIXTURES, &[]).await;
     let credential = AzureCredential::AzureCli {
         program: signed_out,
     };
-    let error = check_key_access(&replay.endpoints(), &credential, &target(), IDENTITY, ROLE)
-        .await
-        .expect_err("signed out");
+    let error = check_key_access(
+        &azure_endpoints(&replay),
+        &credential,
+        &target(),
+        IDENTITY,
+        ROLE,
+    )
+    .await
+    .expect_err("signed out");
     let message = message_without_secrets(&error);
     assert!(
         message.contains("account get-access-token --resource https://graph.microsoft.com"),
@@ -843,10 +660,10 @@ printf '{{"accessToken": "%s", "expiresOn": "2030-01-01 00:00:00.000000", "expir
 
 #[tokio::test]
 async fn empty_identity_asks_for_the_client_id_before_any_call() {
-    let replay = Replay::start(&[]).await;
+    let replay = Replay::start(&FIXTURES, &[]).await;
     for identity in ["", "  "] {
         let error = check_key_access(
-            &replay.endpoints(),
+            &azure_endpoints(&replay),
             &client_secret(),
             &target(),
             identity,
@@ -862,7 +679,7 @@ async fn empty_identity_asks_for_the_client_id_before_any_call() {
         );
     }
     let error = check_key_access(
-        &replay.endpoints(),
+        &azure_endpoints(&replay),
         &client_secret(),
         &target(),
         "id-vault-new",
@@ -876,11 +693,11 @@ async fn empty_identity_asks_for_the_client_id_before_any_call() {
 
 #[tokio::test]
 async fn missing_subscription_or_resource_group_asks_for_them_before_any_call() {
-    let replay = Replay::start(&[]).await;
+    let replay = Replay::start(&FIXTURES, &[]).await;
     let mut without = target();
     without.resource_group = None;
     let error = check_key_access(
-        &replay.endpoints(),
+        &azure_endpoints(&replay),
         &client_secret(),
         &without,
         IDENTITY,
@@ -1109,15 +926,18 @@ async fn the_action_asks_for_the_identity_of_an_azure_target() {
 
 #[tokio::test]
 async fn the_action_checks_an_azure_target_with_credentials_from_the_environment() {
-    let replay = Replay::start(&[
-        "tokens",
-        "service-principal",
-        "vault-rbac",
-        "role-assignments-vault",
-        "key",
-    ])
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "key",
+        ],
+    )
     .await;
-    let endpoints = replay.endpoints();
+    let endpoints = azure_endpoints(&replay);
     // The environment is set on a child process running the ignored test below.
     let output = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([

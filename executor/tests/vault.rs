@@ -181,6 +181,7 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
             &Secret::new(target_init.root_token.clone()),
             &copy,
             &file.sha256,
+            |_| {},
         )
         .await
         .unwrap_err();
@@ -192,14 +193,22 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
     );
 
     // Restore into the other cluster: it seals itself and comes back with the source's keys.
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
     target
         .snapshot_restore_force(
             &Secret::new(target_init.root_token.clone()),
             &path,
             &file.sha256,
+            move |bytes| counter.store(bytes, std::sync::atomic::Ordering::Relaxed),
         )
         .await
         .expect("snapshot-force");
+    assert_eq!(
+        sent.load(std::sync::atomic::Ordering::Relaxed),
+        file.bytes,
+        "the progress saw every byte sent"
+    );
     eventually(
         "the target to seal itself",
         Duration::from_secs(60),
