@@ -276,13 +276,14 @@ pub fn resolve_secrets(
         }
     }
     for (param, reference) in references {
-        if reference == "prompt" {
-            return Err(format!(
-                "secret `{param}` is set to `prompt`; planx reads prompts only on a terminal, which is not built yet: use env: or file:"
-            ));
+        if resolved.contains_key(&param) {
+            continue;
         }
-        let secret =
-            secrets::resolve(&reference, base).map_err(|e| format!("secret `{param}`: {e}"))?;
+        let secret = if reference == "prompt" {
+            secrets::prompt(&param).map_err(|e| e.to_string())?
+        } else {
+            secrets::resolve(&reference, base).map_err(|e| format!("secret `{param}`: {e}"))?
+        };
         resolved.insert(param, secret);
     }
     Ok(resolved)

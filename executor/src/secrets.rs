@@ -82,6 +82,41 @@ pub fn resolve(reference: &str, base: &std::path::Path) -> Result<Secret, Secret
     )))
 }
 
+/// Ask for a secret on the terminal, echo off: one value per line, an empty line ends (a token
+/// is one line, recovery keys one per line). Refused without a terminal: CI gives env: or file:.
+pub fn prompt(param: &str) -> Result<Secret, SecretError> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(SecretError(format!(
+            "secret `{param}` is set to `prompt` and there is no terminal to ask on; give env:NAME or file:PATH instead"
+        )));
+    }
+    eprintln!(
+        "secret `{param}`: type or paste it (hidden), one value per line, an empty line ends"
+    );
+    let mut lines = Vec::new();
+    loop {
+        let line = rpassword::prompt_password(if lines.is_empty() {
+            "> "
+        } else {
+            "> (empty line ends) "
+        })
+        .map_err(|e| {
+            SecretError(format!(
+                "cannot read secret `{param}` from the terminal: {e}"
+            ))
+        })?;
+        if line.trim().is_empty() {
+            break;
+        }
+        lines.push(line.trim().to_string());
+    }
+    if lines.is_empty() {
+        return Err(SecretError(format!("no value given for secret `{param}`")));
+    }
+    Ok(Secret::new(lines.join("\n")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -377,3 +377,49 @@ async fn a_saved_plan_is_refused_when_its_plan_or_the_objects_changed() {
     );
     std::fs::remove_dir_all(&bed.dir).ok();
 }
+
+#[tokio::test]
+async fn a_prompted_secret_without_a_terminal_is_refused_before_anything_runs() {
+    let (bed, cluster) = bed("prompt").await;
+    let plan = bed.dir.join("prompt.yaml");
+    std::fs::write(
+        &plan,
+        r#"
+version: 1
+name: prompted
+params:
+  token: {type: secret, default: prompt}
+targets:
+  old: {kind: kubernetes, context: old, namespace: vault}
+  old_vault: {kind: vault, cluster: old, url: http://vault.old.test}
+steps:
+  - id: backup-ingress
+    uses: k8s.backup
+    on: old
+    with: {kind: Ingress, name: vault}
+  - id: block-writes
+    uses: k8s.delete
+    on: old
+    with: {kind: Ingress, name: vault}
+    needs: [backup-ingress]
+  - id: verify
+    uses: vault.verify
+    on: old_vault
+    with: {urls: ["http://vault.old.test"], token: "{{ params.token }}"}
+    needs: [block-writes]
+"#,
+    )
+    .unwrap();
+    let out = planx(&bed, &["apply", plan.to_str().unwrap(), "--yes"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("secret `token` is set to `prompt` and there is no terminal to ask on"),
+        "{stderr}"
+    );
+    assert!(
+        cluster.get("Ingress", "vault").await.unwrap().is_some(),
+        "nothing ran"
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
