@@ -814,9 +814,31 @@ impl Live {
                         let key = target.attribute("key_name").unwrap_or_default();
                         probe_transit(address, mount, key, &token).await?;
                     }
+                    TargetKind::Awskms => {
+                        let input: inputs::PreflightKeyAccessInput = typed(run)?;
+                        let summary = crate::awskms::check_key_access(
+                            &crate::awskms::KmsEndpoint::from_env(),
+                            &crate::awskms::AwsCredentials::from_env()?,
+                            &crate::awskms::KmsKeyTarget::from_compiled(target)?,
+                            input.identity.as_deref().unwrap_or_default(),
+                        )
+                        .await?;
+                        outputs.insert("summary".into(), json!(summary));
+                    }
+                    TargetKind::Gcpckms => {
+                        let input: inputs::PreflightKeyAccessInput = typed(run)?;
+                        let summary = crate::gcpckms::check_key_access(
+                            &crate::gcpckms::CloudKmsEndpoint::from_env(),
+                            &crate::gcpckms::GcpCredential::from_env(),
+                            &crate::gcpckms::CryptoKeyTarget::from_compiled(target)?,
+                            input.identity.as_deref().unwrap_or_default(),
+                        )
+                        .await?;
+                        outputs.insert("summary".into(), json!(summary));
+                    }
                     other => {
                         return Err(ActionError::permanent(format!(
-                            "checking access to a {} key is not built yet in planx; only transit and azurekeyvault keys are checked",
+                            "`preflight.key-access` checks a key service, not a {} target",
                             other.name()
                         )));
                     }

@@ -4,9 +4,11 @@
 //! computed from plan and journal. The engine and the kube and vaultrs adapters are not built yet.
 
 pub mod actions;
+pub mod awskms;
 pub mod azure;
 pub mod cluster;
 pub mod engine;
+pub mod gcpckms;
 pub mod journal;
 pub mod recovery;
 pub mod run;

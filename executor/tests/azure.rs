@@ -90,7 +90,7 @@ fn client_secret() -> AzureCredential {
 
 async fn check_with_client_secret(replay: &Replay, role: &str) -> Result<String, AzureError> {
     check_key_access(
-        &azure_endpoints(&replay),
+        &azure_endpoints(replay),
         &client_secret(),
         &target(),
         IDENTITY,

@@ -7,7 +7,8 @@
 //! the recording gives one: `form` for `application/x-www-form-urlencoded`, `json` for JSON. In
 //! `json`, the string `"{any:NAME}"` matches any string and keeps it under `NAME`; a response
 //! string `"{NAME}"` is replaced by what was kept (an encrypt's plaintext, which the decrypt must
-//! give back), and `{base}` anywhere in a response by the server's address.
+//! give back), and `{base}` anywhere in a response by the server's address. Names are shared by
+//! every recording the server holds: recordings answered concurrently keep under distinct names.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

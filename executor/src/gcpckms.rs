@@ -1,0 +1,522 @@
+//! Google Cloud KMS access checks for `preflight.key-access`: the crypto key read (purpose, primary
+//! version enabled), an encrypt/decrypt round trip of a random probe, and, for the service account
+//! the Vault pods use, the key's IAM policy. Requests go over reqwest to the Cloud KMS REST API
+//! with the operator's access token, from `GOOGLE_OAUTH_ACCESS_TOKEN` or from
+//! `gcloud auth print-access-token`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use planc::model::CompiledTarget;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::engine::ActionError;
+use crate::secrets::Secret;
+
+const DEFAULT_CLOUD_KMS_URL: &str = "https://cloudkms.googleapis.com/v1";
+/// The role that holds `cloudkms.cryptoKeyVersions.useToEncrypt` and `useToDecrypt`.
+pub const ENCRYPTER_DECRYPTER_ROLE: &str = "roles/cloudkms.cryptoKeyEncrypterDecrypter";
+/// Bytes of the random plaintext the round trip encrypts.
+const PROBE_BYTES: usize = 32;
+const GCLOUD_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Where Cloud KMS is: `https://cloudkms.googleapis.com/v1`, or `PLANX_GCP_KMS_URL` (a private
+/// endpoint, a local replay server in tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudKmsEndpoint {
+    /// The API root, up to and including `/v1`.
+    pub url: String,
+}
+
+impl Default for CloudKmsEndpoint {
+    fn default() -> CloudKmsEndpoint {
+        CloudKmsEndpoint {
+            url: DEFAULT_CLOUD_KMS_URL.into(),
+        }
+    }
+}
+
+impl CloudKmsEndpoint {
+    /// `PLANX_GCP_KMS_URL` if set, else the public endpoint.
+    pub fn from_env() -> CloudKmsEndpoint {
+        CloudKmsEndpoint::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`CloudKmsEndpoint::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> CloudKmsEndpoint {
+        lookup("PLANX_GCP_KMS_URL")
+            .map(|value| value.trim().trim_end_matches('/').to_string())
+            .filter(|value| !value.is_empty())
+            .map_or_else(CloudKmsEndpoint::default, |url| CloudKmsEndpoint { url })
+    }
+}
+
+/// How the operator running planx obtains an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GcpCredential {
+    /// A token given in `GOOGLE_OAUTH_ACCESS_TOKEN`.
+    AccessToken(Secret),
+    /// The signed-in Google Cloud CLI: `gcloud auth print-access-token`.
+    Gcloud { program: PathBuf },
+}
+
+impl GcpCredential {
+    /// `GOOGLE_OAUTH_ACCESS_TOKEN` if set, else the Google Cloud CLI.
+    pub fn from_env() -> GcpCredential {
+        GcpCredential::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`GcpCredential::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> GcpCredential {
+        lookup("GOOGLE_OAUTH_ACCESS_TOKEN")
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+            .map_or_else(
+                || GcpCredential::Gcloud {
+                    program: PathBuf::from("gcloud"),
+                },
+                |token| GcpCredential::AccessToken(Secret::new(token)),
+            )
+    }
+
+    async fn access_token(&self) -> Result<Secret, GcpKmsError> {
+        match self {
+            GcpCredential::AccessToken(token) => Ok(token.clone()),
+            GcpCredential::Gcloud { program } => gcloud_access_token(program).await,
+        }
+    }
+}
+
+/// The attributes of a `gcpckms` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoKeyTarget {
+    pub project: String,
+    /// The key ring's location (`global`, `europe-west1`, ...).
+    pub region: String,
+    pub key_ring: String,
+    pub crypto_key: String,
+}
+
+impl CryptoKeyTarget {
+    /// The attributes of a compiled `gcpckms` target.
+    pub fn from_compiled(target: &CompiledTarget) -> Result<CryptoKeyTarget, GcpKmsError> {
+        let required = |name: &str| {
+            target
+                .attribute(name)
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    GcpKmsError::Check(format!(
+                        "the gcpckms target `{}` has no `{name}`",
+                        target.id
+                    ))
+                })
+        };
+        Ok(CryptoKeyTarget {
+            project: required("project")?,
+            region: required("region")?,
+            key_ring: required("key_ring")?,
+            crypto_key: required("crypto_key")?,
+        })
+    }
+
+    /// `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
+    pub fn resource_name(&self) -> String {
+        format!(
+            "projects/{}/locations/{}/keyRings/{}/cryptoKeys/{}",
+            self.project, self.region, self.key_ring, self.crypto_key
+        )
+    }
+
+    /// The `--keyring --location --project` flags of `gcloud kms keys` for this key.
+    fn gcloud_flags(&self) -> String {
+        format!(
+            "--keyring {} --location {} --project {}",
+            self.key_ring, self.region, self.project
+        )
+    }
+}
+
+/// What went wrong checking key access. Never carries the access token.
+#[derive(Debug, thiserror::Error)]
+pub enum GcpKmsError {
+    /// The request did not get an answer.
+    #[error("{call}: {source}")]
+    Transport {
+        call: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Cloud KMS answered with an error status.
+    #[error("{call}: HTTP {status} {code}: {message}{remedy}")]
+    Status {
+        call: String,
+        status: u16,
+        /// Google's `error.status` (`PERMISSION_DENIED`).
+        code: String,
+        message: String,
+        /// What to change, for statuses where planx knows.
+        remedy: String,
+    },
+    /// Cloud KMS answered, but not with what the API documents.
+    #[error("{call}: unexpected answer: {message}")]
+    Answer { call: String, message: String },
+    /// No access token could be obtained.
+    #[error("{0}")]
+    Credential(String),
+    /// The key is missing or unusable, or the target or the step's input is incomplete.
+    #[error("{0}")]
+    Check(String),
+}
+
+impl GcpKmsError {
+    /// Worth retrying: the network, throttling or a server error, not the request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GcpKmsError::Transport { .. } => true,
+            GcpKmsError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+impl From<GcpKmsError> for ActionError {
+    fn from(error: GcpKmsError) -> ActionError {
+        ActionError {
+            transient: error.is_transient(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Check that the target's key can seal a Vault: its purpose is ENCRYPT_DECRYPT and its primary
+/// version is enabled, and a random plaintext survives `encrypt` and `decrypt` with the
+/// operator's token. That proves the key works, not that the Vault pods may use it: planx cannot
+/// act as their service account. So when `identity` is that service account's email, the key's
+/// IAM policy is read and the summary says whether it grants the account
+/// `roles/cloudkms.cryptoKeyEncrypterDecrypter`, as a note when it does not, since a grant on
+/// the key ring or the project serves too. Returns a one-line summary.
+pub async fn check_key_access(
+    endpoint: &CloudKmsEndpoint,
+    credential: &GcpCredential,
+    target: &CryptoKeyTarget,
+    identity: &str,
+) -> Result<String, GcpKmsError> {
+    let identity = identity.trim();
+    let member = if identity.is_empty() {
+        None
+    } else {
+        let email = identity.strip_prefix("serviceAccount:").unwrap_or(identity);
+        if !is_service_account_email(email) {
+            return Err(GcpKmsError::Check(format!(
+                "`identity: {identity}` is not a service account; set it to the email of the service account the Vault pods use (NAME@PROJECT.iam.gserviceaccount.com), or leave it out to skip the key's IAM policy"
+            )));
+        }
+        Some(format!("serviceAccount:{email}"))
+    };
+    let client = CloudKmsClient::new(endpoint, credential, target).await?;
+    let version = client.primary_version().await?;
+    client.encrypt_decrypt_round_trip().await?;
+    let name = target.resource_name();
+    let mut summary = format!(
+        "key {name} (ENCRYPT_DECRYPT) primary version {version} enabled; encrypt and decrypt succeeded as the operator, which proves the key works, not that the Vault pods' service account may use it"
+    );
+    match member {
+        None => summary.push_str(
+            "; set `identity:` to the email of the service account the Vault pods use to check the key's IAM policy too",
+        ),
+        Some(member) => {
+            let policy = client.iam_policy().await?;
+            summary.push_str("; ");
+            summary.push_str(&iam_policy_finding(&policy, &member, target));
+        }
+    }
+    Ok(summary)
+}
+
+/// `NAME@DOMAIN.gserviceaccount.com`, as service accounts (user-managed, default and Google's
+/// service agents) are named.
+fn is_service_account_email(text: &str) -> bool {
+    text.split_once('@').is_some_and(|(name, domain)| {
+        !name.is_empty() && domain.ends_with("gserviceaccount.com") && !text.contains(' ')
+    })
+}
+
+#[derive(Deserialize)]
+struct CryptoKey {
+    purpose: String,
+    #[serde(default)]
+    primary: Option<CryptoKeyVersion>,
+}
+
+#[derive(Deserialize)]
+struct CryptoKeyVersion {
+    name: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct EncryptResponse {
+    ciphertext: String,
+}
+
+#[derive(Deserialize)]
+struct DecryptResponse {
+    plaintext: String,
+}
+
+#[derive(Deserialize)]
+struct Policy {
+    #[serde(default)]
+    bindings: Vec<Binding>,
+}
+
+#[derive(Deserialize)]
+struct Binding {
+    role: String,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    condition: Option<Value>,
+}
+
+/// Whether the key's own policy grants `member` the encrypter/decrypter role, as a clause of
+/// the summary.
+fn iam_policy_finding(policy: &Policy, member: &str, target: &CryptoKeyTarget) -> String {
+    let binding = policy
+        .bindings
+        .iter()
+        .filter(|binding| binding.role == ENCRYPTER_DECRYPTER_ROLE)
+        .find(|binding| binding.members.iter().any(|m| m == member));
+    match binding {
+        Some(binding) => format!(
+            "{member} holds {ENCRYPTER_DECRYPTER_ROLE} on the key{}",
+            if binding.condition.is_some() {
+                " (under a condition planx does not evaluate)"
+            } else {
+                ""
+            }
+        ),
+        None => format!(
+            "note: {member} does not hold {ENCRYPTER_DECRYPTER_ROLE} on the key itself; it may hold it on the key ring or the project, or grant it with: gcloud kms keys add-iam-policy-binding {} {} --member {member} --role {ENCRYPTER_DECRYPTER_ROLE}",
+            target.crypto_key,
+            target.gcloud_flags()
+        ),
+    }
+}
+
+/// Requests about one crypto key, with one access token.
+struct CloudKmsClient<'a> {
+    http: reqwest::Client,
+    /// The key's URL.
+    url: String,
+    token: Secret,
+    target: &'a CryptoKeyTarget,
+}
+
+impl<'a> CloudKmsClient<'a> {
+    /// A client for the target's key, with an access token fetched once.
+    async fn new(
+        endpoint: &CloudKmsEndpoint,
+        credential: &GcpCredential,
+        target: &'a CryptoKeyTarget,
+    ) -> Result<CloudKmsClient<'a>, GcpKmsError> {
+        crate::vault::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_backend_rustls()
+            .build()
+            .map_err(|e| {
+                GcpKmsError::Check(format!("cannot build the HTTP client for Cloud KMS: {e}"))
+            })?;
+        Ok(CloudKmsClient {
+            http,
+            url: format!("{}/{}", endpoint.url, target.resource_name()),
+            token: credential.access_token().await?,
+            target,
+        })
+    }
+
+    /// The key's purpose is ENCRYPT_DECRYPT and its primary version is enabled; returns that
+    /// version's number.
+    async fn primary_version(&self) -> Result<String, GcpKmsError> {
+        let name = self.target.resource_name();
+        let key: CryptoKey = self
+            .send("get", self.http.get(&self.url), "cloudkms.cryptoKeys.get")
+            .await?;
+        if key.purpose != "ENCRYPT_DECRYPT" {
+            return Err(GcpKmsError::Check(format!(
+                "key {name} has purpose {}, not ENCRYPT_DECRYPT: a Vault seal needs a symmetric encryption key",
+                key.purpose
+            )));
+        }
+        let Some(primary) = key.primary else {
+            return Err(GcpKmsError::Check(format!(
+                "key {name} has no primary version: the seal has nothing to encrypt with; make one primary with: gcloud kms keys set-primary-version {} --version N {}",
+                self.target.crypto_key,
+                self.target.gcloud_flags()
+            )));
+        };
+        let version = primary
+            .name
+            .rsplit('/')
+            .next()
+            .unwrap_or(&primary.name)
+            .to_string();
+        match primary.state.as_str() {
+            "ENABLED" => Ok(version),
+            "DISABLED" => Err(GcpKmsError::Check(format!(
+                "primary version {version} of key {name} is disabled: the seal cannot encrypt or decrypt with it; enable it with: gcloud kms keys versions enable {version} --key {} {}",
+                self.target.crypto_key,
+                self.target.gcloud_flags()
+            ))),
+            state => Err(GcpKmsError::Check(format!(
+                "primary version {version} of key {name} is {state}, not ENABLED: the seal cannot encrypt or decrypt with it"
+            ))),
+        }
+    }
+
+    /// Encrypt a random plaintext and decrypt it again: the bytes must come back.
+    async fn encrypt_decrypt_round_trip(&self) -> Result<(), GcpKmsError> {
+        let mut probe = [0u8; PROBE_BYTES];
+        getrandom::fill(&mut probe).map_err(|e| {
+            GcpKmsError::Check(format!("cannot draw a random plaintext to encrypt: {e}"))
+        })?;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        let encrypted: EncryptResponse = self
+            .send(
+                "encrypt",
+                self.http
+                    .post(format!("{}:encrypt", self.url))
+                    .json(&json!({ "plaintext": base64.encode(probe) })),
+                "cloudkms.cryptoKeyVersions.useToEncrypt (roles/cloudkms.cryptoKeyEncrypterDecrypter)",
+            )
+            .await?;
+        let decrypted: DecryptResponse = self
+            .send(
+                "decrypt",
+                self.http
+                    .post(format!("{}:decrypt", self.url))
+                    .json(&json!({ "ciphertext": encrypted.ciphertext })),
+                "cloudkms.cryptoKeyVersions.useToDecrypt (roles/cloudkms.cryptoKeyEncrypterDecrypter)",
+            )
+            .await?;
+        if base64.decode(&decrypted.plaintext).ok().as_deref() != Some(&probe[..]) {
+            return Err(GcpKmsError::Answer {
+                call: format!("Cloud KMS decrypt with {}", self.target.resource_name()),
+                message: "the plaintext that came back is not the one encrypted".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The key's own IAM policy, conditional bindings included.
+    async fn iam_policy(&self) -> Result<Policy, GcpKmsError> {
+        self.send(
+            "getIamPolicy",
+            self.http
+                .get(format!("{}:getIamPolicy", self.url))
+                .query(&[("options.requestedPolicyVersion", "3")]),
+            "cloudkms.cryptoKeys.getIamPolicy to check the key's IAM policy for `identity:` (or leave `identity:` out)",
+        )
+        .await
+    }
+
+    /// Send `request`, the API method `api_method` (`get`, `encrypt`, ...), with the token; a 403
+    /// names `permission`, a 404 the key.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        api_method: &str,
+        request: reqwest::RequestBuilder,
+        permission: &str,
+    ) -> Result<T, GcpKmsError> {
+        let name = self.target.resource_name();
+        let call = format!("Cloud KMS {api_method} {name}");
+        let transport = |source| GcpKmsError::Transport {
+            call: call.clone(),
+            source,
+        };
+        let response = request
+            .bearer_auth(self.token.expose())
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(transport)?;
+        if (200..300).contains(&status) {
+            return serde_json::from_str(&body).map_err(|e| GcpKmsError::Answer {
+                call,
+                message: e.to_string(),
+            });
+        }
+        let parsed: Value = serde_json::from_str(&body).unwrap_or_default();
+        let code = parsed["error"]["status"].as_str().unwrap_or("error");
+        let message = parsed["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| body.trim().chars().take(300).collect());
+        if status == 404 {
+            return Err(GcpKmsError::Check(format!(
+                "Cloud KMS has no key {name} ({code}: {message}); check the target's `project`, `region`, `key_ring` and `crypto_key`"
+            )));
+        }
+        let remedy = match status {
+            403 => format!("; the operator running planx needs {permission} on the key"),
+            401 => "; the access token was refused: run `gcloud auth login` again, or set GOOGLE_OAUTH_ACCESS_TOKEN to a fresh token".into(),
+            _ => String::new(),
+        };
+        Err(GcpKmsError::Status {
+            call,
+            status,
+            code: code.to_string(),
+            message,
+            remedy,
+        })
+    }
+}
+
+/// `gcloud auth print-access-token`; the token is read from stdout and never shown.
+async fn gcloud_access_token(program: &Path) -> Result<Secret, GcpKmsError> {
+    let command = format!("{} auth print-access-token", program.display());
+    let run = tokio::process::Command::new(program)
+        .args(["auth", "print-access-token"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(GCLOUD_TIMEOUT, run).await {
+        Err(_) => {
+            return Err(GcpKmsError::Credential(format!(
+                "`{command}` did not finish in {} seconds",
+                GCLOUD_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(Err(error)) => {
+            return Err(GcpKmsError::Credential(format!(
+                "cannot run `{command}` ({error}): set GOOGLE_OAUTH_ACCESS_TOKEN, or install the Google Cloud CLI and run `gcloud auth login`"
+            )));
+        }
+        Ok(Ok(output)) => output,
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr: String = stderr.trim().chars().take(500).collect();
+        return Err(GcpKmsError::Credential(format!(
+            "`{command}` failed ({}): {stderr}",
+            output.status
+        )));
+    }
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(GcpKmsError::Credential(format!(
+            "`{command}` printed no access token"
+        )));
+    }
+    Ok(Secret::new(token))
+}
