@@ -408,7 +408,10 @@ pub fn spec(action: ActionKind) -> ActionSpec {
                 KeyService,
                 Irreversible,
                 Undo::None("grant the access again by hand"),
-                &[],
+                &[output!(
+                    "summary",
+                    "what was withdrawn, or that nothing was left to withdraw"
+                )],
                 &[],
                 &[],
                 "after 14",

@@ -25,6 +25,8 @@ use crate::engine::{ActionError, Actions, ActivityUnit, BoxFuture, Effects, Prog
 use crate::secrets::Secret;
 use crate::vault::{Vault, VaultError};
 
+mod keys;
+
 impl From<ClusterError> for ActionError {
     fn from(error: ClusterError) -> ActionError {
         ActionError {
@@ -803,16 +805,10 @@ impl Live {
                         outputs.insert("summary".into(), json!(summary));
                     }
                     TargetKind::Transit => {
-                        let token = self.secret_attribute(target, "token").ok_or_else(|| {
-                            ActionError::permanent("the transit target has no token")
-                        })?;
-                        let address = target.attribute("address").unwrap_or_default();
-                        let mount = target
-                            .attribute("mount_path")
-                            .unwrap_or("transit/")
-                            .trim_end_matches('/');
-                        let key = target.attribute("key_name").unwrap_or_default();
-                        probe_transit(address, mount, key, &token).await?;
+                        let token = self.transit_token(target)?;
+                        crate::transit::TransitKey::from_compiled(target)
+                            .probe(&token)
+                            .await?;
                     }
                     TargetKind::Awskms => {
                         let input: inputs::PreflightKeyAccessInput = typed(run)?;
@@ -1252,9 +1248,8 @@ impl Live {
                 }
             }
             ActionKind::KeysDisable => {
-                return Err(ActionError::permanent(
-                    "withdrawing access to a key service is not built yet in planx; do it by hand after the run",
-                ));
+                let summary = self.withdraw_key_access(run, effects).await?;
+                outputs.insert("summary".into(), json!(summary));
             }
         }
         Ok(outputs)
@@ -1288,6 +1283,10 @@ impl Live {
                 let standby = client.leader().await.is_ok_and(|l| !l.is_self);
                 (unsealed && standby).then(Outputs::new)
             }
+            ActionKind::KeysDisable => self
+                .key_access_withdrawn(run)
+                .await?
+                .map(|summary| Outputs::from([("summary".into(), json!(summary))])),
             _ => None,
         })
     }
@@ -1357,49 +1356,6 @@ fn selector(seal: &inputs::SealSelector) -> seal::SealSelector {
         seal_type: seal.seal_type.clone(),
         name: seal.name.clone().filter(|n| !n.is_empty()),
     }
-}
-
-/// Encrypt and decrypt a probe with a transit key, as the seal will.
-async fn probe_transit(
-    address: &str,
-    mount: &str,
-    key: &str,
-    token: &Secret,
-) -> Result<(), ActionError> {
-    let http = reqwest::Client::new();
-    let plaintext = "cGxhbngtcHJvYmU="; // "planx-probe"
-    let encrypt = http
-        .put(format!("{address}/v1/{mount}/encrypt/{key}"))
-        .header("X-Vault-Token", token.expose())
-        .json(&json!({ "plaintext": plaintext }))
-        .send()
-        .await
-        .map_err(|e| ActionError::transient(format!("transit at {address}: {e}")))?;
-    if !encrypt.status().is_success() {
-        return Err(ActionError::permanent(format!(
-            "transit at {address}: encrypt with `{key}` answered HTTP {}",
-            encrypt.status().as_u16()
-        )));
-    }
-    let body: Value = encrypt
-        .json()
-        .await
-        .map_err(|e| ActionError::permanent(e.to_string()))?;
-    let ciphertext = body["data"]["ciphertext"].as_str().unwrap_or_default();
-    let decrypt = http
-        .put(format!("{address}/v1/{mount}/decrypt/{key}"))
-        .header("X-Vault-Token", token.expose())
-        .json(&json!({ "ciphertext": ciphertext }))
-        .send()
-        .await
-        .map_err(|e| ActionError::transient(format!("transit at {address}: {e}")))?;
-    let body: Value = decrypt.json().await.unwrap_or(Value::Null);
-    if body["data"]["plaintext"] != plaintext {
-        return Err(ActionError::permanent(format!(
-            "transit at {address}: decrypt with `{key}` did not give the probe back"
-        )));
-    }
-    Ok(())
 }
 
 /// Through a URL (a domain, via `--resolve`): the token works and the mounts are listed.

@@ -1,6 +1,8 @@
-//! AWS KMS access checks for `preflight.key-access`: the key described (enabled, symmetric,
-//! for encryption), an encrypt/decrypt round trip of a random probe, and, for the IAM role the
-//! Vault pods use, a reading of the key policy. Requests go over reqwest in the JSON 1.1
+//! AWS KMS access for `preflight.key-access` and `keys.disable`: the key described (enabled,
+//! symmetric, for encryption), an encrypt/decrypt round trip of a random probe, and, for the IAM
+//! role the Vault pods use, a reading of the key policy; the withdrawal revokes the role's grants
+//! and names the key-policy statements that still name it, since planx never rewrites a key
+//! policy. Requests go over reqwest in the JSON 1.1
 //! protocol, signed with AWS Signature Version 4 here (no AWS SDK), with the operator's
 //! credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
 //! planx reads no profile, SSO cache or instance metadata: for those, export the credentials
@@ -27,6 +29,8 @@ const SIGNING_ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const SEAL_ACTIONS: [&str; 3] = ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"];
 /// Bytes of the random plaintext the round trip encrypts.
 const PROBE_BYTES: usize = 32;
+/// ListGrants pages followed at most before giving up.
+const MAX_GRANT_PAGES: usize = 100;
 /// Error codes worth retrying besides HTTP 5xx.
 const TRANSIENT_CODES: [&str; 4] = [
     "ThrottlingException",
@@ -234,14 +238,7 @@ pub async fn check_key_access(
             ))
         })?)
     };
-    if let Some(key_region) = arn_region(&target.kms_key_id)
-        && key_region != target.region
-    {
-        return Err(AwsKmsError::Check(format!(
-            "the key {} is in region {key_region}, the target says `region: {}`",
-            target.kms_key_id, target.region
-        )));
-    }
+    check_region(target)?;
     let client = KmsClient::new(endpoint, credentials, &target.region)?;
     let metadata = client.describe_key(&target.kms_key_id).await?;
     check_key_metadata(&metadata, &target.region)?;
@@ -263,6 +260,190 @@ pub async fn check_key_access(
         }
     }
     Ok(summary)
+}
+
+/// A key named by ARN is in the target's region.
+fn check_region(target: &KmsKeyTarget) -> Result<(), AwsKmsError> {
+    match arn_region(&target.kms_key_id) {
+        Some(key_region) if key_region != target.region => Err(AwsKmsError::Check(format!(
+            "the key {} is in region {key_region}, the target says `region: {}`",
+            target.kms_key_id, target.region
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What `keys.disable` withdraws from an IAM role on an AWS KMS key: its grants, revoked one by
+/// one with [`KeyAccessWithdrawal::revoke`] (the caller journals each), since grants are made to
+/// be revoked. The key policy is only read: [`KeyAccessWithdrawal::finish`] fails naming the
+/// statements that still name the role, with the commands to remove them by hand.
+pub struct KeyAccessWithdrawal<'a> {
+    client: KmsClient<'a>,
+    key_arn: String,
+    role: String,
+    account: String,
+    grants: Vec<KmsGrant>,
+    /// The Allow statements of the key policy naming the role: their Sid, or their position.
+    statements: Vec<String>,
+    /// The key policy lets IAM policies in the role's account allow access.
+    delegates_to_iam: bool,
+}
+
+/// A grant on the key to the role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsGrant {
+    pub id: String,
+    pub operations: Vec<String>,
+}
+
+/// Describe the key (resolving an alias), list its grants to the role `identity` (an IAM role
+/// ARN) and read its key policy for statements that name the role. Changes nothing.
+pub async fn plan_withdrawal<'a>(
+    endpoint: &KmsEndpoint,
+    credentials: &'a AwsCredentials,
+    target: &'a KmsKeyTarget,
+    identity: &str,
+) -> Result<KeyAccessWithdrawal<'a>, AwsKmsError> {
+    let identity = identity.trim();
+    if identity.is_empty() {
+        return Err(AwsKmsError::Check(format!(
+            "set `identity:` to the ARN of the IAM role the Vault pods use, to withdraw its access to key {}",
+            target.kms_key_id
+        )));
+    }
+    let principal = IamPrincipal::parse(identity).ok_or_else(|| {
+        AwsKmsError::Check(format!(
+            "`identity: {identity}` is not an IAM role ARN; set it to the ARN of the role the Vault pods use (arn:aws:iam::ACCOUNT:role/NAME)"
+        ))
+    })?;
+    check_region(target)?;
+    let client = KmsClient::new(endpoint, credentials, &target.region)?;
+    let key_arn = client.describe_key(&target.kms_key_id).await?.arn;
+    let grants = client.grants_to(&key_arn, principal.arn).await?;
+    let policy = client
+        .key_policy(&key_arn)
+        .await
+        .map_err(|error| match error {
+            AwsKmsError::Service {
+                call,
+                status,
+                code,
+                message,
+                ..
+            } if code == "AccessDeniedException" => AwsKmsError::Service {
+                call,
+                status,
+                code,
+                message,
+                remedy: "; the operator running planx needs kms:GetKeyPolicy on the key".into(),
+            },
+            other => other,
+        })?;
+    let statements = policy_statements(&policy);
+    let naming: Vec<String> = statements
+        .iter()
+        .enumerate()
+        .filter(|(_, statement)| {
+            statement["Effect"] == "Allow"
+                && names_any_principal(&statement["Principal"], &[principal.arn])
+        })
+        .map(|(index, statement)| match statement["Sid"].as_str() {
+            Some(sid) if !sid.is_empty() => format!("\"{sid}\""),
+            _ => format!("#{}", index + 1),
+        })
+        .collect();
+    let [root, account] = principal.account_principals();
+    let delegates_to_iam = ["kms:Encrypt", "kms:Decrypt"]
+        .into_iter()
+        .any(|action| allowing(&statements, &[root.as_str(), account.as_str()], action).is_some());
+    Ok(KeyAccessWithdrawal {
+        key_arn,
+        role: principal.arn.to_string(),
+        account: principal.account.to_string(),
+        client,
+        grants,
+        statements: naming,
+        delegates_to_iam,
+    })
+}
+
+impl KeyAccessWithdrawal<'_> {
+    /// The grants to revoke.
+    pub fn grants(&self) -> &[KmsGrant] {
+        &self.grants
+    }
+
+    /// No grant and no key-policy statement gives the role the key any more.
+    pub fn is_withdrawn(&self) -> bool {
+        self.grants.is_empty() && self.statements.is_empty()
+    }
+
+    /// A revocation as the journal records it, before it is made.
+    pub fn revoke_effect(&self, grant: &KmsGrant) -> String {
+        format!(
+            "revoke grant {} ({}) of {} on key {}",
+            grant.id,
+            grant.operations.join(", "),
+            self.role,
+            self.key_arn
+        )
+    }
+
+    /// `RevokeGrant`.
+    pub async fn revoke(&self, grant: &KmsGrant) -> Result<(), AwsKmsError> {
+        let _: serde::de::IgnoredAny = self
+            .client
+            .call(
+                "RevokeGrant",
+                &self.key_arn,
+                json!({ "KeyId": self.key_arn, "GrantId": grant.id }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Once the grants are revoked: a summary; or, when key-policy statements still name the
+    /// role, a failure naming them with the commands that remove them by hand.
+    pub fn finish(&self) -> Result<String, AwsKmsError> {
+        let (role, key, region) = (&self.role, &self.key_arn, self.client.region);
+        let revoked = if self.grants.is_empty() {
+            format!("{role} holds no grant on key {key}")
+        } else {
+            let ids: Vec<&str> = self.grants.iter().map(|g| g.id.as_str()).collect();
+            format!(
+                "revoked the {} of {role} on key {key}: {}",
+                if ids.len() == 1 { "grant" } else { "grants" },
+                ids.join(", ")
+            )
+        };
+        let iam = if self.delegates_to_iam {
+            format!(
+                "; the key policy lets IAM policies in account {} allow access, which planx does not read: detach any IAM policy of {role} that allows kms:Decrypt on this key",
+                self.account
+            )
+        } else {
+            String::new()
+        };
+        if self.statements.is_empty() {
+            return Ok(format!(
+                "{revoked}; the key policy names it in no statement{iam}"
+            ));
+        }
+        Err(AwsKmsError::Check(format!(
+            "{revoked}; the key policy still names {role} in {} {}, and planx does not rewrite key policies (a wrong one can lock everyone out of the key): remove {role} from {} by hand with: aws kms get-key-policy --key-id {key} --policy-name default --region {region} --query Policy --output text > key-policy.json, edit key-policy.json, then aws kms put-key-policy --key-id {key} --policy-name default --policy file://key-policy.json --region {region}, and run the step again{iam}",
+            if self.statements.len() == 1 {
+                "statement"
+            } else {
+                "statements"
+            },
+            self.statements.join(", "),
+            if self.statements.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
+        )))
+    }
 }
 
 /// An IAM role or user ARN: `arn:PARTITION:iam::ACCOUNT:role/NAME`.
@@ -366,6 +547,27 @@ struct GetKeyPolicyResponse {
     policy: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListGrantsResponse {
+    #[serde(default)]
+    grants: Vec<GrantListEntry>,
+    #[serde(default)]
+    truncated: bool,
+    #[serde(default)]
+    next_marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GrantListEntry {
+    grant_id: String,
+    #[serde(default)]
+    grantee_principal: Option<String>,
+    #[serde(default)]
+    operations: Vec<String>,
+}
+
 /// The key is enabled, symmetric and for encryption, as a seal needs it.
 fn check_key_metadata(metadata: &KeyMetadata, region: &str) -> Result<(), AwsKmsError> {
     let arn = &metadata.arn;
@@ -404,20 +606,8 @@ fn check_key_metadata(metadata: &KeyMetadata, region: &str) -> Result<(), AwsKms
 
 /// What the key policy says about `principal`, as a clause of the summary.
 fn key_policy_finding(policy: &Value, principal: &IamPrincipal<'_>) -> String {
-    let statements: Vec<&Value> = match &policy["Statement"] {
-        Value::Array(statements) => statements.iter().collect(),
-        statement @ Value::Object(_) => vec![statement],
-        _ => Vec::new(),
-    };
-    let allowing = |names: &[&str], action: &str| {
-        statements.iter().copied().find(|statement| {
-            statement["Effect"] == "Allow"
-                && names_any_principal(&statement["Principal"], names)
-                && strings_of(&statement["Action"])
-                    .iter()
-                    .any(|pattern| action_matches(pattern, action))
-        })
-    };
+    let statements = policy_statements(policy);
+    let allowing = |names: &[&str], action: &str| allowing(&statements, names, action);
     let mut missing = Vec::new();
     let mut conditional = false;
     for action in SEAL_ACTIONS {
@@ -458,6 +648,26 @@ fn key_policy_finding(policy: &Value, principal: &IamPrincipal<'_>) -> String {
         principal.arn,
         missing.join(", ")
     )
+}
+
+/// The statements of a key policy (a list, or a single statement).
+fn policy_statements(policy: &Value) -> Vec<&Value> {
+    match &policy["Statement"] {
+        Value::Array(statements) => statements.iter().collect(),
+        statement @ Value::Object(_) => vec![statement],
+        _ => Vec::new(),
+    }
+}
+
+/// The first statement that allows one of `names` the `action`.
+fn allowing<'p>(statements: &[&'p Value], names: &[&str], action: &str) -> Option<&'p Value> {
+    statements.iter().copied().find(|statement| {
+        statement["Effect"] == "Allow"
+            && names_any_principal(&statement["Principal"], names)
+            && strings_of(&statement["Action"])
+                .iter()
+                .any(|pattern| action_matches(pattern, action))
+    })
 }
 
 /// A statement's `Principal` names one of `names`: `"*"`, or an `AWS` entry.
@@ -587,6 +797,39 @@ impl<'a> KmsClient<'a> {
         })
     }
 
+    /// The grants on the key whose grantee is `grantee`, every page.
+    async fn grants_to(&self, key_arn: &str, grantee: &str) -> Result<Vec<KmsGrant>, AwsKmsError> {
+        let mut grants = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_GRANT_PAGES {
+            let mut request = json!({ "KeyId": key_arn, "GranteePrincipal": grantee });
+            if let Some(marker) = &marker {
+                request["Marker"] = json!(marker);
+            }
+            let page: ListGrantsResponse = self.call("ListGrants", key_arn, request).await?;
+            grants.extend(
+                page.grants
+                    .into_iter()
+                    .filter(|grant| grant.grantee_principal.as_deref() == Some(grantee))
+                    .map(|grant| KmsGrant {
+                        id: grant.grant_id,
+                        operations: grant.operations,
+                    }),
+            );
+            match page
+                .next_marker
+                .filter(|next| page.truncated && !next.is_empty())
+            {
+                Some(next) => marker = Some(next),
+                None => return Ok(grants),
+            }
+        }
+        Err(AwsKmsError::Answer {
+            call: format!("AWS KMS ListGrants with {key_arn}"),
+            message: format!("more than {MAX_GRANT_PAGES} pages of grants"),
+        })
+    }
+
     /// POST one `TrentService` action, signed; an error answer names the call and, for access
     /// denied, the permission `kms:{action}` the operator lacks.
     async fn call<T: DeserializeOwned>(
@@ -643,7 +886,9 @@ impl<'a> KmsClient<'a> {
         if !(200..300).contains(&status) {
             return Err(service_error(call, action, key, self.region, status, &text));
         }
-        serde_json::from_str(&text).map_err(|e| AwsKmsError::Answer {
+        // Some actions (RevokeGrant) answer with an empty body.
+        let text = if text.trim().is_empty() { "{}" } else { &text };
+        serde_json::from_str(text).map_err(|e| AwsKmsError::Answer {
             call,
             message: e.to_string(),
         })

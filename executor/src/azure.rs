@@ -1,7 +1,10 @@
-//! Azure Key Vault access checks for `preflight.key-access`: access tokens for the operator
-//! running planx (client secret, workload identity or the Azure CLI), the managed identity's
-//! service principal in Microsoft Graph, the vault and its role assignments or access policies in
-//! Azure Resource Manager, and the key in the Key Vault data plane, over reqwest.
+//! Azure Key Vault access for `preflight.key-access` and `keys.disable`: access tokens for the
+//! operator running planx (client secret, workload identity or the Azure CLI), the managed
+//! identity's service principal in Microsoft Graph, the vault and its role assignments or access
+//! policies in Azure Resource Manager, and the key in the Key Vault data plane, over reqwest. The
+//! check reads; the withdrawal deletes the identity's role assignments on the vault or the key, or
+//! removes its key permissions from the vault's access policies, and leaves assignments above the
+//! vault to the operator.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -280,38 +283,9 @@ pub async fn check_key_access(
     role: &str,
 ) -> Result<String, AzureError> {
     let identity = identity.trim();
-    if identity.is_empty() {
-        return Err(AzureError::Check(format!(
-            "set `identity:` to the client id of the managed identity the Vault pods use, to check its access to Key Vault `{}`",
-            target.vault_name
-        )));
-    }
-    if !is_guid(identity) {
-        return Err(AzureError::Check(format!(
-            "`identity: {identity}` is not a client id; set it to the client id (a GUID) of the managed identity the Vault pods use"
-        )));
-    }
     let role = role.trim();
-    let (Some(subscription), Some(resource_group)) = (&target.subscription, &target.resource_group)
-    else {
-        return Err(AzureError::Check(format!(
-            "planx finds Key Vault `{}` through Azure Resource Manager: set `subscription:` and `resource_group:` on the target",
-            target.vault_name
-        )));
-    };
-    let mut session = Session::new(endpoints, credential, &target.tenant_id)?;
-    let object_id = session.service_principal_object_id(identity).await?;
-    let vault = session
-        .vault_resource(subscription, resource_group, &target.vault_name)
-        .await?;
-    if let Some(vault_tenant) = &vault.properties.tenant_id
-        && !vault_tenant.eq_ignore_ascii_case(&target.tenant_id)
-    {
-        return Err(AzureError::Check(format!(
-            "Key Vault `{}` belongs to tenant {vault_tenant}, the target says `tenant_id: {}`",
-            target.vault_name, target.tenant_id
-        )));
-    }
+    let (mut session, object_id, vault) =
+        open_vault(endpoints, credential, target, identity, "check").await?;
     let grantee = Grantee {
         client_id: identity,
         object_id: &object_id,
@@ -332,6 +306,51 @@ pub async fn check_key_access(
         target.key_name,
         SEAL_KEY_OPERATIONS.join(", ")
     ))
+}
+
+/// For the managed identity with client id `identity` (checked to be one), a session with the
+/// target's tenant, the identity's object id, and the vault, checked to be in that tenant.
+/// `purpose` (`check`, `withdraw`) says what the step does, in the message asking for
+/// `identity:`.
+async fn open_vault<'a>(
+    endpoints: &'a AzureEndpoints,
+    credential: &'a AzureCredential,
+    target: &'a KeyVaultTarget,
+    identity: &str,
+    purpose: &str,
+) -> Result<(Session<'a>, String, VaultResource), AzureError> {
+    if identity.is_empty() {
+        return Err(AzureError::Check(format!(
+            "set `identity:` to the client id of the managed identity the Vault pods use, to {purpose} its access to Key Vault `{}`",
+            target.vault_name
+        )));
+    }
+    if !is_guid(identity) {
+        return Err(AzureError::Check(format!(
+            "`identity: {identity}` is not a client id; set it to the client id (a GUID) of the managed identity the Vault pods use"
+        )));
+    }
+    let (Some(subscription), Some(resource_group)) = (&target.subscription, &target.resource_group)
+    else {
+        return Err(AzureError::Check(format!(
+            "planx finds Key Vault `{}` through Azure Resource Manager: set `subscription:` and `resource_group:` on the target",
+            target.vault_name
+        )));
+    };
+    let mut session = Session::new(endpoints, credential, &target.tenant_id)?;
+    let object_id = session.service_principal_object_id(identity).await?;
+    let vault = session
+        .vault_resource(subscription, resource_group, &target.vault_name)
+        .await?;
+    if let Some(vault_tenant) = &vault.properties.tenant_id
+        && !vault_tenant.eq_ignore_ascii_case(&target.tenant_id)
+    {
+        return Err(AzureError::Check(format!(
+            "Key Vault `{}` belongs to tenant {vault_tenant}, the target says `tenant_id: {}`",
+            target.vault_name, target.tenant_id
+        )));
+    }
+    Ok((session, object_id, vault))
 }
 
 /// The managed identity whose access is checked.
@@ -391,7 +410,12 @@ struct VaultProperties {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AccessPolicy {
+    #[serde(default)]
+    tenant_id: Option<String>,
     object_id: String,
+    /// Set in a compound policy: the principal through this application only.
+    #[serde(default)]
+    application_id: Option<String>,
     #[serde(default)]
     permissions: AccessPolicyPermissions,
 }
@@ -422,6 +446,9 @@ struct RoleAssignmentList {
 
 #[derive(Deserialize)]
 struct RoleAssignment {
+    /// The assignment's resource id: its scope, then
+    /// `/providers/Microsoft.Authorization/roleAssignments/GUID`.
+    id: String,
     properties: RoleAssignmentProperties,
 }
 
@@ -587,11 +614,21 @@ impl<'a> Session<'a> {
         scope: &'static str,
         operator_needs: &str,
     ) -> Result<T, AzureError> {
+        let request = self.http.get(url).query(query);
+        self.send_json(call, request, scope, operator_needs).await
+    }
+
+    /// Send `request` with a token for `scope`; a 401 or 403 names what the operator lacks. An
+    /// empty answer (204 No Content) reads as `null`.
+    async fn send_json<T: DeserializeOwned>(
+        &mut self,
+        call: &str,
+        request: reqwest::RequestBuilder,
+        scope: &'static str,
+        operator_needs: &str,
+    ) -> Result<T, AzureError> {
         let token = self.token(scope).await?;
-        let response = self
-            .http
-            .get(url)
-            .query(query)
+        let response = request
             .bearer_auth(token.expose())
             .header("Accept", "application/json")
             .send()
@@ -616,7 +653,12 @@ impl<'a> Session<'a> {
             };
             return Err(status_error(call.to_string(), status, &body, &remedy));
         }
-        serde_json::from_str(&body).map_err(|e| AzureError::Answer {
+        let body = if body.trim().is_empty() {
+            "null"
+        } else {
+            &body
+        };
+        serde_json::from_str(body).map_err(|e| AzureError::Answer {
             call: call.to_string(),
             message: e.to_string(),
         })
@@ -724,19 +766,43 @@ impl<'a> Session<'a> {
         key_name: &str,
     ) -> Result<String, AzureError> {
         let role_id = self.role_definition_id(&vault.id, role).await?;
+        let grants = self
+            .covering_role_assignments(vault, grantee.object_id, &role_id, key_name, true)
+            .await?;
+        match grants.first() {
+            Some(assignment) => Ok(format!("holds {role} on {}", assignment.properties.scope)),
+            None => Err(AzureError::Check(format!(
+                "the identity {} (object id {}) does not hold the role \"{role}\" on Key Vault {vault_name} ({}), its key {key_name} or a scope above them: the Vault pods cannot wrap and unwrap with the key; grant it with: az role assignment create --assignee-object-id {} --assignee-principal-type ServicePrincipal --role \"{role}\" --scope {}",
+                grantee.client_id, grantee.object_id, vault.id, grantee.object_id, vault.id
+            ))),
+        }
+    }
+
+    /// The assignments of the role with GUID `role_id` to `object_id` that reach the vault's key
+    /// `key_name`: on the vault, on the key, or on a scope above them. Pages are followed to the
+    /// last one, or with `first_only` to the first page that holds one.
+    async fn covering_role_assignments(
+        &mut self,
+        vault: &VaultResource,
+        object_id: &str,
+        role_id: &str,
+        key_name: &str,
+        first_only: bool,
+    ) -> Result<Vec<RoleAssignment>, AzureError> {
         let key_id = format!("{}/keys/{key_name}", vault.id);
+        let vault_name = vault.id.rsplit('/').next().unwrap_or(&vault.id);
         let call =
             format!("Azure Resource Manager: list role assignments on Key Vault {vault_name}");
-        let filter = format!("principalId eq '{}'", grantee.object_id);
-        let first_page = format!(
+        let filter = format!("principalId eq '{object_id}'");
+        let mut page_url = format!(
             "{}{}/providers/Microsoft.Authorization/roleAssignments",
             self.endpoints.arm, vault.id
         );
-        let mut page_url = first_page;
         let mut query = vec![
             ("api-version", AUTHORIZATION_API_VERSION),
             ("$filter", filter.as_str()),
         ];
+        let mut found = Vec::new();
         for _ in 0..MAX_ROLE_ASSIGNMENT_PAGES {
             let page: RoleAssignmentList = self
                 .get_json(
@@ -747,24 +813,15 @@ impl<'a> Session<'a> {
                     "Reader (Microsoft.Authorization/roleAssignments/read) on the vault",
                 )
                 .await?;
-            let grant = page.value.iter().find(|assignment| {
+            found.extend(page.value.into_iter().filter(|assignment| {
                 let properties = &assignment.properties;
-                properties
-                    .principal_id
-                    .eq_ignore_ascii_case(grantee.object_id)
-                    && is_role_definition(&properties.role_definition_id, &role_id)
+                properties.principal_id.eq_ignore_ascii_case(object_id)
+                    && is_role_definition(&properties.role_definition_id, role_id)
                     && scope_covers(&properties.scope, &vault.id, &key_id)
-            });
-            if let Some(assignment) = grant {
-                return Ok(format!("holds {role} on {}", assignment.properties.scope));
-            }
+            }));
             match page.next_link.filter(|link| !link.is_empty()) {
-                None => {
-                    return Err(AzureError::Check(format!(
-                        "the identity {} (object id {}) does not hold the role \"{role}\" on Key Vault {vault_name} ({}), its key {key_name} or a scope above them: the Vault pods cannot wrap and unwrap with the key; grant it with: az role assignment create --assignee-object-id {} --assignee-principal-type ServicePrincipal --role \"{role}\" --scope {}",
-                        grantee.client_id, grantee.object_id, vault.id, grantee.object_id, vault.id
-                    )));
-                }
+                Some(_) if first_only && !found.is_empty() => return Ok(found),
+                None => return Ok(found),
                 Some(next) => {
                     if !next.starts_with(&format!("{}/", self.endpoints.arm)) {
                         return Err(AzureError::Answer {
@@ -886,6 +943,261 @@ fn access_policy_grant(
         grantee.object_id,
         fixed.join(" ")
     )))
+}
+
+/// What `keys.disable` removes on an Azure Key Vault, found before any change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// A role assignment on the vault or on the key.
+    RoleAssignment {
+        id: String,
+        role: String,
+        scope: String,
+    },
+    /// The key permissions of an access-policy entry of the vault (they cover every key in it).
+    KeyPermissions {
+        vault_id: String,
+        tenant_id: String,
+        object_id: String,
+        application_id: Option<String>,
+        keys: Vec<String>,
+    },
+}
+
+/// The removal as the journal records it, before it is made.
+impl std::fmt::Display for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Removal::RoleAssignment { id, role, scope } => {
+                write!(f, "delete role assignment {id} ({role} on {scope})")
+            }
+            Removal::KeyPermissions {
+                vault_id,
+                object_id,
+                keys,
+                ..
+            } => write!(
+                f,
+                "remove key permissions {} of object id {object_id} from the access policies of {vault_id}",
+                keys.join(", ")
+            ),
+        }
+    }
+}
+
+impl Removal {
+    /// The removal once made, as the summary says it.
+    fn done(&self) -> String {
+        match self {
+            Removal::RoleAssignment { id, role, scope } => {
+                format!("deleted role assignment {id} ({role} on {scope})")
+            }
+            Removal::KeyPermissions {
+                keys,
+                application_id,
+                ..
+            } => format!(
+                "removed key permissions {} from its access policy{}",
+                keys.join(", "),
+                application_id
+                    .as_ref()
+                    .map(|app| format!(" through application {app}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// What `keys.disable` withdraws from a managed identity on an Azure Key Vault: read first with
+/// [`plan_withdrawal`], each removal then made on its own with [`KeyAccessWithdrawal::remove`]
+/// (the caller journals it), and [`KeyAccessWithdrawal::finish`] says what was done, or fails
+/// naming the assignments above the vault that planx leaves to the operator.
+pub struct KeyAccessWithdrawal<'a> {
+    session: Session<'a>,
+    target: &'a KeyVaultTarget,
+    client_id: String,
+    object_id: String,
+    role: String,
+    rbac: bool,
+    removals: Vec<Removal>,
+    /// Assignments of the role on a resource group, subscription or management group above the
+    /// vault, as (id, scope): they may grant other vaults too, so planx never deletes them.
+    above: Vec<(String, String)>,
+}
+
+/// Find what grants the managed identity with client id `identity` the use of the target's key.
+/// A vault in RBAC mode: the assignments of `role` to the identity on the vault or the key, to
+/// delete, and those above the vault, to report. A vault with access policies: the identity's
+/// entries with key permissions, whose key permissions are to be removed. Changes nothing.
+pub async fn plan_withdrawal<'a>(
+    endpoints: &'a AzureEndpoints,
+    credential: &'a AzureCredential,
+    target: &'a KeyVaultTarget,
+    identity: &str,
+    role: &str,
+) -> Result<KeyAccessWithdrawal<'a>, AzureError> {
+    let identity = identity.trim();
+    let role = role.trim();
+    let (mut session, object_id, vault) =
+        open_vault(endpoints, credential, target, identity, "withdraw").await?;
+    let rbac = vault.properties.enable_rbac_authorization.unwrap_or(false);
+    let mut removals = Vec::new();
+    let mut above = Vec::new();
+    if rbac {
+        let role_id = session.role_definition_id(&vault.id, role).await?;
+        let key_id = format!("{}/keys/{}", vault.id, target.key_name);
+        let same = |scope: &str, id: &str| scope.trim_end_matches('/').eq_ignore_ascii_case(id);
+        for assignment in session
+            .covering_role_assignments(&vault, &object_id, &role_id, &target.key_name, false)
+            .await?
+        {
+            let scope = assignment.properties.scope;
+            if same(&scope, &vault.id) || same(&scope, &key_id) {
+                removals.push(Removal::RoleAssignment {
+                    id: assignment.id,
+                    role: role.to_string(),
+                    scope,
+                });
+            } else {
+                above.push((assignment.id, scope));
+            }
+        }
+    } else {
+        for policy in &vault.properties.access_policies {
+            if policy.object_id.eq_ignore_ascii_case(&object_id)
+                && !policy.permissions.keys.is_empty()
+            {
+                removals.push(Removal::KeyPermissions {
+                    vault_id: vault.id.clone(),
+                    tenant_id: policy
+                        .tenant_id
+                        .clone()
+                        .unwrap_or_else(|| target.tenant_id.clone()),
+                    object_id: policy.object_id.clone(),
+                    application_id: policy.application_id.clone(),
+                    keys: policy.permissions.keys.clone(),
+                });
+            }
+        }
+    }
+    Ok(KeyAccessWithdrawal {
+        session,
+        target,
+        client_id: identity.to_string(),
+        object_id,
+        role: role.to_string(),
+        rbac,
+        removals,
+        above,
+    })
+}
+
+impl KeyAccessWithdrawal<'_> {
+    /// What is to be removed, in order.
+    pub fn removals(&self) -> &[Removal] {
+        &self.removals
+    }
+
+    /// Nothing grants the identity the role or key permissions any more.
+    pub fn is_withdrawn(&self) -> bool {
+        self.removals.is_empty() && self.above.is_empty()
+    }
+
+    /// Make one removal: `DELETE` the role assignment by its id, or `PUT` the access-policy
+    /// entry's key permissions to `accessPolicies/remove`.
+    pub async fn remove(&mut self, removal: &Removal) -> Result<(), AzureError> {
+        let arm = &self.session.endpoints.arm;
+        let (call, request, operator_needs) = match removal {
+            Removal::RoleAssignment { id, .. } => (
+                format!("Azure Resource Manager: delete role assignment {id}"),
+                self.session
+                    .http
+                    .delete(format!("{arm}{id}"))
+                    .query(&[("api-version", AUTHORIZATION_API_VERSION)]),
+                "Microsoft.Authorization/roleAssignments/delete on the vault (Role Based Access Control Administrator or User Access Administrator)",
+            ),
+            Removal::KeyPermissions {
+                vault_id,
+                tenant_id,
+                object_id,
+                application_id,
+                keys,
+            } => {
+                let mut entry = serde_json::json!({
+                    "tenantId": tenant_id,
+                    "objectId": object_id,
+                    "permissions": { "keys": keys },
+                });
+                if let Some(application_id) = application_id {
+                    entry["applicationId"] = serde_json::json!(application_id);
+                }
+                (
+                    format!(
+                        "Azure Resource Manager: remove key permissions from the access policies of Key Vault {}",
+                        self.target.vault_name
+                    ),
+                    self.session
+                        .http
+                        .put(format!("{arm}{vault_id}/accessPolicies/remove"))
+                        .query(&[("api-version", VAULT_API_VERSION)])
+                        .json(&serde_json::json!({
+                            "properties": { "accessPolicies": [entry] }
+                        })),
+                    "Microsoft.KeyVault/vaults/accessPolicies/write on the vault (Key Vault Contributor)",
+                )
+            }
+        };
+        let _: serde::de::IgnoredAny = self
+            .session
+            .send_json(&call, request, ARM_SCOPE, operator_needs)
+            .await?;
+        Ok(())
+    }
+
+    /// Once every removal is made: a summary of them (or that there was nothing to withdraw); or,
+    /// when the role is assigned above the vault, a failure naming those assignments and the
+    /// `az role assignment delete` that removes them.
+    pub fn finish(&self) -> Result<String, AzureError> {
+        let who = format!("identity {} (object id {})", self.client_id, self.object_id);
+        let vault = &self.target.vault_name;
+        let role = &self.role;
+        let done: Vec<String> = self.removals.iter().map(Removal::done).collect();
+        if !self.above.is_empty() {
+            let scopes: Vec<&str> = self.above.iter().map(|(_, scope)| scope.as_str()).collect();
+            let ids: Vec<&str> = self.above.iter().map(|(id, _)| id.as_str()).collect();
+            let before = if done.is_empty() {
+                String::new()
+            } else {
+                format!("{}; but ", done.join("; "))
+            };
+            return Err(AzureError::Check(format!(
+                "{before}{who} still holds {role} on Key Vault {vault} through {} above the vault ({}), which planx does not delete since it may grant access to other vaults too; if nothing else needs it, delete it and run the step again: az role assignment delete --ids {}",
+                if ids.len() == 1 {
+                    "an assignment"
+                } else {
+                    "assignments"
+                },
+                scopes.join(", "),
+                ids.join(" ")
+            )));
+        }
+        if done.is_empty() {
+            return Ok(if self.rbac {
+                format!(
+                    "{who} holds no assignment of {role} on Key Vault {vault}, its key {} or a scope above them: nothing to withdraw",
+                    self.target.key_name
+                )
+            } else {
+                format!(
+                    "{who} has no key permissions in the access policies of Key Vault {vault}: nothing to withdraw"
+                )
+            });
+        }
+        Ok(format!(
+            "withdrew the access of {who} to Key Vault {vault}: {}",
+            done.join("; ")
+        ))
+    }
 }
 
 /// `az account get-access-token` for the resource of `scope`; the token is read from stdout and

@@ -1,7 +1,8 @@
-//! Google Cloud KMS access checks for `preflight.key-access`: the crypto key read (purpose, primary
-//! version enabled), an encrypt/decrypt round trip of a random probe, and, for the service account
-//! the Vault pods use, the key's IAM policy. Requests go over reqwest to the Cloud KMS REST API
-//! with the operator's access token, from `GOOGLE_OAUTH_ACCESS_TOKEN` or from
+//! Google Cloud KMS access for `preflight.key-access` and `keys.disable`: the crypto key read
+//! (purpose, primary version enabled), an encrypt/decrypt round trip of a random probe, and, for
+//! the service account the Vault pods use, the key's IAM policy, read for the check and set without
+//! the account for the withdrawal. Requests go over reqwest to the Cloud KMS REST API with the
+//! operator's access token, from `GOOGLE_OAUTH_ACCESS_TOKEN` or from
 //! `gcloud auth print-access-token`.
 
 use std::path::{Path, PathBuf};
@@ -174,11 +175,14 @@ pub enum GcpKmsError {
 }
 
 impl GcpKmsError {
-    /// Worth retrying: the network, throttling or a server error, not the request.
+    /// Worth retrying: the network, throttling, a server error, or a policy that changed
+    /// between its read and its write (409 ABORTED: the read-modify-write starts over).
     pub fn is_transient(&self) -> bool {
         match self {
             GcpKmsError::Transport { .. } => true,
-            GcpKmsError::Status { status, .. } => *status == 429 || *status >= 500,
+            GcpKmsError::Status { status, code, .. } => {
+                *status == 429 || *status >= 500 || (*status == 409 && code == "ABORTED")
+            }
             _ => false,
         }
     }
@@ -210,13 +214,11 @@ pub async fn check_key_access(
     let member = if identity.is_empty() {
         None
     } else {
-        let email = identity.strip_prefix("serviceAccount:").unwrap_or(identity);
-        if !is_service_account_email(email) {
-            return Err(GcpKmsError::Check(format!(
+        Some(service_account_member(identity).ok_or_else(|| {
+            GcpKmsError::Check(format!(
                 "`identity: {identity}` is not a service account; set it to the email of the service account the Vault pods use (NAME@PROJECT.iam.gserviceaccount.com), or leave it out to skip the key's IAM policy"
-            )));
-        }
-        Some(format!("serviceAccount:{email}"))
+            ))
+        })?)
     };
     let client = CloudKmsClient::new(endpoint, credential, target).await?;
     let version = client.primary_version().await?;
@@ -230,12 +232,23 @@ pub async fn check_key_access(
             "; set `identity:` to the email of the service account the Vault pods use to check the key's IAM policy too",
         ),
         Some(member) => {
-            let policy = client.iam_policy().await?;
+            let policy = client
+                .iam_policy(
+                    "cloudkms.cryptoKeys.getIamPolicy to check the key's IAM policy for `identity:` (or leave `identity:` out)",
+                )
+                .await?;
             summary.push_str("; ");
             summary.push_str(&iam_policy_finding(&policy, &member, target));
         }
     }
     Ok(summary)
+}
+
+/// `serviceAccount:EMAIL` for a service account's email (with or without that prefix), as IAM
+/// policies name members.
+fn service_account_member(identity: &str) -> Option<String> {
+    let email = identity.strip_prefix("serviceAccount:").unwrap_or(identity);
+    is_service_account_email(email).then(|| format!("serviceAccount:{email}"))
 }
 
 /// `NAME@DOMAIN.gserviceaccount.com`, as service accounts (user-managed, default and Google's
@@ -244,6 +257,155 @@ fn is_service_account_email(text: &str) -> bool {
     text.split_once('@').is_some_and(|(name, domain)| {
         !name.is_empty() && domain.ends_with("gserviceaccount.com") && !text.contains(' ')
     })
+}
+
+/// What `keys.disable` withdraws from a service account on a Cloud KMS key: its membership in
+/// the key's `roles/cloudkms.cryptoKeyEncrypterDecrypter` bindings. Read first with
+/// [`plan_withdrawal`]; [`KeyAccessWithdrawal::apply`] then sets the policy without it (the
+/// caller journals that), and [`KeyAccessWithdrawal::summary`] says what was done. Grants on the
+/// key ring or the project are not in the key's policy: planx names them for the operator.
+pub struct KeyAccessWithdrawal<'a> {
+    client: CloudKmsClient<'a>,
+    member: String,
+    /// The key's policy as read, without the member in the role's bindings (and without the
+    /// bindings left empty), etag included; `None` when the key's policy does not grant it.
+    policy: Option<Value>,
+    /// Other roles the member holds on the key, which planx leaves.
+    other_roles: Vec<String>,
+}
+
+/// Read the key's IAM policy and find the service account `identity` (an email, or
+/// `serviceAccount:EMAIL`) in its `roles/cloudkms.cryptoKeyEncrypterDecrypter` bindings.
+/// Changes nothing.
+pub async fn plan_withdrawal<'a>(
+    endpoint: &CloudKmsEndpoint,
+    credential: &GcpCredential,
+    target: &'a CryptoKeyTarget,
+    identity: &str,
+) -> Result<KeyAccessWithdrawal<'a>, GcpKmsError> {
+    let identity = identity.trim();
+    if identity.is_empty() {
+        return Err(GcpKmsError::Check(format!(
+            "set `identity:` to the email of the service account the Vault pods use, to withdraw its access to key {}",
+            target.resource_name()
+        )));
+    }
+    let member = service_account_member(identity).ok_or_else(|| {
+        GcpKmsError::Check(format!(
+            "`identity: {identity}` is not a service account; set it to the email of the service account the Vault pods use (NAME@PROJECT.iam.gserviceaccount.com)"
+        ))
+    })?;
+    let client = CloudKmsClient::new(endpoint, credential, target).await?;
+    let policy: Value = client
+        .iam_policy("cloudkms.cryptoKeys.getIamPolicy to read the key's IAM policy")
+        .await?;
+    let bindings = policy["bindings"].as_array().cloned().unwrap_or_default();
+    let holds = |binding: &Value| {
+        binding["members"]
+            .as_array()
+            .is_some_and(|members| members.iter().any(|m| m == member.as_str()))
+    };
+    let mut other_roles: Vec<String> = bindings
+        .iter()
+        .filter(|binding| binding["role"] != ENCRYPTER_DECRYPTER_ROLE && holds(binding))
+        .filter_map(|binding| binding["role"].as_str().map(str::to_owned))
+        .collect();
+    other_roles.sort();
+    other_roles.dedup();
+    let granted = bindings
+        .iter()
+        .any(|binding| binding["role"] == ENCRYPTER_DECRYPTER_ROLE && holds(binding));
+    let policy = granted.then(|| {
+        let kept: Vec<Value> = bindings
+            .into_iter()
+            .filter_map(|mut binding| {
+                if binding["role"] != ENCRYPTER_DECRYPTER_ROLE {
+                    return Some(binding);
+                }
+                let members = binding["members"].as_array_mut()?;
+                members.retain(|m| m != member.as_str());
+                (!members.is_empty()).then_some(binding)
+            })
+            .collect();
+        let mut policy = policy;
+        policy["bindings"] = Value::Array(kept);
+        policy
+    });
+    Ok(KeyAccessWithdrawal {
+        client,
+        member,
+        policy,
+        other_roles,
+    })
+}
+
+impl KeyAccessWithdrawal<'_> {
+    /// The key's policy grants the member the role no more.
+    pub fn is_withdrawn(&self) -> bool {
+        self.policy.is_none()
+    }
+
+    /// The change as the journal records it, before it is made; `None` when there is none.
+    pub fn effect(&self) -> Option<String> {
+        self.policy.as_ref().map(|_| {
+            format!(
+                "remove {} from {ENCRYPTER_DECRYPTER_ROLE} in the IAM policy of key {}",
+                self.member,
+                self.client.target.resource_name()
+            )
+        })
+    }
+
+    /// `setIamPolicy` with the policy as read (its etag included, so a concurrent change fails
+    /// with 409 ABORTED and the step reads the policy again when retried), without the member.
+    pub async fn apply(&self) -> Result<(), GcpKmsError> {
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        let _: serde::de::IgnoredAny = self
+            .client
+            .send(
+                "setIamPolicy",
+                self.client
+                    .http
+                    .post(format!("{}:setIamPolicy", self.client.url))
+                    .json(&json!({ "policy": policy })),
+                "cloudkms.cryptoKeys.setIamPolicy (roles/cloudkms.admin)",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// What was done, with the commands for a grant above the key, which the key's policy does
+    /// not show.
+    pub fn summary(&self) -> String {
+        let target = self.client.target;
+        let member = &self.member;
+        let key = target.resource_name();
+        let done = if self.policy.is_some() {
+            format!(
+                "removed {member} from {ENCRYPTER_DECRYPTER_ROLE} in the IAM policy of key {key}"
+            )
+        } else {
+            format!(
+                "{member} not found on the key: the IAM policy of key {key} grants it no {ENCRYPTER_DECRYPTER_ROLE}, nothing removed"
+            )
+        };
+        let others = if self.other_roles.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; it still holds {} on the key, which planx leaves",
+                self.other_roles.join(", ")
+            )
+        };
+        format!(
+            "{done}{others}; if it holds the role on key ring {ring} or project {project}, that is granted above the key: remove by hand with: gcloud kms keyrings remove-iam-policy-binding {ring} --location {location} --project {project} --member {member} --role {ENCRYPTER_DECRYPTER_ROLE}, or gcloud projects remove-iam-policy-binding {project} --member {member} --role {ENCRYPTER_DECRYPTER_ROLE} (which may cut other keys too)",
+            ring = target.key_ring,
+            location = target.region,
+            project = target.project,
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -416,14 +578,14 @@ impl<'a> CloudKmsClient<'a> {
         Ok(())
     }
 
-    /// The key's own IAM policy, conditional bindings included.
-    async fn iam_policy(&self) -> Result<Policy, GcpKmsError> {
+    /// The key's own IAM policy, conditional bindings included; a 403 names `permission`.
+    async fn iam_policy<T: DeserializeOwned>(&self, permission: &str) -> Result<T, GcpKmsError> {
         self.send(
             "getIamPolicy",
             self.http
                 .get(format!("{}:getIamPolicy", self.url))
                 .query(&[("options.requestedPolicyVersion", "3")]),
-            "cloudkms.cryptoKeys.getIamPolicy to check the key's IAM policy for `identity:` (or leave `identity:` out)",
+            permission,
         )
         .await
     }
@@ -470,6 +632,7 @@ impl<'a> CloudKmsClient<'a> {
         let remedy = match status {
             403 => format!("; the operator running planx needs {permission} on the key"),
             401 => "; the access token was refused: run `gcloud auth login` again, or set GOOGLE_OAUTH_ACCESS_TOKEN to a fresh token".into(),
+            409 if code == "ABORTED" => "; the policy changed since planx read it: retrying the step reads it again (give the step `retry:`)".into(),
             _ => String::new(),
         };
         Err(GcpKmsError::Status {

@@ -13,6 +13,7 @@ pub mod journal;
 pub mod recovery;
 pub mod run;
 pub mod secrets;
+pub mod transit;
 pub mod vault;
 
 use std::fmt::Write as _;

@@ -1,8 +1,8 @@
-//! `preflight.key-access` on Azure Key Vault against recorded exchanges: the replay server of
-//! `tests/replay` answers only the requests recorded in `tests/azure/*.json` (shaped after the
-//! Microsoft documentation page each file names in `source`), checks their bearer tokens and
-//! token-request forms, and fails the test on any other request or any recorded request left
-//! unmade.
+//! `preflight.key-access` and `keys.disable` on Azure Key Vault against recorded exchanges: the
+//! replay server of `tests/replay` answers only the requests recorded in `tests/azure/*.json`
+//! (shaped after the Microsoft documentation page each file names in `source`), checks their
+//! bearer tokens, token-request forms and JSON bodies, and fails the test on any other request
+//! (a deletion planx must not make among them) or any recorded request left unmade.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use planx::actions::Live;
-use planx::azure::{AzureCredential, AzureEndpoints, AzureError, KeyVaultTarget, check_key_access};
+use planx::azure::{
+    AzureCredential, AzureEndpoints, AzureError, KeyVaultTarget, Removal, check_key_access,
+    plan_withdrawal,
+};
 use planx::engine::{ActionError, Engine, Options, Outcome, Preapproved, run};
 use planx::journal::Journal;
 use planx::secrets::Secret;
@@ -999,4 +1002,339 @@ fn key_vault_target_from_the_compiled_attributes() {
         error.to_string(),
         "the azurekeyvault target `new_keys` has no `key_name`"
     );
+}
+
+/// `keys.disable` as the action runs it: what to remove found, each removal made, the summary.
+async fn withdraw(replay: &Replay) -> Result<String, AzureError> {
+    let endpoints = azure_endpoints(replay);
+    let (credential, target) = (client_secret(), target());
+    let mut withdrawal = plan_withdrawal(&endpoints, &credential, &target, IDENTITY, ROLE).await?;
+    for removal in withdrawal.removals().to_vec() {
+        withdrawal.remove(&removal).await?;
+    }
+    withdrawal.finish()
+}
+
+/// The id of a role assignment of the built-in role to the identity in the recordings.
+fn assignment_id(scope: &str, guid: &str) -> String {
+    format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{guid}")
+}
+
+#[tokio::test]
+async fn withdrawal_deletes_the_role_assignment_on_the_vault() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "delete-role-assignment-vault",
+        ],
+    )
+    .await;
+    let summary = withdraw(&replay).await.expect("withdrawn");
+    let id = assignment_id(VAULT_ID, "3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a");
+    assert_eq!(
+        summary,
+        format!(
+            "withdrew the access of identity {IDENTITY} (object id {OBJECT_ID}) to Key Vault kv-new: deleted role assignment {id} ({ROLE} on {VAULT_ID})"
+        )
+    );
+    assert_eq!(
+        replay.finish(),
+        [
+            "tokens#0",
+            "service-principal#0",
+            "tokens#1",
+            "vault-rbac#0",
+            "role-assignments-vault#0",
+            "delete-role-assignment-vault#0"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_role_assignment_deleted_meanwhile_counts_as_deleted() {
+    // 204 No Content: "Role assignment was already deleted or does not exist".
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "delete-role-assignment-gone",
+        ],
+    )
+    .await;
+    let summary = withdraw(&replay).await.expect("gone is withdrawn");
+    assert!(
+        summary.starts_with("withdrew the access of identity"),
+        "{summary}"
+    );
+    replay.finish();
+}
+
+#[tokio::test]
+async fn withdrawal_deletes_the_role_assignment_on_the_key_and_not_on_another_key() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-key",
+            "delete-role-assignment-key",
+        ],
+    )
+    .await;
+    let summary = withdraw(&replay).await.expect("withdrawn");
+    let key = format!("{VAULT_ID}/keys/vault-unseal-new");
+    assert!(
+        summary.ends_with(&format!(
+            ": deleted role assignment {} ({ROLE} on {key})",
+            assignment_id(&key, "e1b2c3d4-0000-4000-8000-000000000001")
+        )),
+        "{summary}"
+    );
+    // The assignment on `another-key` was listed and left: no request deleted it.
+    assert_eq!(
+        replay.finish().last().map(String::as_str),
+        Some("delete-role-assignment-key#0")
+    );
+}
+
+#[tokio::test]
+async fn withdrawal_refuses_an_assignment_above_the_vault_and_gives_the_az_command() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-resource-group",
+        ],
+    )
+    .await;
+    let error = withdraw(&replay).await.expect_err("above the vault");
+    let message = message_without_secrets(&error);
+    let scope = format!("/subscriptions/{SUBSCRIPTION}/resourcegroups/RG-VAULT-NEW");
+    assert_eq!(
+        message,
+        format!(
+            "identity {IDENTITY} (object id {OBJECT_ID}) still holds {ROLE} on Key Vault kv-new through an assignment above the vault ({scope}), which planx does not delete since it may grant access to other vaults too; if nothing else needs it, delete it and run the step again: az role assignment delete --ids {}",
+            assignment_id(&scope, "b1b2c3d4-0000-4000-8000-000000000001")
+        )
+    );
+    assert!(!error.is_transient());
+    // Nothing was deleted: the strict server would have refused any DELETE.
+    assert_eq!(
+        replay.finish().last().map(String::as_str),
+        Some("role-assignments-resource-group#0")
+    );
+}
+
+#[tokio::test]
+async fn withdrawal_deletes_on_the_vault_and_key_then_names_the_assignments_above() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault-key-and-above",
+            "delete-role-assignments-vault-and-key",
+        ],
+    )
+    .await;
+    let endpoints = azure_endpoints(&replay);
+    let (credential, target) = (client_secret(), target());
+    let mut withdrawal = plan_withdrawal(&endpoints, &credential, &target, IDENTITY, ROLE)
+        .await
+        .expect("read");
+    let key = format!("{VAULT_ID}/keys/vault-unseal-new");
+    let on_vault = assignment_id(VAULT_ID, "f1b2c3d4-0000-4000-8000-000000000001");
+    let on_key = assignment_id(&key, "f1b2c3d4-0000-4000-8000-000000000003");
+    // Key Vault Crypto Officer on the vault is another role: not removed.
+    assert_eq!(
+        withdrawal.removals(),
+        [
+            Removal::RoleAssignment {
+                id: on_vault.clone(),
+                role: ROLE.into(),
+                scope: VAULT_ID.into(),
+            },
+            Removal::RoleAssignment {
+                id: on_key.clone(),
+                role: ROLE.into(),
+                scope: key.clone(),
+            },
+        ]
+    );
+    assert_eq!(
+        withdrawal.removals()[0].to_string(),
+        format!("delete role assignment {on_vault} ({ROLE} on {VAULT_ID})")
+    );
+    assert!(!withdrawal.is_withdrawn());
+    for removal in withdrawal.removals().to_vec() {
+        withdrawal.remove(&removal).await.expect("deleted");
+    }
+    let error = withdrawal
+        .finish()
+        .expect_err("assignments above the vault remain");
+    let message = message_without_secrets(&error);
+    let subscription = format!("/subscriptions/{SUBSCRIPTION}");
+    let group = "/providers/Microsoft.Management/managementGroups/platform";
+    assert!(
+        message.starts_with(&format!(
+            "deleted role assignment {on_vault} ({ROLE} on {VAULT_ID}); deleted role assignment {on_key} ({ROLE} on {key}); but identity {IDENTITY} (object id {OBJECT_ID}) still holds {ROLE} on Key Vault kv-new through assignments above the vault ({subscription}, {group}),"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(&format!(
+            "az role assignment delete --ids {} {}",
+            assignment_id(&subscription, "f1b2c3d4-0000-4000-8000-000000000004"),
+            assignment_id(group, "f1b2c3d4-0000-4000-8000-000000000005")
+        )),
+        "{message}"
+    );
+    replay.finish();
+}
+
+#[tokio::test]
+async fn withdrawal_reads_every_page_of_assignments() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-paged",
+            "delete-role-assignment-paged",
+        ],
+    )
+    .await;
+    let summary = withdraw(&replay).await.expect("withdrawn");
+    assert!(
+        summary.contains(&assignment_id(
+            VAULT_ID,
+            "c1b2c3d4-0000-4000-8000-000000000002"
+        )),
+        "{summary}"
+    );
+    replay.finish();
+}
+
+#[tokio::test]
+async fn withdrawal_removes_the_key_permissions_of_an_access_policy() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-access-policy",
+            "access-policy-remove",
+        ],
+    )
+    .await;
+    let summary = withdraw(&replay).await.expect("withdrawn");
+    assert_eq!(
+        summary,
+        format!(
+            "withdrew the access of identity {IDENTITY} (object id {OBJECT_ID}) to Key Vault kv-new: removed key permissions get, wrapKey from its access policy"
+        )
+    );
+    // The PUT carried exactly the identity's entry with its key permissions (the recording's
+    // `json`), and no role assignment was read.
+    assert_eq!(
+        replay.finish(),
+        [
+            "tokens#0",
+            "service-principal#0",
+            "tokens#1",
+            "vault-access-policy#0",
+            "access-policy-remove#0"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn forbidden_deletion_names_the_permission_the_operator_lacks() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-vault",
+            "delete-role-assignment-forbidden",
+        ],
+    )
+    .await;
+    let error = withdraw(&replay).await.expect_err("403");
+    let message = message_without_secrets(&error);
+    let id = assignment_id(VAULT_ID, "3c2b1a09-8f7e-4d6c-9b5a-4f3e2d1c0b9a");
+    assert!(
+        message.starts_with(&format!(
+            "Azure Resource Manager: delete role assignment {id}: HTTP 403 AuthorizationFailed: The client"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            "; the operator running planx needs Microsoft.Authorization/roleAssignments/delete on the vault (Role Based Access Control Administrator or User Access Administrator)"
+        ),
+        "{message}"
+    );
+    assert!(!error.is_transient());
+    replay.finish();
+}
+
+#[tokio::test]
+async fn nothing_left_to_withdraw_is_done_and_says_so() {
+    // The role on another vault, on a resource group whose name only prefixes the vault's, and on
+    // another key; Crypto Officer on the vault: none gives this key, none is deleted.
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "tokens",
+            "service-principal",
+            "vault-rbac",
+            "role-assignments-other-vault",
+        ],
+    )
+    .await;
+    let endpoints = azure_endpoints(&replay);
+    let (credential, target) = (client_secret(), target());
+    let withdrawal = plan_withdrawal(&endpoints, &credential, &target, IDENTITY, ROLE)
+        .await
+        .expect("read");
+    // What a resume after a crash asks: the step is done.
+    assert!(withdrawal.is_withdrawn());
+    assert!(withdrawal.removals().is_empty());
+    assert_eq!(
+        withdrawal.finish().expect("nothing to do"),
+        format!(
+            "identity {IDENTITY} (object id {OBJECT_ID}) holds no assignment of {ROLE} on Key Vault kv-new, its key vault-unseal-new or a scope above them: nothing to withdraw"
+        )
+    );
+    replay.finish();
+}
+
+#[tokio::test]
+async fn withdrawal_asks_for_the_identity_before_any_call() {
+    let replay = Replay::start(&FIXTURES, &[]).await;
+    let endpoints = azure_endpoints(&replay);
+    let (credential, target) = (client_secret(), target());
+    let error = plan_withdrawal(&endpoints, &credential, &target, " ", ROLE)
+        .await
+        .err()
+        .expect("no identity");
+    assert_eq!(
+        error.to_string(),
+        "set `identity:` to the client id of the managed identity the Vault pods use, to withdraw its access to Key Vault `kv-new`"
+    );
+    assert!(replay.finish().is_empty());
 }

@@ -1,4 +1,5 @@
-//! `preflight.key-access` on AWS KMS and Google Cloud KMS against recorded exchanges: the replay
+//! `preflight.key-access` and `keys.disable` on AWS KMS and Google Cloud KMS against recorded
+//! exchanges: the replay
 //! server of `tests/replay` answers only the requests recorded in `tests/kms/*.json` (`aws-*`
 //! shaped after the AWS KMS API reference, `gcp-*` after the Cloud KMS REST reference, each
 //! file naming its page in `source`), checks the call each AWS request names in `X-Amz-Target`
@@ -1106,4 +1107,348 @@ async fn the_action_fails_without_credentials_and_names_what_to_set() {
     assert!(stderr.contains("set GOOGLE_OAUTH_ACCESS_TOKEN"), "{stderr}");
     assert!(replay.finish().is_empty());
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// `keys.disable` on the Google key as the action runs it: the policy read, set without the
+/// account when it held the role, the summary.
+async fn withdraw_gcp(replay: &Replay) -> Result<String, GcpKmsError> {
+    let credential = GcpCredential::AccessToken(Secret::new(GCP_TOKEN));
+    let target = gcp_target();
+    let withdrawal =
+        gcpckms::plan_withdrawal(&gcp_endpoint(replay), &credential, &target, SERVICE_ACCOUNT)
+            .await?;
+    if withdrawal.effect().is_some() {
+        withdrawal.apply().await?;
+    }
+    Ok(withdrawal.summary())
+}
+
+/// What every Google withdrawal summary ends with: the grants above the key, left to the
+/// operator with their commands.
+fn granted_above_the_key() -> String {
+    format!(
+        "if it holds the role on key ring vault or project vault-prod, that is granted above the key: remove by hand with: gcloud kms keyrings remove-iam-policy-binding vault --location europe-west1 --project vault-prod --member serviceAccount:{SERVICE_ACCOUNT} --role roles/cloudkms.cryptoKeyEncrypterDecrypter, or gcloud projects remove-iam-policy-binding vault-prod --member serviceAccount:{SERVICE_ACCOUNT} --role roles/cloudkms.cryptoKeyEncrypterDecrypter (which may cut other keys too)"
+    )
+}
+
+#[tokio::test]
+async fn gcp_withdrawal_sets_the_policy_without_the_account_and_with_its_etag() {
+    let replay = Replay::start(&FIXTURES, &["gcp-iam-policy", "gcp-set-iam-policy"]).await;
+    let credential = GcpCredential::AccessToken(Secret::new(GCP_TOKEN));
+    let target = gcp_target();
+    let withdrawal = gcpckms::plan_withdrawal(
+        &gcp_endpoint(&replay),
+        &credential,
+        &target,
+        SERVICE_ACCOUNT,
+    )
+    .await
+    .expect("read");
+    assert!(!withdrawal.is_withdrawn());
+    assert_eq!(
+        withdrawal.effect().as_deref(),
+        Some(
+            format!(
+                "remove serviceAccount:{SERVICE_ACCOUNT} from roles/cloudkms.cryptoKeyEncrypterDecrypter in the IAM policy of key {GCP_KEY}"
+            )
+            .as_str()
+        )
+    );
+    withdrawal.apply().await.expect("set");
+    assert_eq!(
+        withdrawal.summary(),
+        format!(
+            "removed serviceAccount:{SERVICE_ACCOUNT} from roles/cloudkms.cryptoKeyEncrypterDecrypter in the IAM policy of key {GCP_KEY}; {}",
+            granted_above_the_key()
+        )
+    );
+    // The recorded setIamPolicy body is the policy as read, etag included, with the staging
+    // account and the viewer binding kept.
+    assert_eq!(
+        replay.finish(),
+        ["gcp-iam-policy#0", "gcp-set-iam-policy#0"]
+    );
+}
+
+#[tokio::test]
+async fn gcp_withdrawal_drops_the_emptied_binding_and_keeps_the_rest() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &["gcp-iam-policy-alone", "gcp-set-iam-policy-alone"],
+    )
+    .await;
+    let summary = withdraw_gcp(&replay).await.expect("removed");
+    assert!(
+        summary.contains(&format!(
+            "in the IAM policy of key {GCP_KEY}; it still holds roles/cloudkms.viewer on the key, which planx leaves; "
+        )),
+        "{summary}"
+    );
+    // The binding it held alone is gone, the conditional one keeps its other member and its
+    // condition, and the policy its version 3.
+    replay.finish();
+}
+
+#[tokio::test]
+async fn gcp_account_not_on_the_key_is_done_and_names_the_grants_above() {
+    let replay = Replay::start(&FIXTURES, &["gcp-iam-policy-other-members"]).await;
+    let credential = GcpCredential::AccessToken(Secret::new(GCP_TOKEN));
+    let target = gcp_target();
+    let withdrawal = gcpckms::plan_withdrawal(
+        &gcp_endpoint(&replay),
+        &credential,
+        &target,
+        SERVICE_ACCOUNT,
+    )
+    .await
+    .expect("read");
+    assert!(withdrawal.is_withdrawn());
+    assert_eq!(withdrawal.effect(), None);
+    assert_eq!(
+        withdrawal.summary(),
+        format!(
+            "serviceAccount:{SERVICE_ACCOUNT} not found on the key: the IAM policy of key {GCP_KEY} grants it no roles/cloudkms.cryptoKeyEncrypterDecrypter, nothing removed; it still holds roles/cloudkms.viewer on the key, which planx leaves; {}",
+            granted_above_the_key()
+        )
+    );
+    assert_eq!(replay.finish(), ["gcp-iam-policy-other-members#0"]);
+}
+
+#[tokio::test]
+async fn gcp_policy_changed_meanwhile_is_transient() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &["gcp-iam-policy", "gcp-set-iam-policy-conflict"],
+    )
+    .await;
+    let error = withdraw_gcp(&replay).await.expect_err("409");
+    let message = message_without_secrets(&error);
+    assert!(
+        message.starts_with(&format!(
+            "Cloud KMS setIamPolicy {GCP_KEY}: HTTP 409 ABORTED: There were concurrent policy changes."
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("retrying the step reads it again"),
+        "{message}"
+    );
+    assert!(error.is_transient());
+    let action: ActionError = error.into();
+    assert!(action.transient);
+    replay.finish();
+}
+
+#[tokio::test]
+async fn gcp_forbidden_set_iam_policy_names_the_permission() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &["gcp-iam-policy", "gcp-set-iam-policy-forbidden"],
+    )
+    .await;
+    let error = withdraw_gcp(&replay).await.expect_err("403");
+    let message = message_without_secrets(&error);
+    assert!(
+        message.starts_with(&format!(
+            "Cloud KMS setIamPolicy {GCP_KEY}: HTTP 403 PERMISSION_DENIED: Permission 'cloudkms.cryptoKeys.setIamPolicy' denied"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(
+            "; the operator running planx needs cloudkms.cryptoKeys.setIamPolicy (roles/cloudkms.admin) on the key"
+        ),
+        "{message}"
+    );
+    assert!(!error.is_transient());
+    replay.finish();
+}
+
+#[tokio::test]
+async fn gcp_withdrawal_needs_a_service_account_before_any_call() {
+    let replay = Replay::start(&FIXTURES, &[]).await;
+    let credential = GcpCredential::AccessToken(Secret::new(GCP_TOKEN));
+    let target = gcp_target();
+    for (identity, expected) in [
+        (
+            "",
+            format!(
+                "set `identity:` to the email of the service account the Vault pods use, to withdraw its access to key {GCP_KEY}"
+            ),
+        ),
+        (
+            "vault-seal",
+            "`identity: vault-seal` is not a service account; set it to the email of the service account the Vault pods use (NAME@PROJECT.iam.gserviceaccount.com)".to_string(),
+        ),
+    ] {
+        let error = gcpckms::plan_withdrawal(&gcp_endpoint(&replay), &credential, &target, identity)
+            .await
+            .err()
+            .expect("no service account");
+        assert_eq!(error.to_string(), expected);
+    }
+    assert!(replay.finish().is_empty());
+}
+
+/// `keys.disable` on the AWS key as the action runs it: the grants revoked, the summary.
+async fn withdraw_aws(replay: &Replay) -> Result<String, AwsKmsError> {
+    let (credentials, target) = (aws_credentials(), aws_target());
+    let withdrawal =
+        awskms::plan_withdrawal(&aws_endpoint(replay), &credentials, &target, ROLE).await?;
+    for grant in withdrawal.grants() {
+        withdrawal.revoke(grant).await?;
+    }
+    withdrawal.finish()
+}
+
+const GRANT_ENCRYPT: &str = "0c237476b39f8bc44e45212e08498fbe3151305030726c0590dd8d3e9f3d6a60";
+const GRANT_REWRAP: &str = "91ad875e49b04a9d1f3bdeb84d821f9db6ea95e1098813f6d47f0c65fbe2a172";
+/// The closing note when the key policy lets the account's IAM policies allow access.
+const IAM_NOTE: &str = "; the key policy lets IAM policies in account 111122223333 allow access, which planx does not read: detach any IAM policy of arn:aws:iam::111122223333:role/vault-seal that allows kms:Decrypt on this key";
+
+#[tokio::test]
+async fn aws_withdrawal_revokes_every_grant_of_the_role() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "aws-describe-key",
+            "aws-list-grants",
+            "aws-key-policy-other-role",
+            "aws-revoke-grant",
+        ],
+    )
+    .await;
+    let (credentials, target) = (aws_credentials(), aws_target());
+    let withdrawal = awskms::plan_withdrawal(&aws_endpoint(&replay), &credentials, &target, ROLE)
+        .await
+        .expect("read");
+    assert!(!withdrawal.is_withdrawn());
+    let ids: Vec<&str> = withdrawal.grants().iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(ids, [GRANT_ENCRYPT, GRANT_REWRAP], "both pages");
+    assert_eq!(
+        withdrawal.revoke_effect(&withdrawal.grants()[0]),
+        format!(
+            "revoke grant {GRANT_ENCRYPT} (Encrypt, Decrypt, DescribeKey) of {ROLE} on key {KEY_ARN}"
+        )
+    );
+    for grant in withdrawal.grants() {
+        withdrawal.revoke(grant).await.expect("revoked");
+    }
+    assert_eq!(
+        withdrawal.finish().expect("no statement names the role"),
+        format!(
+            "revoked the grants of {ROLE} on key {KEY_ARN}: {GRANT_ENCRYPT}, {GRANT_REWRAP}; the key policy names it in no statement{IAM_NOTE}"
+        )
+    );
+    let requests = replay.finish_with_requests();
+    let calls: Vec<&str> = requests.iter().map(|r| r.exchange.as_str()).collect();
+    assert_eq!(
+        calls,
+        [
+            "aws-describe-key#0",
+            "aws-list-grants#0",
+            "aws-list-grants#1",
+            "aws-key-policy-other-role#0",
+            "aws-revoke-grant#0",
+            "aws-revoke-grant#1"
+        ]
+    );
+    assert_signed_with_sigv4(&requests);
+}
+
+#[tokio::test]
+async fn aws_key_policy_naming_the_role_is_left_with_the_commands() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &["aws-describe-key", "aws-list-grants-none", "aws-key-policy"],
+    )
+    .await;
+    let error = withdraw_aws(&replay)
+        .await
+        .expect_err("a statement names it");
+    let message = message_without_secrets(&error);
+    assert_eq!(
+        message,
+        format!(
+            "{ROLE} holds no grant on key {KEY_ARN}; the key policy still names {ROLE} in statement \"Allow use of the key\", and planx does not rewrite key policies (a wrong one can lock everyone out of the key): remove {ROLE} from it by hand with: aws kms get-key-policy --key-id {KEY_ARN} --policy-name default --region {REGION} --query Policy --output text > key-policy.json, edit key-policy.json, then aws kms put-key-policy --key-id {KEY_ARN} --policy-name default --policy file://key-policy.json --region {REGION}, and run the step again{IAM_NOTE}"
+        )
+    );
+    assert!(!error.is_transient());
+    replay.finish();
+}
+
+#[tokio::test]
+async fn aws_nothing_left_to_withdraw_is_done() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "aws-describe-key",
+            "aws-list-grants-none",
+            "aws-key-policy-without-iam",
+        ],
+    )
+    .await;
+    let (credentials, target) = (aws_credentials(), aws_target());
+    let withdrawal = awskms::plan_withdrawal(&aws_endpoint(&replay), &credentials, &target, ROLE)
+        .await
+        .expect("read");
+    assert!(withdrawal.is_withdrawn());
+    assert_eq!(
+        withdrawal.finish().expect("done"),
+        format!("{ROLE} holds no grant on key {KEY_ARN}; the key policy names it in no statement")
+    );
+    replay.finish();
+}
+
+#[tokio::test]
+async fn aws_denied_revocation_names_kms_revoke_grant() {
+    let replay = Replay::start(
+        &FIXTURES,
+        &[
+            "aws-describe-key",
+            "aws-list-grants",
+            "aws-key-policy-other-role",
+            "aws-revoke-grant-access-denied",
+        ],
+    )
+    .await;
+    let error = withdraw_aws(&replay).await.expect_err("denied");
+    let message = message_without_secrets(&error);
+    assert!(
+        message.starts_with(&format!(
+            "AWS KMS RevokeGrant with {KEY_ARN}: HTTP 400 AccessDeniedException: User: arn:aws:iam::111122223333:user/operator is not authorized to perform: kms:RevokeGrant"
+        )),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("; the operator running planx needs kms:RevokeGrant on the key"),
+        "{message}"
+    );
+    assert!(!error.is_transient());
+    replay.finish();
+}
+
+#[tokio::test]
+async fn aws_withdrawal_needs_a_role_arn_before_any_call() {
+    let replay = Replay::start(&FIXTURES, &[]).await;
+    let (credentials, target) = (aws_credentials(), aws_target());
+    for (identity, expected) in [
+        (
+            " ",
+            format!(
+                "set `identity:` to the ARN of the IAM role the Vault pods use, to withdraw its access to key {KEY_ALIAS}"
+            ),
+        ),
+        (
+            "vault-seal",
+            "`identity: vault-seal` is not an IAM role ARN; set it to the ARN of the role the Vault pods use (arn:aws:iam::ACCOUNT:role/NAME)".to_string(),
+        ),
+    ] {
+        let error = awskms::plan_withdrawal(&aws_endpoint(&replay), &credentials, &target, identity)
+            .await
+            .err()
+            .expect("no role");
+        assert_eq!(error.to_string(), expected);
+    }
+    assert!(replay.finish().is_empty());
 }

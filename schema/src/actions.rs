@@ -404,8 +404,14 @@ pub struct VerifyInput {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysDisableInput {
-    /// The identity whose access is withdrawn.
+    /// The identity whose access is withdrawn: an Azure managed identity client id, an AWS role
+    /// ARN, a GCP service account. Unused for transit, where the seal's access is the target's
+    /// token, which is revoked.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub identity: String,
+    /// Role whose assignments are deleted on an Azure Key Vault in RBAC mode.
+    #[serde(default = "default_key_role")]
+    pub role: String,
 }
 
 macro_rules! action_catalog {

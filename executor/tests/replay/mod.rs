@@ -9,6 +9,7 @@
 //! string `"{NAME}"` is replaced by what was kept (an encrypt's plaintext, which the decrypt must
 //! give back), and `{base}` anywhere in a response by the server's address. Names are shared by
 //! every recording the server holds: recordings answered concurrently keep under distinct names.
+//! A response `body` of `null` is sent empty, as actions that answer nothing do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -152,7 +153,10 @@ impl ReplayState {
                 ));
             }
         }
-        let body = with_kept_values(&exchange.response.body, &self.kept);
+        let body = match &exchange.response.body {
+            Value::Null => String::new(),
+            body => with_kept_values(body, &self.kept).to_string(),
+        };
         let status = exchange.response.status;
         self.answered.push(Answered {
             exchange: name.clone(),
@@ -161,7 +165,7 @@ impl ReplayState {
             headers: request.headers,
             body: request.body,
         });
-        (status, body.to_string())
+        (status, body)
     }
 }
 
