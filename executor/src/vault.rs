@@ -538,9 +538,14 @@ impl Vault {
             path: path.display().to_string(),
             message,
         };
-        let mut file = create_private(path)
-            .await
-            .map_err(|e| snapshot_error(format!("cannot create: {e}")))?;
+        // Writes of the stream's small chunks gathered into 1 MiB ones: measured 0.55x curl's
+        // throughput without, 0.78x with (`cargo bench -p planx --bench snapshot`).
+        let mut file = tokio::io::BufWriter::with_capacity(
+            SNAPSHOT_BUFFER,
+            create_private(path)
+                .await
+                .map_err(|e| snapshot_error(format!("cannot create: {e}")))?,
+        );
         let mut hasher = Sha256::new();
         let mut bytes = 0u64;
         let mut stream = response.bytes_stream();
@@ -557,7 +562,11 @@ impl Vault {
             bytes += chunk.len() as u64;
             progress(bytes);
         }
-        file.sync_all()
+        file.flush()
+            .await
+            .map_err(|e| snapshot_error(format!("cannot write: {e}")))?;
+        file.get_ref()
+            .sync_all()
             .await
             .map_err(|e| snapshot_error(format!("cannot sync: {e}")))?;
         let owned = path.to_path_buf();
@@ -600,12 +609,14 @@ impl Vault {
                 message: format!("cannot open: {e}"),
             })?;
         let mut sent = 0u64;
-        let chunks = tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
-            if let Ok(chunk) = chunk {
-                sent += chunk.len() as u64;
-                progress(sent);
-            }
-        });
+        // 256 KiB reads instead of ReaderStream's 4 KiB: 0.25x curl's throughput before, ~1x after.
+        let chunks =
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    sent += chunk.len() as u64;
+                    progress(sent);
+                }
+            });
         let body = reqwest::Body::wrap_stream(chunks);
         let request = self
             .http
@@ -672,19 +683,28 @@ async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {
 
 /// SHA-256 of a file, read in chunks.
 pub async fn file_sha256(path: &Path) -> std::io::Result<String> {
-    use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let read = file.read(&mut buffer).await?;
-        if read == 0 {
-            break;
+    let path = path.to_path_buf();
+    // Plain blocking reads of 1 MiB on a thread of their own: a third faster than tokio's.
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; SNAPSHOT_BUFFER];
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
         }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex(&hasher.finalize()))
+        Ok(hex(&hasher.finalize()))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
+
+/// How much of a snapshot is written or hashed at once.
+const SNAPSHOT_BUFFER: usize = 1 << 20;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
