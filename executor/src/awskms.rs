@@ -8,9 +8,8 @@
 //! planx reads no profile, SSO cache or instance metadata: for those, export the credentials
 //! first with `eval "$(aws configure export-credentials --format env)"`.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use planc::model::CompiledTarget;
 use serde::Deserialize;
@@ -18,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::engine::ActionError;
+use crate::keyservice::{self, KeyServiceError, Probe};
 use crate::secrets::Secret;
 
 /// The regional KMS endpoint, `{region}` replaced by the target's region.
@@ -27,8 +26,6 @@ const JSON_1_1: &str = "application/x-amz-json-1.1";
 const SIGNING_ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The key-policy actions an AWS KMS seal uses.
 const SEAL_ACTIONS: [&str; 3] = ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"];
-/// Bytes of the random plaintext the round trip encrypts.
-const PROBE_BYTES: usize = 32;
 /// ListGrants pages followed at most before giving up.
 const MAX_GRANT_PAGES: usize = 100;
 /// Error codes worth retrying besides HTTP 5xx.
@@ -72,9 +69,7 @@ impl KmsEndpoint {
 
     /// As [`KmsEndpoint::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> KmsEndpoint {
-        lookup("PLANX_AWS_KMS_URL")
-            .map(|value| value.trim().trim_end_matches('/').to_string())
-            .filter(|value| !value.is_empty())
+        keyservice::url_variable(&lookup, "PLANX_AWS_KMS_URL")
             .map_or_else(KmsEndpoint::default, |url_template| KmsEndpoint {
                 url_template,
             })
@@ -106,11 +101,7 @@ impl AwsCredentials {
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<AwsCredentials, AwsKmsError> {
-        let read = |name: &str| {
-            lookup(name)
-                .map(|value| value.trim().to_string())
-                .filter(|value| !value.is_empty())
-        };
+        let read = |name: &str| keyservice::variable(&lookup, name);
         match (read("AWS_ACCESS_KEY_ID"), read("AWS_SECRET_ACCESS_KEY")) {
             (Some(access_key_id), Some(secret)) => Ok(AwsCredentials {
                 access_key_id,
@@ -145,14 +136,8 @@ impl KmsKeyTarget {
     /// The attributes of a compiled `awskms` target.
     pub fn from_compiled(target: &CompiledTarget) -> Result<KmsKeyTarget, AwsKmsError> {
         let required = |name: &str| {
-            target
-                .attribute(name)
-                .map(str::trim)
-                .filter(|value| !value.is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    AwsKmsError::Check(format!("the awskms target `{}` has no `{name}`", target.id))
-                })
+            keyservice::required_attribute(target, "awskms", name)
+                .map(|value| value.trim().to_owned())
         };
         Ok(KmsKeyTarget {
             region: required("region")?,
@@ -161,59 +146,10 @@ impl KmsKeyTarget {
     }
 }
 
-/// What went wrong checking key access. Never carries the secret key or the session token.
-#[derive(Debug, thiserror::Error)]
-pub enum AwsKmsError {
-    /// The request did not get an answer.
-    #[error("{call}: {source}")]
-    Transport {
-        call: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    /// AWS KMS answered with an error.
-    #[error("{call}: HTTP {status} {code}: {message}{remedy}")]
-    Service {
-        call: String,
-        status: u16,
-        /// The error type (`AccessDeniedException`), without its namespace.
-        code: String,
-        message: String,
-        /// What to change, for errors where planx knows.
-        remedy: String,
-    },
-    /// AWS KMS answered, but not with what the API documents.
-    #[error("{call}: unexpected answer: {message}")]
-    Answer { call: String, message: String },
-    /// The operator's credentials are missing.
-    #[error("{0}")]
-    Credential(String),
-    /// The key is missing or unusable, or the target or the step's input is incomplete.
-    #[error("{0}")]
-    Check(String),
-}
-
-impl AwsKmsError {
-    /// Worth retrying: the network, throttling or a server error, not the request.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            AwsKmsError::Transport { .. } => true,
-            AwsKmsError::Service { status, code, .. } => {
-                *status >= 500 || TRANSIENT_CODES.contains(&code.as_str())
-            }
-            _ => false,
-        }
-    }
-}
-
-impl From<AwsKmsError> for ActionError {
-    fn from(error: AwsKmsError) -> ActionError {
-        ActionError {
-            transient: error.is_transient(),
-            message: error.to_string(),
-        }
-    }
-}
+/// What went wrong checking or withdrawing key access. Never carries the secret key or the session
+/// token. A `Status` carries the AWS error type (`AccessDeniedException`) without its namespace,
+/// and is transient for server errors and the throttling and internal error types.
+pub type AwsKmsError = KeyServiceError;
 
 /// Check that the target's key can seal a Vault: it exists and is an enabled symmetric
 /// encryption key (`DescribeKey`), and a random plaintext survives `Encrypt` and `Decrypt` with
@@ -320,25 +256,14 @@ pub async fn plan_withdrawal<'a>(
     let client = KmsClient::new(endpoint, credentials, &target.region)?;
     let key_arn = client.describe_key(&target.kms_key_id).await?.arn;
     let grants = client.grants_to(&key_arn, principal.arn).await?;
-    let policy = client
-        .key_policy(&key_arn)
-        .await
-        .map_err(|error| match error {
-            AwsKmsError::Service {
-                call,
-                status,
-                code,
-                message,
-                ..
-            } if code == "AccessDeniedException" => AwsKmsError::Service {
-                call,
-                status,
-                code,
-                message,
-                remedy: "; the operator running planx needs kms:GetKeyPolicy on the key".into(),
-            },
-            other => other,
-        })?;
+    let policy = client.key_policy(&key_arn).await.map_err(|mut error| {
+        if let AwsKmsError::Status { code, remedy, .. } = &mut error
+            && code == "AccessDeniedException"
+        {
+            *remedy = "; the operator running planx needs kms:GetKeyPolicy on the key".into();
+        }
+        error
+    })?;
     let statements = policy_statements(&policy);
     let naming: Vec<String> = statements
         .iter()
@@ -727,18 +652,8 @@ impl<'a> KmsClient<'a> {
                     "the AWS KMS endpoint `{address}` is not a URL (check PLANX_AWS_KMS_URL)"
                 ))
             })?;
-        crate::vault::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_backend_rustls()
-            .build()
-            .map_err(|e| {
-                AwsKmsError::Check(format!("cannot build the HTTP client for AWS KMS: {e}"))
-            })?;
         Ok(KmsClient {
-            http,
+            http: keyservice::http_client("AWS KMS")?,
             url,
             credentials,
             region,
@@ -754,16 +669,12 @@ impl<'a> KmsClient<'a> {
 
     /// Encrypt a random plaintext and decrypt it again: the bytes must come back.
     async fn encrypt_decrypt_round_trip(&self, key_arn: &str) -> Result<(), AwsKmsError> {
-        let mut probe = [0u8; PROBE_BYTES];
-        getrandom::fill(&mut probe).map_err(|e| {
-            AwsKmsError::Check(format!("cannot draw a random plaintext to encrypt: {e}"))
-        })?;
-        let base64 = base64::engine::general_purpose::STANDARD;
+        let probe = Probe::draw()?;
         let encrypted: EncryptResponse = self
             .call(
                 "Encrypt",
                 key_arn,
-                json!({ "KeyId": key_arn, "Plaintext": base64.encode(probe) }),
+                json!({ "KeyId": key_arn, "Plaintext": probe.encoded() }),
             )
             .await?;
         let decrypted: DecryptResponse = self
@@ -773,13 +684,10 @@ impl<'a> KmsClient<'a> {
                 json!({ "KeyId": key_arn, "CiphertextBlob": encrypted.ciphertext_blob }),
             )
             .await?;
-        if base64.decode(&decrypted.plaintext).ok().as_deref() != Some(&probe[..]) {
-            return Err(AwsKmsError::Answer {
-                call: format!("AWS KMS Decrypt with {key_arn}"),
-                message: "the plaintext that came back is not the one encrypted".into(),
-            });
-        }
-        Ok(())
+        probe.check_returned(
+            || format!("AWS KMS Decrypt with {key_arn}"),
+            &decrypted.plaintext,
+        )
     }
 
     /// The key's `default` policy, parsed.
@@ -876,22 +784,13 @@ impl<'a> KmsClient<'a> {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let transport = |source| AwsKmsError::Transport {
-            call: call.clone(),
-            source,
-        };
-        let response = request.send().await.map_err(transport)?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(transport)?;
+        let (status, text) = keyservice::exchange(&call, request).await?;
         if !(200..300).contains(&status) {
             return Err(service_error(call, action, key, self.region, status, &text));
         }
         // Some actions (RevokeGrant) answer with an empty body.
         let text = if text.trim().is_empty() { "{}" } else { &text };
-        serde_json::from_str(text).map_err(|e| AwsKmsError::Answer {
-            call,
-            message: e.to_string(),
-        })
+        keyservice::parse_answer(&call, text)
     }
 }
 
@@ -916,7 +815,7 @@ fn service_error(
         .as_str()
         .or(parsed["Message"].as_str())
         .map(str::to_owned)
-        .unwrap_or_else(|| body.trim().chars().take(300).collect());
+        .unwrap_or_else(|| keyservice::body_excerpt(body));
     let remedy = match code.as_str() {
         "NotFoundException" => {
             return AwsKmsError::Check(format!(
@@ -944,7 +843,8 @@ fn service_error(
         }
         _ => String::new(),
     };
-    AwsKmsError::Service {
+    let transient = status >= 500 || TRANSIENT_CODES.contains(&code.as_str());
+    AwsKmsError::Status {
         call,
         status,
         code: if code.is_empty() {
@@ -954,6 +854,7 @@ fn service_error(
         },
         message,
         remedy,
+        transient,
     }
 }
 

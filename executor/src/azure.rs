@@ -8,13 +8,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use planc::model::CompiledTarget;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::engine::ActionError;
+use crate::keyservice::{self, KeyServiceError};
 use crate::secrets::Secret;
 
 /// The built-in role "Key Vault Crypto Service Encryption User": get, wrapKey and unwrapKey on
@@ -36,7 +35,6 @@ const SEAL_KEY_PERMISSIONS: [&str; 3] = ["get", "wrapKey", "unwrapKey"];
 const SEAL_KEY_OPERATIONS: [&str; 2] = ["wrapKey", "unwrapKey"];
 /// Role-assignment pages followed at most before giving up.
 const MAX_ROLE_ASSIGNMENT_PAGES: usize = 100;
-const AZURE_CLI_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Where the Azure APIs are: production by default, a local replay server in tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,10 +71,7 @@ impl AzureEndpoints {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> AzureEndpoints {
         let defaults = AzureEndpoints::default();
         let read = |name: &str, default: String| {
-            lookup(name)
-                .map(|value| value.trim().trim_end_matches('/').to_string())
-                .filter(|value| !value.is_empty())
-                .unwrap_or(default)
+            keyservice::url_variable(&lookup, name).unwrap_or(default)
         };
         AzureEndpoints {
             authority: read("AZURE_AUTHORITY_HOST", defaults.authority),
@@ -128,11 +123,7 @@ impl AzureCredential {
 
     /// As [`AzureCredential::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> AzureCredential {
-        let read = |name: &str| {
-            lookup(name)
-                .map(|value| value.trim().to_string())
-                .filter(|value| !value.is_empty())
-        };
+        let read = |name: &str| keyservice::variable(&lookup, name);
         let tenant_id = read("AZURE_TENANT_ID");
         let client_id = read("AZURE_CLIENT_ID");
         if let (Some(tenant_id), Some(client_id)) = (tenant_id, client_id) {
@@ -171,23 +162,9 @@ impl KeyVaultTarget {
     /// The attributes of a compiled `azurekeyvault` target.
     pub fn from_compiled(target: &CompiledTarget) -> Result<KeyVaultTarget, AzureError> {
         let required = |name: &str| {
-            target
-                .attribute(name)
-                .filter(|value| !value.trim().is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    AzureError::Check(format!(
-                        "the azurekeyvault target `{}` has no `{name}`",
-                        target.id
-                    ))
-                })
+            keyservice::required_attribute(target, "azurekeyvault", name).map(str::to_owned)
         };
-        let optional = |name: &str| {
-            target
-                .attribute(name)
-                .filter(|value| !value.trim().is_empty())
-                .map(str::to_owned)
-        };
+        let optional = |name: &str| keyservice::attribute(target, name).map(str::to_owned);
         Ok(KeyVaultTarget {
             tenant_id: required("tenant_id")?,
             vault_name: required("vault_name")?,
@@ -198,77 +175,21 @@ impl KeyVaultTarget {
     }
 }
 
-/// What went wrong checking key access. Never carries a token or a client secret.
-#[derive(Debug, thiserror::Error)]
-pub enum AzureError {
-    /// The request did not get an answer.
-    #[error("{call}: {source}")]
-    Transport {
-        call: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    /// Azure answered with an error status.
-    #[error("{call}: HTTP {status}{}: {message}{remedy}", code_suffix(code))]
-    Status {
-        call: String,
-        status: u16,
-        /// Azure's `error.code` (or the token endpoint's `error`).
-        code: String,
-        message: String,
-        /// What to change, for statuses where planx knows.
-        remedy: String,
-    },
-    /// Azure answered, but not with what the API documents.
-    #[error("{call}: unexpected answer: {message}")]
-    Answer { call: String, message: String },
-    /// No access token could be obtained.
-    #[error("{0}")]
-    Credential(String),
-    /// The check found missing access, a missing or unusable key, or incomplete target
-    /// attributes.
-    #[error("{0}")]
-    Check(String),
-}
+/// What went wrong checking or withdrawing key access. Never carries a token or a client secret.
+/// A `Status` carries Azure's `error.code` (or the token endpoint's `error`), and is transient
+/// for throttling (429) and server errors.
+pub type AzureError = KeyServiceError;
 
-fn code_suffix(code: &str) -> String {
-    if code.is_empty() {
-        String::new()
-    } else {
-        format!(" {code}")
-    }
-}
-
-impl AzureError {
-    /// Worth retrying: the network, throttling or a server error, not the request.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            AzureError::Transport { .. } => true,
-            AzureError::Status { status, .. } => *status == 429 || *status >= 500,
-            _ => false,
-        }
-    }
-
-    /// A 404 turned into `message`, with Azure's own words appended.
-    fn when_not_found(self, message: impl FnOnce() -> String) -> AzureError {
-        match self {
-            AzureError::Status {
-                status: 404,
-                code,
-                message: azure,
-                ..
-            } => AzureError::Check(format!("{} ({code}: {azure})", message())),
-            other => other,
-        }
-    }
-}
-
-impl From<AzureError> for ActionError {
-    fn from(error: AzureError) -> ActionError {
-        ActionError {
-            transient: error.is_transient(),
-            message: error.to_string(),
-        }
+/// A 404 turned into `message`, with Azure's own words appended.
+fn when_not_found(error: AzureError, message: impl FnOnce() -> String) -> AzureError {
+    match error {
+        AzureError::Status {
+            status: 404,
+            code,
+            message: azure,
+            ..
+        } => AzureError::Check(format!("{} ({code}: {azure})", message())),
+        other => other,
     }
 }
 
@@ -484,18 +405,8 @@ impl<'a> Session<'a> {
         credential: &'a AzureCredential,
         tenant_id: &'a str,
     ) -> Result<Session<'a>, AzureError> {
-        crate::vault::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_backend_rustls()
-            .build()
-            .map_err(|e| {
-                AzureError::Check(format!("cannot build the HTTP client for Azure: {e}"))
-            })?;
         Ok(Session {
-            http,
+            http: keyservice::http_client("Azure")?,
             endpoints,
             credential,
             tenant_id,
@@ -571,25 +482,12 @@ impl<'a> Session<'a> {
     ) -> Result<Secret, AzureError> {
         let url = format!("{}/{tenant_id}/oauth2/v2.0/token", self.endpoints.authority);
         let call = format!("token for {scope} from {url}");
-        let response = self
+        let request = self
             .http
             .post(&url)
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form_urlencoded(form))
-            .send()
-            .await
-            .map_err(|source| AzureError::Transport {
-                call: call.clone(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|source| AzureError::Transport {
-                call: call.clone(),
-                source,
-            })?;
+            .body(form_urlencoded(form));
+        let (status, body) = keyservice::exchange(&call, request).await?;
         if !(200..300).contains(&status) {
             return Err(status_error(
                 call,
@@ -628,23 +526,10 @@ impl<'a> Session<'a> {
         operator_needs: &str,
     ) -> Result<T, AzureError> {
         let token = self.token(scope).await?;
-        let response = request
+        let request = request
             .bearer_auth(token.expose())
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|source| AzureError::Transport {
-                call: call.to_string(),
-                source,
-            })?;
-        let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|source| AzureError::Transport {
-                call: call.to_string(),
-                source,
-            })?;
+            .header("Accept", "application/json");
+        let (status, body) = keyservice::exchange(call, request).await?;
         if !(200..300).contains(&status) {
             let remedy = if matches!(status, 401 | 403) {
                 format!("; the operator running planx needs {operator_needs}")
@@ -658,10 +543,7 @@ impl<'a> Session<'a> {
         } else {
             &body
         };
-        serde_json::from_str(body).map_err(|e| AzureError::Answer {
-            call: call.to_string(),
-            message: e.to_string(),
-        })
+        keyservice::parse_answer(call, body)
     }
 
     /// The object id of the service principal whose application (client) id is `client_id`.
@@ -708,7 +590,7 @@ impl<'a> Session<'a> {
         )
         .await
         .map_err(|error| {
-            error.when_not_found(|| {
+            when_not_found(error, || {
                 format!(
                     "Key Vault `{name}` not found in resource group `{resource_group}` of subscription {subscription}"
                 )
@@ -869,7 +751,9 @@ impl<'a> Session<'a> {
             )
             .await
             .map_err(|error| {
-                error.when_not_found(|| format!("Key Vault {vault_name} has no key {key_name}"))
+                when_not_found(error, || {
+                    format!("Key Vault {vault_name} has no key {key_name}")
+                })
             })?;
         if bundle.attributes.enabled != Some(true) {
             return Err(AzureError::Check(format!(
@@ -1208,41 +1092,27 @@ async fn azure_cli_token(
     tenant_id: &str,
 ) -> Result<Secret, AzureError> {
     let resource = scope.trim_end_matches("/.default");
-    let command = format!(
-        "{} account get-access-token --resource {resource} --tenant {tenant_id} -o json",
-        program.display()
-    );
-    let run = tokio::process::Command::new(program)
-        .args(["account", "get-access-token", "--resource", resource])
-        .args(["--tenant", tenant_id, "-o", "json"])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = match tokio::time::timeout(AZURE_CLI_TIMEOUT, run).await {
-        Err(_) => {
-            return Err(AzureError::Credential(format!(
-                "`{command}` did not finish in {} seconds",
-                AZURE_CLI_TIMEOUT.as_secs()
-            )));
-        }
-        Ok(Err(error)) => {
-            return Err(AzureError::Credential(format!(
-                "cannot run `{command}` ({error}): set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET (or AZURE_FEDERATED_TOKEN_FILE), or install the Azure CLI and run `az login`"
-            )));
-        }
-        Ok(Ok(output)) => output,
-    };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stderr: String = stderr.trim().chars().take(500).collect();
-        return Err(AzureError::Credential(format!(
-            "`{command}` failed ({}): {stderr}",
-            output.status
-        )));
-    }
-    let token: AzureCliToken = serde_json::from_slice(&output.stdout)
-        .map_err(|_| AzureError::Credential(format!("`{command}` printed no accessToken")))?;
-    Ok(Secret::new(token.access_token))
+    keyservice::cli_token(
+        program,
+        &[
+            "account",
+            "get-access-token",
+            "--resource",
+            resource,
+            "--tenant",
+            tenant_id,
+            "-o",
+            "json",
+        ],
+        "set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET (or AZURE_FEDERATED_TOKEN_FILE), or install the Azure CLI and run `az login`",
+        "accessToken",
+        |stdout| {
+            serde_json::from_slice::<AzureCliToken>(stdout)
+                .ok()
+                .map(|token| token.access_token)
+        },
+    )
+    .await
 }
 
 /// An error status, with Azure's `error.code` and `error.message` (or the token endpoint's
@@ -1271,7 +1141,7 @@ fn status_error(call: String, status: u16, body: &str, remedy: &str) -> AzureErr
         _ => ("", ""),
     };
     let message = if message.is_empty() {
-        body.trim().chars().take(300).collect()
+        keyservice::body_excerpt(body)
     } else {
         message.to_string()
     };
@@ -1281,6 +1151,7 @@ fn status_error(call: String, status: u16, body: &str, remedy: &str) -> AzureErr
         code: code.to_string(),
         message,
         remedy: remedy.to_string(),
+        transient: status == 429 || status >= 500,
     }
 }
 

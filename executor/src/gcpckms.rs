@@ -6,23 +6,18 @@
 //! `gcloud auth print-access-token`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use base64::Engine as _;
 use planc::model::CompiledTarget;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::engine::ActionError;
+use crate::keyservice::{self, KeyServiceError, Probe};
 use crate::secrets::Secret;
 
 const DEFAULT_CLOUD_KMS_URL: &str = "https://cloudkms.googleapis.com/v1";
 /// The role that holds `cloudkms.cryptoKeyVersions.useToEncrypt` and `useToDecrypt`.
 pub const ENCRYPTER_DECRYPTER_ROLE: &str = "roles/cloudkms.cryptoKeyEncrypterDecrypter";
-/// Bytes of the random plaintext the round trip encrypts.
-const PROBE_BYTES: usize = 32;
-const GCLOUD_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Where Cloud KMS is: `https://cloudkms.googleapis.com/v1`, or `PLANX_GCP_KMS_URL` (a private
 /// endpoint, a local replay server in tests).
@@ -48,9 +43,7 @@ impl CloudKmsEndpoint {
 
     /// As [`CloudKmsEndpoint::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> CloudKmsEndpoint {
-        lookup("PLANX_GCP_KMS_URL")
-            .map(|value| value.trim().trim_end_matches('/').to_string())
-            .filter(|value| !value.is_empty())
+        keyservice::url_variable(&lookup, "PLANX_GCP_KMS_URL")
             .map_or_else(CloudKmsEndpoint::default, |url| CloudKmsEndpoint { url })
     }
 }
@@ -72,15 +65,12 @@ impl GcpCredential {
 
     /// As [`GcpCredential::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> GcpCredential {
-        lookup("GOOGLE_OAUTH_ACCESS_TOKEN")
-            .map(|value| value.trim().to_string())
-            .filter(|value| !value.is_empty())
-            .map_or_else(
-                || GcpCredential::Gcloud {
-                    program: PathBuf::from("gcloud"),
-                },
-                |token| GcpCredential::AccessToken(Secret::new(token)),
-            )
+        keyservice::variable(&lookup, "GOOGLE_OAUTH_ACCESS_TOKEN").map_or_else(
+            || GcpCredential::Gcloud {
+                program: PathBuf::from("gcloud"),
+            },
+            |token| GcpCredential::AccessToken(Secret::new(token)),
+        )
     }
 
     async fn access_token(&self) -> Result<Secret, GcpKmsError> {
@@ -105,17 +95,8 @@ impl CryptoKeyTarget {
     /// The attributes of a compiled `gcpckms` target.
     pub fn from_compiled(target: &CompiledTarget) -> Result<CryptoKeyTarget, GcpKmsError> {
         let required = |name: &str| {
-            target
-                .attribute(name)
-                .map(str::trim)
-                .filter(|value| !value.is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| {
-                    GcpKmsError::Check(format!(
-                        "the gcpckms target `{}` has no `{name}`",
-                        target.id
-                    ))
-                })
+            keyservice::required_attribute(target, "gcpckms", name)
+                .map(|value| value.trim().to_owned())
         };
         Ok(CryptoKeyTarget {
             project: required("project")?,
@@ -142,60 +123,11 @@ impl CryptoKeyTarget {
     }
 }
 
-/// What went wrong checking key access. Never carries the access token.
-#[derive(Debug, thiserror::Error)]
-pub enum GcpKmsError {
-    /// The request did not get an answer.
-    #[error("{call}: {source}")]
-    Transport {
-        call: String,
-        #[source]
-        source: reqwest::Error,
-    },
-    /// Cloud KMS answered with an error status.
-    #[error("{call}: HTTP {status} {code}: {message}{remedy}")]
-    Status {
-        call: String,
-        status: u16,
-        /// Google's `error.status` (`PERMISSION_DENIED`).
-        code: String,
-        message: String,
-        /// What to change, for statuses where planx knows.
-        remedy: String,
-    },
-    /// Cloud KMS answered, but not with what the API documents.
-    #[error("{call}: unexpected answer: {message}")]
-    Answer { call: String, message: String },
-    /// No access token could be obtained.
-    #[error("{0}")]
-    Credential(String),
-    /// The key is missing or unusable, or the target or the step's input is incomplete.
-    #[error("{0}")]
-    Check(String),
-}
-
-impl GcpKmsError {
-    /// Worth retrying: the network, throttling, a server error, or a policy that changed
-    /// between its read and its write (409 ABORTED: the read-modify-write starts over).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            GcpKmsError::Transport { .. } => true,
-            GcpKmsError::Status { status, code, .. } => {
-                *status == 429 || *status >= 500 || (*status == 409 && code == "ABORTED")
-            }
-            _ => false,
-        }
-    }
-}
-
-impl From<GcpKmsError> for ActionError {
-    fn from(error: GcpKmsError) -> ActionError {
-        ActionError {
-            transient: error.is_transient(),
-            message: error.to_string(),
-        }
-    }
-}
+/// What went wrong checking or withdrawing key access. Never carries the access token. A
+/// `Status` carries Google's `error.status` (`PERMISSION_DENIED`), and is transient for
+/// throttling, a server error, or a policy that changed between its read and its write (409
+/// ABORTED: the read-modify-write starts over).
+pub type GcpKmsError = KeyServiceError;
 
 /// Check that the target's key can seal a Vault: its purpose is ENCRYPT_DECRYPT and its primary
 /// version is enabled, and a random plaintext survives `encrypt` and `decrypt` with the
@@ -487,18 +419,8 @@ impl<'a> CloudKmsClient<'a> {
         credential: &GcpCredential,
         target: &'a CryptoKeyTarget,
     ) -> Result<CloudKmsClient<'a>, GcpKmsError> {
-        crate::vault::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_backend_rustls()
-            .build()
-            .map_err(|e| {
-                GcpKmsError::Check(format!("cannot build the HTTP client for Cloud KMS: {e}"))
-            })?;
         Ok(CloudKmsClient {
-            http,
+            http: keyservice::http_client("Cloud KMS")?,
             url: format!("{}/{}", endpoint.url, target.resource_name()),
             token: credential.access_token().await?,
             target,
@@ -546,17 +468,13 @@ impl<'a> CloudKmsClient<'a> {
 
     /// Encrypt a random plaintext and decrypt it again: the bytes must come back.
     async fn encrypt_decrypt_round_trip(&self) -> Result<(), GcpKmsError> {
-        let mut probe = [0u8; PROBE_BYTES];
-        getrandom::fill(&mut probe).map_err(|e| {
-            GcpKmsError::Check(format!("cannot draw a random plaintext to encrypt: {e}"))
-        })?;
-        let base64 = base64::engine::general_purpose::STANDARD;
+        let probe = Probe::draw()?;
         let encrypted: EncryptResponse = self
             .send(
                 "encrypt",
                 self.http
                     .post(format!("{}:encrypt", self.url))
-                    .json(&json!({ "plaintext": base64.encode(probe) })),
+                    .json(&json!({ "plaintext": probe.encoded() })),
                 "cloudkms.cryptoKeyVersions.useToEncrypt (roles/cloudkms.cryptoKeyEncrypterDecrypter)",
             )
             .await?;
@@ -569,13 +487,10 @@ impl<'a> CloudKmsClient<'a> {
                 "cloudkms.cryptoKeyVersions.useToDecrypt (roles/cloudkms.cryptoKeyEncrypterDecrypter)",
             )
             .await?;
-        if base64.decode(&decrypted.plaintext).ok().as_deref() != Some(&probe[..]) {
-            return Err(GcpKmsError::Answer {
-                call: format!("Cloud KMS decrypt with {}", self.target.resource_name()),
-                message: "the plaintext that came back is not the one encrypted".into(),
-            });
-        }
-        Ok(())
+        probe.check_returned(
+            || format!("Cloud KMS decrypt with {}", self.target.resource_name()),
+            &decrypted.plaintext,
+        )
     }
 
     /// The key's own IAM policy, conditional bindings included; a 403 names `permission`.
@@ -600,30 +515,19 @@ impl<'a> CloudKmsClient<'a> {
     ) -> Result<T, GcpKmsError> {
         let name = self.target.resource_name();
         let call = format!("Cloud KMS {api_method} {name}");
-        let transport = |source| GcpKmsError::Transport {
-            call: call.clone(),
-            source,
-        };
-        let response = request
+        let request = request
             .bearer_auth(self.token.expose())
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status().as_u16();
-        let body = response.text().await.map_err(transport)?;
+            .header("Accept", "application/json");
+        let (status, body) = keyservice::exchange(&call, request).await?;
         if (200..300).contains(&status) {
-            return serde_json::from_str(&body).map_err(|e| GcpKmsError::Answer {
-                call,
-                message: e.to_string(),
-            });
+            return keyservice::parse_answer(&call, &body);
         }
         let parsed: Value = serde_json::from_str(&body).unwrap_or_default();
         let code = parsed["error"]["status"].as_str().unwrap_or("error");
         let message = parsed["error"]["message"]
             .as_str()
             .map(str::to_owned)
-            .unwrap_or_else(|| body.trim().chars().take(300).collect());
+            .unwrap_or_else(|| keyservice::body_excerpt(&body));
         if status == 404 {
             return Err(GcpKmsError::Check(format!(
                 "Cloud KMS has no key {name} ({code}: {message}); check the target's `project`, `region`, `key_ring` and `crypto_key`"
@@ -641,45 +545,22 @@ impl<'a> CloudKmsClient<'a> {
             code: code.to_string(),
             message,
             remedy,
+            transient: status == 429 || status >= 500 || (status == 409 && code == "ABORTED"),
         })
     }
 }
 
 /// `gcloud auth print-access-token`; the token is read from stdout and never shown.
 async fn gcloud_access_token(program: &Path) -> Result<Secret, GcpKmsError> {
-    let command = format!("{} auth print-access-token", program.display());
-    let run = tokio::process::Command::new(program)
-        .args(["auth", "print-access-token"])
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = match tokio::time::timeout(GCLOUD_TIMEOUT, run).await {
-        Err(_) => {
-            return Err(GcpKmsError::Credential(format!(
-                "`{command}` did not finish in {} seconds",
-                GCLOUD_TIMEOUT.as_secs()
-            )));
-        }
-        Ok(Err(error)) => {
-            return Err(GcpKmsError::Credential(format!(
-                "cannot run `{command}` ({error}): set GOOGLE_OAUTH_ACCESS_TOKEN, or install the Google Cloud CLI and run `gcloud auth login`"
-            )));
-        }
-        Ok(Ok(output)) => output,
-    };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stderr: String = stderr.trim().chars().take(500).collect();
-        return Err(GcpKmsError::Credential(format!(
-            "`{command}` failed ({}): {stderr}",
-            output.status
-        )));
-    }
-    let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    if token.is_empty() || token.contains(char::is_whitespace) {
-        return Err(GcpKmsError::Credential(format!(
-            "`{command}` printed no access token"
-        )));
-    }
-    Ok(Secret::new(token))
+    keyservice::cli_token(
+        program,
+        &["auth", "print-access-token"],
+        "set GOOGLE_OAUTH_ACCESS_TOKEN, or install the Google Cloud CLI and run `gcloud auth login`",
+        "access token",
+        |stdout| {
+            let token = String::from_utf8_lossy(stdout).trim().to_string();
+            (!token.is_empty() && !token.contains(char::is_whitespace)).then_some(token)
+        },
+    )
+    .await
 }

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod engine;
 pub mod gcpckms;
 pub mod journal;
+pub mod keyservice;
 pub mod recovery;
 pub mod run;
 pub mod secrets;

@@ -3,8 +3,6 @@
 //! (`auth/token/revoke-self`) and the revocation proved. The seal's access to the key is its
 //! token: once the token is revoked, the old Vault can no longer unseal through the key.
 
-use std::time::Duration;
-
 use planc::model::CompiledTarget;
 use serde_json::{Value, json};
 
@@ -169,10 +167,7 @@ impl TransitKey {
 
 /// An HTTP client for the transit server, with the process's TLS provider installed.
 fn http() -> reqwest::Client {
-    crate::vault::install_crypto_provider();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
+    crate::keyservice::client_builder()
         .build()
         .unwrap_or_default()
 }

@@ -7,16 +7,14 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 
 use planc::edit::k8s::clean_for_backup;
 use planc::state::{State, StateFile};
 use planc::{CompileRequest, CompiledPlan, Loader};
 use planx::actions::Live;
-use planx::engine::{Engine, Options, Outcome, Preapproved, run};
+use planx::engine::Outcome;
 use planx::journal::Journal;
 use serde_json::Value;
-use tokio::sync::watch;
 
 const PLAN: &str = r#"
 version: 1
@@ -161,25 +159,8 @@ async fn the_kubernetes_actions_do_what_the_preview_showed() {
             "127.0.77.1:443".parse().unwrap(),
         )],
     );
-    let engine = Engine {
-        actions: Arc::new(live),
-        approver: Arc::new(Preapproved {
-            all: true,
-            steps: vec![],
-        }),
-        options: Options::default(),
-    };
-    let (_tx, stop) = watch::channel(false);
-    let outcome = run(
-        engine,
-        compiled.clone(),
-        BTreeMap::new(),
-        Journal::create(&dir.join("journal.jsonl")).unwrap(),
-        |_| {},
-        stop,
-    )
-    .await
-    .unwrap();
+    let journal = Journal::create(&dir.join("journal.jsonl")).unwrap();
+    let outcome = common::run_approved(live, &compiled, journal, BTreeMap::new()).await;
     assert_eq!(outcome, Outcome::Completed);
 
     // Each object ends as the preview's last step left it.

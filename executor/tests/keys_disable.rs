@@ -11,45 +11,29 @@ mod replay;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{BaoNode, call, eventually, init};
+use common::{BaoNode, call, compile, eventually, init, run_on_live, scratch_dir};
 use planc::CompiledPlan;
-use planx::actions::Live;
-use planx::engine::{Engine, Options, Outcome, Preapproved, run};
+use planx::engine::Outcome;
 use planx::journal::{Event, Journal, StepState, read, replay};
 use planx::secrets::Secret;
 use planx::transit::TransitKey;
-use replay::{Fixtures, Replay};
+use replay::Replay;
+use replay::recorded::azure::{
+    IDENTITY as AZURE_IDENTITY, PLANTED as AZURE_PLANTED, VAULT_ID,
+    environment as azure_environment, target_yaml as azure_target_yaml,
+};
+use replay::recorded::kms::{
+    KEY_ARN, PLANTED as KMS_PLANTED, ROLE as AWS_ROLE, SERVICE_ACCOUNT, TARGETS_YAML,
+    environment as kms_environment,
+};
+use replay::recorded::{AZURE, KMS, plan_text};
 use reqwest::Method;
 use serde_json::json;
-use tokio::sync::watch;
 
 const STEP: &str = "withdraw-old-key";
 const KEY: &str = "old-unseal";
-
-struct Text(String);
-
-impl planc::Loader for Text {
-    fn load(&self, _: &Path) -> std::io::Result<String> {
-        Ok(self.0.clone())
-    }
-}
-
-fn compile(name: &str, text: String) -> CompiledPlan {
-    let compilation = planc::compile(
-        &planc::CompileRequest {
-            plan: format!("{name}.yaml").into(),
-            ..Default::default()
-        },
-        &Text(text),
-    )
-    .expect("compile");
-    compilation
-        .plan
-        .unwrap_or_else(|| panic!("{:?}", compilation.diagnostics))
-}
 
 /// One `keys.disable` step on a transit target at `address`, without `with:` (no identity: the
 /// seal's access is its token).
@@ -77,14 +61,6 @@ steps:
 "#
         ),
     )
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("planx-keys-disable-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 /// A node at `ip`, unsealed and active, with the transit engine, the key and the policy `seal`
@@ -183,25 +159,8 @@ async fn run_transit(
     journal: Journal,
     states: BTreeMap<String, StepState>,
 ) -> Outcome {
-    let live = Live::new(
-        plan.clone(),
-        HashMap::new(),
-        HashMap::from([("seal_token".to_string(), Secret::new(token))]),
-        run_dir.to_path_buf(),
-        vec![],
-    );
-    let engine = Engine {
-        actions: Arc::new(live),
-        approver: Arc::new(Preapproved {
-            all: true,
-            steps: vec![],
-        }),
-        options: Options::default(),
-    };
-    let (_stop_sender, stop) = watch::channel(false);
-    run(engine, plan.clone(), states, journal, |_| {}, stop)
-        .await
-        .expect("run")
+    let secrets = HashMap::from([("seal_token".to_string(), Secret::new(token))]);
+    run_on_live(plan, secrets, run_dir, journal, states).await
 }
 
 fn journal_events(path: &Path) -> (String, Vec<Event>) {
@@ -247,7 +206,7 @@ async fn transit_token_is_revoked_journaled_and_proved() {
     // What `preflight.key-access` proves before the move.
     key.probe(&Secret::new(token.clone())).await.expect("probe");
     let plan = transit_plan(&node.address);
-    let dir = scratch_dir("transit");
+    let dir = scratch_dir("keys-disable-transit");
 
     let path = dir.join("journal.jsonl");
     let journal = Journal::create(&path).expect("journal");
@@ -343,7 +302,7 @@ fn journal_in_doubt(path: &Path, effect: &str) -> (Journal, BTreeMap<String, Ste
 async fn a_transit_step_in_doubt_is_observed_before_it_runs_again() {
     let (node, root) = transit_server("127.0.33.2").await;
     let plan = transit_plan(&node.address);
-    let dir = scratch_dir("transit-in-doubt");
+    let dir = scratch_dir("keys-disable-transit-in-doubt");
     let effect = format!(
         "revoke the seal's token at {} (transit key {KEY})",
         node.address
@@ -406,7 +365,7 @@ async fn a_transit_token_that_may_not_revoke_itself_fails_with_what_to_do() {
     // Without the default policy, the token may encrypt but not revoke (or look up) itself.
     let token = seal_token(&node, &root, true).await;
     let plan = transit_plan(&node.address);
-    let dir = scratch_dir("transit-no-default-policy");
+    let dir = scratch_dir("keys-disable-transit-no-default-policy");
     let path = dir.join("journal.jsonl");
     let journal = Journal::create(&path).expect("journal");
     let outcome = run_transit(&plan, &token, &dir, journal, BTreeMap::new()).await;
@@ -430,76 +389,23 @@ async fn a_transit_token_that_may_not_revoke_itself_fails_with_what_to_do() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-const TENANT: &str = "8d3c5a1e-0f2b-4c6d-9e7f-1a2b3c4d5e6f";
-const SUBSCRIPTION: &str = "3f2a1b0c-5d4e-4f6a-8b7c-9d0e1f2a3b4c";
-const VAULT_ID: &str = "/subscriptions/3f2a1b0c-5d4e-4f6a-8b7c-9d0e1f2a3b4c/resourceGroups/rg-vault-new/providers/Microsoft.KeyVault/vaults/kv-new";
-const AZURE_IDENTITY: &str = "11111111-2222-3333-4444-555555555555";
-const CLIENT_SECRET: &str = "planted~client~secret.Q8r";
-const AWS_ROLE: &str = "arn:aws:iam::111122223333:role/vault-seal";
-const KEY_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-const SECRET_ACCESS_KEY: &str = "planted/aws+Secret+wJalrXUtnFEMIK7MDENG";
-const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEplanted-session-token/A==";
-const SERVICE_ACCOUNT: &str = "vault-seal@vault-prod.iam.gserviceaccount.com";
-const GCP_TOKEN: &str = "ya29.planted-gcp-access-token";
-const PLANTED: [&str; 7] = [
-    CLIENT_SECRET,
-    "eyJ0eXAiOiJKV1QifQ.planted-arm-token.sig",
-    "eyJ0eXAiOiJKV1QifQ.planted-graph-token.sig",
-    "eyJ0eXAiOiJKV1QifQ.planted-keyvault-token.sig",
-    SECRET_ACCESS_KEY,
-    SESSION_TOKEN,
-    GCP_TOKEN,
-];
-
 /// One `keys.disable` step on each cloud key service.
 fn cloud_plan() -> String {
-    format!(
-        r#"
-version: 1
-name: withdraw-old-keys
-targets:
-  azure_keys:
-    kind: azurekeyvault
-    tenant_id: {TENANT}
-    vault_name: kv-new
-    key_name: vault-unseal-new
-    subscription: {SUBSCRIPTION}
-    resource_group: rg-vault-new
-  aws_keys:
-    kind: awskms
-    region: us-east-1
-    kms_key_id: alias/vault-seal-new
-  gcp_keys:
-    kind: gcpckms
-    project: vault-prod
-    region: europe-west1
-    key_ring: vault
-    crypto_key: vault-seal-new
-steps:
-  - id: azure-old-key
-    uses: keys.disable
-    on: azure_keys
-    with: {{identity: "{AZURE_IDENTITY}"}}
-  - id: aws-old-key
-    uses: keys.disable
-    on: aws_keys
-    with: {{identity: "{AWS_ROLE}"}}
-  - id: gcp-old-key
-    uses: keys.disable
-    on: gcp_keys
-    with: {{identity: "{SERVICE_ACCOUNT}"}}
-"#
+    plan_text(
+        "withdraw-old-keys",
+        &format!("{}{TARGETS_YAML}", azure_target_yaml("azure_keys")),
+        "keys.disable",
+        &[
+            ("azure-old-key", "azure_keys", AZURE_IDENTITY),
+            ("aws-old-key", "aws_keys", AWS_ROLE),
+            ("gcp-old-key", "gcp_keys", SERVICE_ACCOUNT),
+        ],
     )
 }
 
 /// `planx apply` on the cloud plan in `dir`.
 async fn planx_apply(dir: &Path, azure: &Replay, kms: &Replay) -> std::process::Output {
     std::fs::write(dir.join("withdraw-old-keys.yaml"), cloud_plan()).expect("plan");
-    std::fs::write(
-        dir.join("kubeconfig"),
-        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
-    )
-    .expect("kubeconfig");
     planx(
         dir,
         &["apply", "withdraw-old-keys.yaml", "--yes"],
@@ -510,40 +416,10 @@ async fn planx_apply(dir: &Path, azure: &Replay, kms: &Replay) -> std::process::
 }
 
 /// `planx ARGS` in `dir`, the operator's credentials and the endpoints of the two replay servers
-/// in the child's environment only (a kubeconfig without clusters, since the plan has none).
+/// in the child's environment only.
 async fn planx(dir: &Path, args: &[&str], azure: &Replay, kms: &Replay) -> std::process::Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_planx"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env("KUBECONFIG", dir.join("kubeconfig"))
-        .env("PATH", dir)
-        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
-        .env_remove("AWS_PROFILE");
-    for (name, value) in [
-        ("AZURE_AUTHORITY_HOST", format!("{}/login", azure.base)),
-        ("PLANX_AZURE_ARM_URL", format!("{}/arm", azure.base)),
-        ("PLANX_AZURE_GRAPH_URL", format!("{}/graph", azure.base)),
-        (
-            "PLANX_AZURE_KEYVAULT_URL",
-            format!("{}/kv/{{vault}}", azure.base),
-        ),
-        ("AZURE_TENANT_ID", TENANT.into()),
-        (
-            "AZURE_CLIENT_ID",
-            "c0ffee00-1111-4222-8333-444455556666".into(),
-        ),
-        ("AZURE_CLIENT_SECRET", CLIENT_SECRET.into()),
-        ("PLANX_AWS_KMS_URL", kms.base.clone()),
-        ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE".into()),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
-        ("AWS_SESSION_TOKEN", SESSION_TOKEN.into()),
-        ("PLANX_GCP_KMS_URL", format!("{}/v1", kms.base)),
-        ("GOOGLE_OAUTH_ACCESS_TOKEN", GCP_TOKEN.into()),
-    ] {
-        command.env(name, value);
-    }
-    command.output().await.expect("planx runs")
+    let env = [azure_environment(azure), kms_environment(kms)].concat();
+    common::planx_without_clusters(dir, args, &env).await
 }
 
 fn only_run(dir: &Path) -> PathBuf {
@@ -558,15 +434,6 @@ fn only_run(dir: &Path) -> PathBuf {
 fn only_journal(dir: &Path) -> PathBuf {
     only_run(dir).join("journal.jsonl")
 }
-
-const AZURE: Fixtures = Fixtures {
-    folder: "azure",
-    documentation: &["https://learn.microsoft.com/"],
-};
-const KMS: Fixtures = Fixtures {
-    folder: "kms",
-    documentation: &["https://docs.aws.amazon.com/", "https://cloud.google.com/"],
-};
 
 #[tokio::test]
 async fn cloud_key_services_are_withdrawn_through_planx_apply() {
@@ -593,7 +460,7 @@ async fn cloud_key_services_are_withdrawn_through_planx_apply() {
         ],
     )
     .await;
-    let dir = scratch_dir("cloud");
+    let dir = scratch_dir("keys-disable-cloud");
     let output = planx_apply(&dir, &azure, &kms).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -602,7 +469,7 @@ async fn cloud_key_services_are_withdrawn_through_planx_apply() {
         assert!(stderr.contains(&format!("ok        {step}")), "{stderr}");
     }
     let (text, events) = journal_events(&only_journal(&dir));
-    for planted in PLANTED {
+    for planted in AZURE_PLANTED.iter().chain(&KMS_PLANTED) {
         assert!(
             !text.contains(planted) && !stdout.contains(planted) && !stderr.contains(planted),
             "a secret leaked"
@@ -640,8 +507,9 @@ async fn cloud_key_services_are_withdrawn_through_planx_apply() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-#[tokio::test]
-async fn a_key_policy_naming_the_role_fails_the_step_through_planx_apply() {
+/// Recordings of a world where no role assignment, grant or IAM binding gives the identities
+/// the old keys any more, and the AWS key policy is the recording `key_policy`.
+async fn without_grants(key_policy: &'static str) -> (Replay, Replay) {
     let azure = Replay::start(
         &AZURE,
         &[
@@ -657,12 +525,23 @@ async fn a_key_policy_naming_the_role_fails_the_step_through_planx_apply() {
         &[
             "aws-describe-key",
             "aws-list-grants-none",
-            "aws-key-policy",
+            key_policy,
             "gcp-iam-policy-other-members",
         ],
     )
     .await;
-    let dir = scratch_dir("cloud-policy");
+    (azure, kms)
+}
+
+/// Recordings of a world where nothing grants the identities the old keys any more.
+async fn withdrawn_already() -> (Replay, Replay) {
+    without_grants("aws-key-policy-other-role").await
+}
+
+#[tokio::test]
+async fn a_key_policy_naming_the_role_fails_the_step_through_planx_apply() {
+    let (azure, kms) = without_grants("aws-key-policy").await;
+    let dir = scratch_dir("keys-disable-cloud-policy");
     let output = planx_apply(&dir, &azure, &kms).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
@@ -684,34 +563,9 @@ async fn a_key_policy_naming_the_role_fails_the_step_through_planx_apply() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-/// Recordings of a world where nothing grants the identities the old keys any more.
-async fn withdrawn_already() -> (Replay, Replay) {
-    let azure = Replay::start(
-        &AZURE,
-        &[
-            "tokens",
-            "service-principal",
-            "vault-rbac",
-            "role-assignments-other-vault",
-        ],
-    )
-    .await;
-    let kms = Replay::start(
-        &KMS,
-        &[
-            "aws-describe-key",
-            "aws-list-grants-none",
-            "aws-key-policy-other-role",
-            "gcp-iam-policy-other-members",
-        ],
-    )
-    .await;
-    (azure, kms)
-}
-
 #[tokio::test]
 async fn cloud_steps_in_doubt_are_observed_by_planx_resume() {
-    let dir = scratch_dir("cloud-resume");
+    let dir = scratch_dir("keys-disable-cloud-resume");
     let (azure, kms) = withdrawn_already().await;
     let output = planx_apply(&dir, &azure, &kms).await;
     assert!(

@@ -7,44 +7,28 @@
 //! the decrypt, and fails the test on any other request or any recorded request left unmade.
 //! The SigV4 signer is checked against AWS's published examples.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use base64::Engine as _;
 use planx::awskms::{
     self, AwsCredentials, AwsKmsError, KmsEndpoint, KmsKeyTarget, SigningRequest,
     sigv4_authorization,
 };
-use planx::engine::ActionError;
 use planx::gcpckms::{self, CloudKmsEndpoint, CryptoKeyTarget, GcpCredential, GcpKmsError};
 use planx::secrets::Secret;
 
+mod common;
 mod replay;
-use replay::{Answered, Fixtures, Replay};
-
-/// The recordings in `tests/kms/`, shaped after AWS's and Google's documentation.
-const FIXTURES: Fixtures = Fixtures {
-    folder: "kms",
-    documentation: &["https://docs.aws.amazon.com/", "https://cloud.google.com/"],
+use common::{scratch_dir, write_script};
+use replay::cases::{self, contains, ends_with, fails, is, passes, starts_with};
+use replay::recorded::kms::{
+    ACCESS_KEY_ID, GCP_KEY, GCP_TOKEN, KEY_ALIAS, KEY_ARN, PLANTED, REGION, ROLE,
+    SECRET_ACCESS_KEY, SERVICE_ACCOUNT, SESSION_TOKEN, TARGETS_YAML, aws_credentials, aws_endpoint,
+    aws_target, environment, gcp_endpoint, gcp_target,
 };
-
-const REGION: &str = "us-east-1";
-/// The key as the seal names it, and as DescribeKey resolves it.
-const KEY_ALIAS: &str = "alias/vault-seal-new";
-const KEY_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-/// The IAM role the Vault pods use.
-const ROLE: &str = "arn:aws:iam::111122223333:role/vault-seal";
-const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
-const SECRET_ACCESS_KEY: &str = "planted/aws+Secret+wJalrXUtnFEMIK7MDENG";
-const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEplanted-session-token/A==";
-
-const GCP_KEY: &str =
-    "projects/vault-prod/locations/europe-west1/keyRings/vault/cryptoKeys/vault-seal-new";
-/// The service account the Vault pods use.
-const SERVICE_ACCOUNT: &str = "vault-seal@vault-prod.iam.gserviceaccount.com";
-const GCP_TOKEN: &str = "ya29.planted-gcp-access-token";
-
-const PLANTED: [&str; 3] = [SECRET_ACCESS_KEY, SESSION_TOKEN, GCP_TOKEN];
+use replay::recorded::{KMS as FIXTURES, plan_text};
+use replay::{Answered, Replay};
 
 /// The calls of a whole AWS check with an identity, in order.
 const AWS_CALLS: [&str; 4] = [
@@ -60,26 +44,14 @@ const GCP_CALLS: [&str; 4] = [
     "gcp-decrypt#0",
     "gcp-iam-policy#0",
 ];
+/// The recordings of an AWS check up to its key policy, and of a Google check up to its IAM
+/// policy: the key described, the probe encrypted and decrypted.
+const AWS_ROUND_TRIP: [&str; 3] = ["aws-describe-key", "aws-encrypt", "aws-decrypt"];
+const GCP_ROUND_TRIP: [&str; 3] = ["gcp-crypto-key", "gcp-encrypt", "gcp-decrypt"];
 
-fn aws_credentials() -> AwsCredentials {
-    AwsCredentials {
-        access_key_id: ACCESS_KEY_ID.into(),
-        secret_access_key: Secret::new(SECRET_ACCESS_KEY),
-        session_token: Some(Secret::new(SESSION_TOKEN)),
-    }
-}
-
-fn aws_target() -> KmsKeyTarget {
-    KmsKeyTarget {
-        region: REGION.into(),
-        kms_key_id: KEY_ALIAS.into(),
-    }
-}
-
-fn aws_endpoint(replay: &Replay) -> KmsEndpoint {
-    KmsEndpoint {
-        url_template: replay.base.clone(),
-    }
+/// The recordings `first`, then `rest`.
+fn then(first: &[&'static str], rest: &[&'static str]) -> Vec<&'static str> {
+    [first, rest].concat()
 }
 
 async fn check_aws(replay: &Replay, identity: &str) -> Result<String, AwsKmsError> {
@@ -92,42 +64,18 @@ async fn check_aws(replay: &Replay, identity: &str) -> Result<String, AwsKmsErro
     .await
 }
 
-fn gcp_target() -> CryptoKeyTarget {
-    CryptoKeyTarget {
-        project: "vault-prod".into(),
-        region: "europe-west1".into(),
-        key_ring: "vault".into(),
-        crypto_key: "vault-seal-new".into(),
-    }
-}
-
-fn gcp_endpoint(replay: &Replay) -> CloudKmsEndpoint {
-    CloudKmsEndpoint {
-        url: format!("{}/v1", replay.base),
-    }
+/// The operator's token for Cloud KMS, as `GOOGLE_OAUTH_ACCESS_TOKEN` gives it.
+fn gcp_token() -> GcpCredential {
+    GcpCredential::AccessToken(Secret::new(GCP_TOKEN))
 }
 
 async fn check_gcp(replay: &Replay, identity: &str) -> Result<String, GcpKmsError> {
-    gcpckms::check_key_access(
-        &gcp_endpoint(replay),
-        &GcpCredential::AccessToken(Secret::new(GCP_TOKEN)),
-        &gcp_target(),
-        identity,
-    )
-    .await
+    gcpckms::check_key_access(&gcp_endpoint(replay), &gcp_token(), &gcp_target(), identity).await
 }
 
 /// The error's text and Debug, checked to hold no secret.
 fn message_without_secrets(error: &(impl std::fmt::Display + std::fmt::Debug)) -> String {
-    let message = error.to_string();
-    let debug = format!("{error:?}");
-    for planted in PLANTED {
-        assert!(
-            !message.contains(planted) && !debug.contains(planted),
-            "a secret leaked into the error: {message} / {debug}"
-        );
-    }
-    message
+    cases::message_without(&PLANTED, error)
 }
 
 /// The plaintext the encrypt sent, decoded, as the recording kept it under `name`.
@@ -209,29 +157,38 @@ fn assert_signed_with_sigv4(requests: &[Answered]) {
     }
 }
 
+/// A whole check with `identity` on the recordings `files`, which passes: its summary, the
+/// plaintext the encrypt sent (decoded, as the recording kept it under `probe`), and the requests
+/// as they arrived.
+async fn passing_check<E: std::fmt::Debug>(
+    files: &[&str],
+    check: impl AsyncFn(&Replay, &str) -> Result<String, E>,
+    identity: &str,
+    probe: &str,
+) -> (String, Vec<u8>, Vec<Answered>) {
+    let replay = Replay::start(&FIXTURES, files).await;
+    let summary = check(&replay, identity).await.expect("access");
+    let probe = probe_sent(&replay, probe);
+    (summary, probe, replay.finish_with_requests())
+}
+
+/// The recorded exchanges that answered `requests`, in order.
+fn exchanges(requests: &[Answered]) -> Vec<&str> {
+    requests.iter().map(|r| r.exchange.as_str()).collect()
+}
+
 #[tokio::test]
 async fn aws_key_passes_with_signed_calls_in_order() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "aws-describe-key",
-            "aws-encrypt",
-            "aws-decrypt",
-            "aws-key-policy",
-        ],
-    )
-    .await;
-    let summary = check_aws(&replay, ROLE).await.expect("access");
+    let files = then(&AWS_ROUND_TRIP, &["aws-key-policy"]);
+    let (summary, probe, requests) = passing_check(&files, check_aws, ROLE, "aws-plaintext").await;
     assert_eq!(
         summary,
         format!(
             "key {KEY_ARN} enabled (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT); encrypt and decrypt succeeded as the operator, which proves the key works, not that the Vault pods' role may use it; the key policy allows {ROLE} kms:Encrypt, kms:Decrypt, kms:DescribeKey"
         )
     );
-    assert_eq!(probe_sent(&replay, "aws-plaintext").len(), 32);
-    let requests = replay.finish_with_requests();
-    let calls: Vec<&str> = requests.iter().map(|r| r.exchange.as_str()).collect();
-    assert_eq!(calls, AWS_CALLS);
+    assert_eq!(probe.len(), 32);
+    assert_eq!(exchanges(&requests), AWS_CALLS);
     assert_signed_with_sigv4(&requests);
     for request in &requests {
         assert_eq!(
@@ -242,184 +199,104 @@ async fn aws_key_passes_with_signed_calls_in_order() {
     }
 }
 
+/// The AWS check with the operator's credentials, a case per recorded situation, named for what
+/// it shows.
 #[tokio::test]
-async fn aws_key_policy_without_the_role_warns_but_passes() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "aws-describe-key",
-            "aws-encrypt",
-            "aws-decrypt",
-            "aws-key-policy-other-role",
-        ],
-    )
-    .await;
-    let summary = check_aws(&replay, ROLE)
-        .await
-        .expect("a warning, not a failure");
-    assert!(
-        summary.ends_with(&format!(
-            "; warning: the key policy does not allow {ROLE} kms:Encrypt, kms:Decrypt, kms:DescribeKey; an IAM policy on it or a grant must allow them (the key policy lets IAM policies in account 111122223333 allow access)"
-        )),
-        "{summary}"
-    );
-    replay.finish();
-}
-
-#[tokio::test]
-async fn aws_key_policy_closed_to_iam_says_only_a_grant_can_allow() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "aws-describe-key",
-            "aws-encrypt",
-            "aws-decrypt",
-            "aws-key-policy-without-iam",
-        ],
-    )
-    .await;
-    let summary = check_aws(&replay, ROLE)
-        .await
-        .expect("a warning, not a failure");
-    assert!(
-        summary.ends_with(&format!(
-            "; warning: the key policy does not allow {ROLE} kms:Encrypt, kms:Decrypt, kms:DescribeKey; only a grant can allow them, since the key policy does not let IAM policies in account 111122223333 allow access; add {ROLE} to the key policy"
-        )),
-        "{summary}"
-    );
-    replay.finish();
-}
-
-#[tokio::test]
-async fn aws_without_identity_skips_the_key_policy() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &["aws-describe-key", "aws-encrypt", "aws-decrypt"],
-    )
-    .await;
-    let summary = check_aws(&replay, " ").await.expect("access");
-    assert!(
-        summary.ends_with(
-            "; set `identity:` to the ARN of the role the Vault pods use to check the key policy too"
+async fn aws_key_access_check_cases() {
+    let mut table = vec![
+        passes(
+            "aws_key_policy_without_the_role_warns_but_passes",
+            &then(&AWS_ROUND_TRIP, &["aws-key-policy-other-role"]),
+            ROLE,
+            [ends_with(format!(
+                "; warning: the key policy does not allow {ROLE} kms:Encrypt, kms:Decrypt, kms:DescribeKey; an IAM policy on it or a grant must allow them (the key policy lets IAM policies in account 111122223333 allow access)"
+            ))],
         ),
-        "{summary}"
-    );
-    assert_eq!(replay.finish(), AWS_CALLS[..3]);
-}
-
-#[tokio::test]
-async fn aws_disabled_key_fails_before_encrypting() {
-    let replay = Replay::start(&FIXTURES, &["aws-describe-key-disabled"]).await;
-    let error = check_aws(&replay, ROLE).await.expect_err("disabled");
-    let message = message_without_secrets(&error);
-    assert_eq!(
-        message,
-        format!(
-            "key {KEY_ARN} is disabled: the seal cannot encrypt or decrypt with it; enable it with: aws kms enable-key --key-id {KEY_ARN} --region {REGION}"
+        passes(
+            "aws_key_policy_closed_to_iam_says_only_a_grant_can_allow",
+            &then(&AWS_ROUND_TRIP, &["aws-key-policy-without-iam"]),
+            ROLE,
+            [ends_with(format!(
+                "; warning: the key policy does not allow {ROLE} kms:Encrypt, kms:Decrypt, kms:DescribeKey; only a grant can allow them, since the key policy does not let IAM policies in account 111122223333 allow access; add {ROLE} to the key policy"
+            ))],
+        ),
+        passes(
+            "aws_without_identity_skips_the_key_policy",
+            &AWS_ROUND_TRIP,
+            " ",
+            [ends_with(
+                "; set `identity:` to the ARN of the role the Vault pods use to check the key policy too",
+            )],
         )
-    );
-    assert!(!error.is_transient());
-    assert_eq!(replay.finish(), ["aws-describe-key-disabled#0"]);
-}
-
-#[tokio::test]
-async fn aws_access_denied_on_decrypt_names_kms_decrypt() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "aws-describe-key",
-            "aws-encrypt",
-            "aws-decrypt-access-denied",
-        ],
-    )
-    .await;
-    let error = check_aws(&replay, ROLE).await.expect_err("denied");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "AWS KMS Decrypt with {KEY_ARN}: HTTP 400 AccessDeniedException: User: arn:aws:iam::111122223333:user/operator is not authorized to perform: kms:Decrypt"
-        )),
-        "{message}"
-    );
-    assert!(
-        message.ends_with("; the operator running planx needs kms:Decrypt on the key"),
-        "{message}"
-    );
-    assert!(!error.is_transient());
-    let action: ActionError = error.into();
-    assert!(!action.transient);
-    replay.finish();
-}
-
-#[tokio::test]
-async fn aws_throttling_is_transient() {
-    let replay = Replay::start(&FIXTURES, &["aws-describe-key-throttled"]).await;
-    let error = check_aws(&replay, ROLE).await.expect_err("throttled");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "AWS KMS DescribeKey with {KEY_ALIAS}: HTTP 400 ThrottlingException: You have exceeded the rate"
-        )),
-        "{message}"
-    );
-    assert!(error.is_transient());
-    let action: ActionError = error.into();
-    assert!(action.transient);
-    replay.finish();
-}
-
-#[tokio::test]
-async fn aws_missing_key_names_key_and_region() {
-    let replay = Replay::start(&FIXTURES, &["aws-describe-key-not-found"]).await;
-    let error = check_aws(&replay, ROLE).await.expect_err("no key");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "AWS KMS has no key {KEY_ALIAS} in region {REGION} (NotFoundException: Alias"
-        )),
-        "{message}"
-    );
-    assert!(!error.is_transient());
-    replay.finish();
-}
-
-#[tokio::test]
-async fn aws_decrypt_returning_other_bytes_fails() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "aws-describe-key",
-            "aws-encrypt",
-            "aws-decrypt-other-plaintext",
-        ],
-    )
-    .await;
-    let error = check_aws(&replay, ROLE).await.expect_err("other bytes");
-    assert_eq!(
-        message_without_secrets(&error),
-        format!(
-            "AWS KMS Decrypt with {KEY_ARN}: unexpected answer: the plaintext that came back is not the one encrypted"
+        .calls(&AWS_CALLS[..3]),
+        fails(
+            "aws_disabled_key_fails_before_encrypting",
+            &["aws-describe-key-disabled"],
+            ROLE,
+            [is(format!(
+                "key {KEY_ARN} is disabled: the seal cannot encrypt or decrypt with it; enable it with: aws kms enable-key --key-id {KEY_ARN} --region {REGION}"
+            ))],
         )
-    );
-    replay.finish();
-}
-
-#[tokio::test]
-async fn aws_identity_and_region_are_checked_before_any_call() {
-    let replay = Replay::start(&FIXTURES, &[]).await;
-    for identity in [
+        .calls(&["aws-describe-key-disabled#0"]),
+        fails(
+            "aws_access_denied_on_decrypt_names_kms_decrypt",
+            &["aws-describe-key", "aws-encrypt", "aws-decrypt-access-denied"],
+            ROLE,
+            [
+                starts_with(format!(
+                    "AWS KMS Decrypt with {KEY_ARN}: HTTP 400 AccessDeniedException: User: arn:aws:iam::111122223333:user/operator is not authorized to perform: kms:Decrypt"
+                )),
+                ends_with("; the operator running planx needs kms:Decrypt on the key"),
+            ],
+        ),
+        fails(
+            "aws_throttling_is_transient",
+            &["aws-describe-key-throttled"],
+            ROLE,
+            [starts_with(format!(
+                "AWS KMS DescribeKey with {KEY_ALIAS}: HTTP 400 ThrottlingException: You have exceeded the rate"
+            ))],
+        )
+        .transient(),
+        fails(
+            "aws_missing_key_names_key_and_region",
+            &["aws-describe-key-not-found"],
+            ROLE,
+            [starts_with(format!(
+                "AWS KMS has no key {KEY_ALIAS} in region {REGION} (NotFoundException: Alias"
+            ))],
+        ),
+        fails(
+            "aws_decrypt_returning_other_bytes_fails",
+            &["aws-describe-key", "aws-encrypt", "aws-decrypt-other-plaintext"],
+            ROLE,
+            [is(format!(
+                "AWS KMS Decrypt with {KEY_ARN}: unexpected answer: the plaintext that came back is not the one encrypted"
+            ))],
+        ),
+    ];
+    let not_roles = [
         "vault-seal",
         "arn:aws:sts::111122223333:assumed-role/vault-seal/pod",
         "arn:aws:iam::1111:role/vault-seal",
-    ] {
-        let error = check_aws(&replay, identity).await.expect_err("not a role");
-        assert!(
-            error
-                .to_string()
-                .starts_with(&format!("`identity: {identity}` is not an IAM role ARN")),
-            "{error}"
-        );
-    }
+    ];
+    table.extend(not_roles.map(|identity| {
+        fails(
+            format!("aws_identity_is_checked_before_any_call: {identity}"),
+            &[],
+            identity,
+            [starts_with(format!(
+                "`identity: {identity}` is not an IAM role ARN"
+            ))],
+        )
+        .calls(&[])
+    }));
+    cases::run(&FIXTURES, &PLANTED, table, check_aws).await;
+}
+
+#[tokio::test]
+async fn aws_region_is_checked_before_any_call() {
+    let replay = Replay::start(&FIXTURES, &[]).await;
     let mut elsewhere = aws_target();
     elsewhere.kms_key_id = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd".into();
     let error =
@@ -555,10 +432,7 @@ fn sigv4_matches_the_published_examples() {
 
 #[test]
 fn aws_credentials_come_from_their_variables() {
-    let credentials = |pairs: &[(&str, &str)]| {
-        let variables: BTreeMap<&str, &str> = pairs.iter().copied().collect();
-        AwsCredentials::from_lookup(|name| variables.get(name).map(|v| v.to_string()))
-    };
+    let credentials = |pairs: &[(&str, &str)]| AwsCredentials::from_lookup(common::lookup(pairs));
     let all = [
         ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
         ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
@@ -636,7 +510,7 @@ fn gcp_endpoint_and_credential_come_from_their_variables() {
     let token = GcpCredential::from_lookup(|name| {
         (name == "GOOGLE_OAUTH_ACCESS_TOKEN").then(|| format!(" {GCP_TOKEN}\n"))
     });
-    assert_eq!(token, GcpCredential::AccessToken(Secret::new(GCP_TOKEN)));
+    assert_eq!(token, gcp_token());
     assert!(!format!("{token:?}").contains(GCP_TOKEN));
     let gcloud = GcpCredential::Gcloud {
         program: PathBuf::from("gcloud"),
@@ -647,208 +521,116 @@ fn gcp_endpoint_and_credential_come_from_their_variables() {
 
 #[tokio::test]
 async fn gcp_key_passes_with_its_calls_in_order() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "gcp-crypto-key",
-            "gcp-encrypt",
-            "gcp-decrypt",
-            "gcp-iam-policy",
-        ],
-    )
-    .await;
-    let summary = check_gcp(&replay, SERVICE_ACCOUNT).await.expect("access");
+    let files = then(&GCP_ROUND_TRIP, &["gcp-iam-policy"]);
+    let (summary, probe, requests) =
+        passing_check(&files, check_gcp, SERVICE_ACCOUNT, "gcp-plaintext").await;
     assert_eq!(
         summary,
         format!(
             "key {GCP_KEY} (ENCRYPT_DECRYPT) primary version 3 enabled; encrypt and decrypt succeeded as the operator, which proves the key works, not that the Vault pods' service account may use it; serviceAccount:{SERVICE_ACCOUNT} holds roles/cloudkms.cryptoKeyEncrypterDecrypter on the key"
         )
     );
-    assert_eq!(probe_sent(&replay, "gcp-plaintext").len(), 32);
-    assert_eq!(replay.finish(), GCP_CALLS);
+    assert_eq!(probe.len(), 32);
+    assert_eq!(exchanges(&requests), GCP_CALLS);
 }
 
+/// The Google check with the operator's token, a case per recorded situation, named for what it
+/// shows.
 #[tokio::test]
-async fn gcp_policy_without_the_service_account_is_a_note() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "gcp-crypto-key",
-            "gcp-encrypt",
-            "gcp-decrypt",
-            "gcp-iam-policy-other-members",
-        ],
-    )
-    .await;
-    let summary = check_gcp(&replay, &format!("serviceAccount:{SERVICE_ACCOUNT}"))
-        .await
-        .expect("a note, not a failure");
-    assert!(
-        summary.ends_with(&format!(
-            "; note: serviceAccount:{SERVICE_ACCOUNT} does not hold roles/cloudkms.cryptoKeyEncrypterDecrypter on the key itself; it may hold it on the key ring or the project, or grant it with: gcloud kms keys add-iam-policy-binding vault-seal-new --keyring vault --location europe-west1 --project vault-prod --member serviceAccount:{SERVICE_ACCOUNT} --role roles/cloudkms.cryptoKeyEncrypterDecrypter"
-        )),
-        "{summary}"
-    );
-    replay.finish();
-}
-
-#[tokio::test]
-async fn gcp_without_identity_skips_the_iam_policy() {
-    let replay = Replay::start(&FIXTURES, &["gcp-crypto-key", "gcp-encrypt", "gcp-decrypt"]).await;
-    let summary = check_gcp(&replay, "").await.expect("access");
-    assert!(
-        summary.ends_with("to check the key's IAM policy too"),
-        "{summary}"
-    );
-    assert_eq!(replay.finish(), GCP_CALLS[..3]);
-}
-
-#[tokio::test]
-async fn gcp_disabled_primary_version_fails_before_encrypting() {
-    let replay = Replay::start(&FIXTURES, &["gcp-crypto-key-version-disabled"]).await;
-    let error = check_gcp(&replay, SERVICE_ACCOUNT)
-        .await
-        .expect_err("disabled");
-    assert_eq!(
-        message_without_secrets(&error),
-        format!(
-            "primary version 3 of key {GCP_KEY} is disabled: the seal cannot encrypt or decrypt with it; enable it with: gcloud kms keys versions enable 3 --key vault-seal-new --keyring vault --location europe-west1 --project vault-prod"
-        )
-    );
-    assert!(!error.is_transient());
-    assert_eq!(replay.finish(), ["gcp-crypto-key-version-disabled#0"]);
-}
-
-#[tokio::test]
-async fn gcp_permission_denied_on_encrypt_names_the_permission() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &["gcp-crypto-key", "gcp-encrypt-permission-denied"],
-    )
-    .await;
-    let error = check_gcp(&replay, SERVICE_ACCOUNT)
-        .await
-        .expect_err("denied");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "Cloud KMS encrypt {GCP_KEY}: HTTP 403 PERMISSION_DENIED: Permission 'cloudkms.cryptoKeyVersions.useToEncrypt' denied"
-        )),
-        "{message}"
-    );
-    assert!(
-        message.ends_with(
-            "; the operator running planx needs cloudkms.cryptoKeyVersions.useToEncrypt (roles/cloudkms.cryptoKeyEncrypterDecrypter) on the key"
+async fn gcp_key_access_check_cases() {
+    let mut table = vec![
+        passes(
+            "gcp_policy_without_the_service_account_is_a_note",
+            &then(&GCP_ROUND_TRIP, &["gcp-iam-policy-other-members"]),
+            format!("serviceAccount:{SERVICE_ACCOUNT}"),
+            [ends_with(format!(
+                "; note: serviceAccount:{SERVICE_ACCOUNT} does not hold roles/cloudkms.cryptoKeyEncrypterDecrypter on the key itself; it may hold it on the key ring or the project, or grant it with: gcloud kms keys add-iam-policy-binding vault-seal-new --keyring vault --location europe-west1 --project vault-prod --member serviceAccount:{SERVICE_ACCOUNT} --role roles/cloudkms.cryptoKeyEncrypterDecrypter"
+            ))],
         ),
-        "{message}"
-    );
-    assert!(!error.is_transient());
-    replay.finish();
-}
-
-#[tokio::test]
-async fn gcp_missing_key_names_its_path() {
-    let replay = Replay::start(&FIXTURES, &["gcp-crypto-key-not-found"]).await;
-    let error = check_gcp(&replay, SERVICE_ACCOUNT)
-        .await
-        .expect_err("no key");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "Cloud KMS has no key {GCP_KEY} (NOT_FOUND: CryptoKey {GCP_KEY} not found.)"
-        )),
-        "{message}"
-    );
-    assert!(!error.is_transient());
-    replay.finish();
-}
-
-#[tokio::test]
-async fn gcp_forbidden_iam_policy_names_get_iam_policy() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "gcp-crypto-key",
-            "gcp-encrypt",
-            "gcp-decrypt",
-            "gcp-iam-policy-forbidden",
-        ],
-    )
-    .await;
-    let error = check_gcp(&replay, SERVICE_ACCOUNT).await.expect_err("403");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "Cloud KMS getIamPolicy {GCP_KEY}: HTTP 403 PERMISSION_DENIED"
-        )),
-        "{message}"
-    );
-    assert!(
-        message.contains("the operator running planx needs cloudkms.cryptoKeys.getIamPolicy"),
-        "{message}"
-    );
-    replay.finish();
-}
-
-#[tokio::test]
-async fn gcp_throttling_is_transient() {
-    let replay = Replay::start(&FIXTURES, &["gcp-crypto-key-throttled"]).await;
-    let error = check_gcp(&replay, SERVICE_ACCOUNT).await.expect_err("429");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.contains("HTTP 429 RESOURCE_EXHAUSTED: Quota exceeded"),
-        "{message}"
-    );
-    assert!(error.is_transient());
-    replay.finish();
-}
-
-#[tokio::test]
-async fn gcp_decrypt_returning_other_bytes_fails() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "gcp-crypto-key",
-            "gcp-encrypt",
-            "gcp-decrypt-other-plaintext",
-        ],
-    )
-    .await;
-    let error = check_gcp(&replay, SERVICE_ACCOUNT)
-        .await
-        .expect_err("other bytes");
-    assert_eq!(
-        message_without_secrets(&error),
-        format!(
-            "Cloud KMS decrypt with {GCP_KEY}: unexpected answer: the plaintext that came back is not the one encrypted"
+        passes(
+            "gcp_without_identity_skips_the_iam_policy",
+            &GCP_ROUND_TRIP,
+            "",
+            [ends_with("to check the key's IAM policy too")],
         )
-    );
-    replay.finish();
-}
-
-#[tokio::test]
-async fn gcp_identity_is_checked_before_any_call() {
-    let replay = Replay::start(&FIXTURES, &[]).await;
-    for identity in ["vault-seal", "user:ops@example.com", "vault@example.com"] {
-        let error = check_gcp(&replay, identity)
-            .await
-            .expect_err("not a service account");
-        assert!(
-            error
-                .to_string()
-                .starts_with(&format!("`identity: {identity}` is not a service account")),
-            "{error}"
-        );
-    }
-    assert!(replay.finish().is_empty());
+        .calls(&GCP_CALLS[..3]),
+        fails(
+            "gcp_disabled_primary_version_fails_before_encrypting",
+            &["gcp-crypto-key-version-disabled"],
+            SERVICE_ACCOUNT,
+            [is(format!(
+                "primary version 3 of key {GCP_KEY} is disabled: the seal cannot encrypt or decrypt with it; enable it with: gcloud kms keys versions enable 3 --key vault-seal-new --keyring vault --location europe-west1 --project vault-prod"
+            ))],
+        )
+        .calls(&["gcp-crypto-key-version-disabled#0"]),
+        fails(
+            "gcp_permission_denied_on_encrypt_names_the_permission",
+            &["gcp-crypto-key", "gcp-encrypt-permission-denied"],
+            SERVICE_ACCOUNT,
+            [
+                starts_with(format!(
+                    "Cloud KMS encrypt {GCP_KEY}: HTTP 403 PERMISSION_DENIED: Permission 'cloudkms.cryptoKeyVersions.useToEncrypt' denied"
+                )),
+                ends_with(
+                    "; the operator running planx needs cloudkms.cryptoKeyVersions.useToEncrypt (roles/cloudkms.cryptoKeyEncrypterDecrypter) on the key",
+                ),
+            ],
+        ),
+        fails(
+            "gcp_missing_key_names_its_path",
+            &["gcp-crypto-key-not-found"],
+            SERVICE_ACCOUNT,
+            [starts_with(format!(
+                "Cloud KMS has no key {GCP_KEY} (NOT_FOUND: CryptoKey {GCP_KEY} not found.)"
+            ))],
+        ),
+        fails(
+            "gcp_forbidden_iam_policy_names_get_iam_policy",
+            &then(&GCP_ROUND_TRIP, &["gcp-iam-policy-forbidden"]),
+            SERVICE_ACCOUNT,
+            [
+                starts_with(format!(
+                    "Cloud KMS getIamPolicy {GCP_KEY}: HTTP 403 PERMISSION_DENIED"
+                )),
+                contains("the operator running planx needs cloudkms.cryptoKeys.getIamPolicy"),
+            ],
+        ),
+        fails(
+            "gcp_throttling_is_transient",
+            &["gcp-crypto-key-throttled"],
+            SERVICE_ACCOUNT,
+            [contains("HTTP 429 RESOURCE_EXHAUSTED: Quota exceeded")],
+        )
+        .transient(),
+        fails(
+            "gcp_decrypt_returning_other_bytes_fails",
+            &["gcp-crypto-key", "gcp-encrypt", "gcp-decrypt-other-plaintext"],
+            SERVICE_ACCOUNT,
+            [is(format!(
+                "Cloud KMS decrypt with {GCP_KEY}: unexpected answer: the plaintext that came back is not the one encrypted"
+            ))],
+        ),
+    ];
+    let not_service_accounts = ["vault-seal", "user:ops@example.com", "vault@example.com"];
+    table.extend(not_service_accounts.map(|identity| {
+        fails(
+            format!("gcp_identity_is_checked_before_any_call: {identity}"),
+            &[],
+            identity,
+            [starts_with(format!(
+                "`identity: {identity}` is not a service account"
+            ))],
+        )
+        .calls(&[])
+    }));
+    cases::run(&FIXTURES, &PLANTED, table, check_gcp).await;
 }
 
 #[tokio::test]
 async fn gcp_token_comes_from_gcloud_when_not_given() {
-    let dir = scratch_dir("gcloud");
+    let dir = scratch_dir("kms-gcloud");
     let signed_in = dir.join("gcloud");
     let signed_out = dir.join("gcloud-signed-out");
-    let _ = std::fs::remove_file(dir.join("gcloud.calls"));
     write_script(
         &signed_in,
         &format!(
@@ -860,16 +642,7 @@ async fn gcp_token_comes_from_gcloud_when_not_given() {
         "#!/bin/sh\necho 'ERROR: (gcloud.auth.print-access-token) You do not currently have an active account selected.' >&2\nexit 1\n",
     );
 
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "gcp-crypto-key",
-            "gcp-encrypt",
-            "gcp-decrypt",
-            "gcp-iam-policy",
-        ],
-    )
-    .await;
+    let replay = Replay::start(&FIXTURES, &then(&GCP_ROUND_TRIP, &["gcp-iam-policy"])).await;
     let credential = GcpCredential::Gcloud { program: signed_in };
     gcpckms::check_key_access(
         &gcp_endpoint(&replay),
@@ -910,64 +683,22 @@ async fn gcp_token_comes_from_gcloud_when_not_given() {
     std::fs::remove_dir_all(dir).ok();
 }
 
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("planx-kms-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn write_script(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).expect("script");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-}
-
 /// One `preflight.key-access` step on an awskms target and one on a gcpckms target.
-const KEY_ACCESS_PLAN: &str = r#"
-version: 1
-name: kms-key-access
-targets:
-  aws_keys:
-    kind: awskms
-    region: us-east-1
-    kms_key_id: alias/vault-seal-new
-  gcp_keys:
-    kind: gcpckms
-    project: vault-prod
-    region: europe-west1
-    key_ring: vault
-    crypto_key: vault-seal-new
-steps:
-  - id: aws-key-access
-    uses: preflight.key-access
-    on: aws_keys
-    with: {identity: "arn:aws:iam::111122223333:role/vault-seal"}
-  - id: gcp-key-access
-    uses: preflight.key-access
-    on: gcp_keys
-    with: {identity: "vault-seal@vault-prod.iam.gserviceaccount.com"}
-"#;
+fn key_access_plan() -> String {
+    plan_text(
+        "kms-key-access",
+        TARGETS_YAML,
+        "preflight.key-access",
+        &[
+            ("aws-key-access", "aws_keys", ROLE),
+            ("gcp-key-access", "gcp_keys", SERVICE_ACCOUNT),
+        ],
+    )
+}
 
 #[test]
 fn targets_from_the_compiled_attributes() {
-    struct Text;
-    impl planc::Loader for Text {
-        fn load(&self, _: &Path) -> std::io::Result<String> {
-            Ok(KEY_ACCESS_PLAN.into())
-        }
-    }
-    let compilation = planc::compile(
-        &planc::CompileRequest {
-            plan: "kms-key-access.yaml".into(),
-            ..Default::default()
-        },
-        &Text,
-    )
-    .expect("compile");
-    let plan = compilation
-        .plan
-        .unwrap_or_else(|| panic!("{:?}", compilation.diagnostics));
+    let plan = common::compile("kms-key-access", key_access_plan());
     assert_eq!(
         KmsKeyTarget::from_compiled(&plan.targets["aws_keys"]).expect("aws attributes"),
         aws_target()
@@ -994,36 +725,11 @@ fn targets_from_the_compiled_attributes() {
     );
 }
 
-/// `planx apply` on the plan above, in `dir`, with `env` and nothing else of the caller's cloud
+/// `planx apply` on [`key_access_plan`], in `dir`, with `env` and nothing else of the caller's cloud
 /// environment; a kubeconfig without clusters, since the plan has none.
 async fn planx_apply(dir: &Path, env: &[(&str, String)]) -> std::process::Output {
-    std::fs::write(dir.join("kms-key-access.yaml"), KEY_ACCESS_PLAN).expect("plan");
-    std::fs::write(
-        dir.join("kubeconfig"),
-        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
-    )
-    .expect("kubeconfig");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_planx"));
-    command
-        .args(["apply", "kms-key-access.yaml", "--yes"])
-        .current_dir(dir)
-        .env("KUBECONFIG", dir.join("kubeconfig"))
-        .env("PATH", dir);
-    for name in [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "PLANX_AWS_KMS_URL",
-        "GOOGLE_OAUTH_ACCESS_TOKEN",
-        "PLANX_GCP_KMS_URL",
-    ] {
-        command.env_remove(name);
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().await.expect("planx runs")
+    std::fs::write(dir.join("kms-key-access.yaml"), key_access_plan()).expect("plan");
+    common::planx_without_clusters(dir, &["apply", "kms-key-access.yaml", "--yes"], env).await
 }
 
 #[tokio::test]
@@ -1031,30 +737,16 @@ async fn the_action_checks_both_kinds_with_credentials_from_the_environment() {
     let replay = Replay::start(
         &FIXTURES,
         &[
-            "aws-describe-key",
-            "aws-encrypt",
-            "aws-decrypt",
-            "aws-key-policy",
-            "gcp-crypto-key",
-            "gcp-encrypt",
-            "gcp-decrypt",
-            "gcp-iam-policy",
-        ],
+            &AWS_ROUND_TRIP[..],
+            &["aws-key-policy"],
+            &GCP_ROUND_TRIP,
+            &["gcp-iam-policy"],
+        ]
+        .concat(),
     )
     .await;
-    let dir = scratch_dir("action");
-    let output = planx_apply(
-        &dir,
-        &[
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.into()),
-            ("AWS_SESSION_TOKEN", SESSION_TOKEN.into()),
-            ("PLANX_AWS_KMS_URL", replay.base.clone()),
-            ("GOOGLE_OAUTH_ACCESS_TOKEN", GCP_TOKEN.into()),
-            ("PLANX_GCP_KMS_URL", format!("{}/v1", replay.base)),
-        ],
-    )
-    .await;
+    let dir = scratch_dir("kms-action");
+    let output = planx_apply(&dir, &environment(&replay)).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -1083,7 +775,7 @@ async fn the_action_checks_both_kinds_with_credentials_from_the_environment() {
 #[tokio::test]
 async fn the_action_fails_without_credentials_and_names_what_to_set() {
     let replay = Replay::start(&FIXTURES, &[]).await;
-    let dir = scratch_dir("action-without-credentials");
+    let dir = scratch_dir("kms-action-without-credentials");
     // No AWS variables, and no `gcloud` on the PATH (the scratch folder).
     let output = planx_apply(
         &dir,
@@ -1109,14 +801,20 @@ async fn the_action_fails_without_credentials_and_names_what_to_set() {
     std::fs::remove_dir_all(dir).ok();
 }
 
+/// The withdrawal of the Google key from the service account `identity`, found (its IAM policy
+/// read) and not yet made.
+async fn plan_gcp(
+    replay: &Replay,
+    identity: &str,
+) -> Result<gcpckms::KeyAccessWithdrawal<'static>, GcpKmsError> {
+    static TARGET: LazyLock<CryptoKeyTarget> = LazyLock::new(gcp_target);
+    gcpckms::plan_withdrawal(&gcp_endpoint(replay), &gcp_token(), &TARGET, identity).await
+}
+
 /// `keys.disable` on the Google key as the action runs it: the policy read, set without the
-/// account when it held the role, the summary.
-async fn withdraw_gcp(replay: &Replay) -> Result<String, GcpKmsError> {
-    let credential = GcpCredential::AccessToken(Secret::new(GCP_TOKEN));
-    let target = gcp_target();
-    let withdrawal =
-        gcpckms::plan_withdrawal(&gcp_endpoint(replay), &credential, &target, SERVICE_ACCOUNT)
-            .await?;
+/// account `identity` when it held the role, the summary.
+async fn withdraw_gcp(replay: &Replay, identity: &str) -> Result<String, GcpKmsError> {
+    let withdrawal = plan_gcp(replay, identity).await?;
     if withdrawal.effect().is_some() {
         withdrawal.apply().await?;
     }
@@ -1134,16 +832,7 @@ fn granted_above_the_key() -> String {
 #[tokio::test]
 async fn gcp_withdrawal_sets_the_policy_without_the_account_and_with_its_etag() {
     let replay = Replay::start(&FIXTURES, &["gcp-iam-policy", "gcp-set-iam-policy"]).await;
-    let credential = GcpCredential::AccessToken(Secret::new(GCP_TOKEN));
-    let target = gcp_target();
-    let withdrawal = gcpckms::plan_withdrawal(
-        &gcp_endpoint(&replay),
-        &credential,
-        &target,
-        SERVICE_ACCOUNT,
-    )
-    .await
-    .expect("read");
+    let withdrawal = plan_gcp(&replay, SERVICE_ACCOUNT).await.expect("read");
     assert!(!withdrawal.is_withdrawn());
     assert_eq!(
         withdrawal.effect().as_deref(),
@@ -1171,37 +860,9 @@ async fn gcp_withdrawal_sets_the_policy_without_the_account_and_with_its_etag() 
 }
 
 #[tokio::test]
-async fn gcp_withdrawal_drops_the_emptied_binding_and_keeps_the_rest() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &["gcp-iam-policy-alone", "gcp-set-iam-policy-alone"],
-    )
-    .await;
-    let summary = withdraw_gcp(&replay).await.expect("removed");
-    assert!(
-        summary.contains(&format!(
-            "in the IAM policy of key {GCP_KEY}; it still holds roles/cloudkms.viewer on the key, which planx leaves; "
-        )),
-        "{summary}"
-    );
-    // The binding it held alone is gone, the conditional one keeps its other member and its
-    // condition, and the policy its version 3.
-    replay.finish();
-}
-
-#[tokio::test]
 async fn gcp_account_not_on_the_key_is_done_and_names_the_grants_above() {
     let replay = Replay::start(&FIXTURES, &["gcp-iam-policy-other-members"]).await;
-    let credential = GcpCredential::AccessToken(Secret::new(GCP_TOKEN));
-    let target = gcp_target();
-    let withdrawal = gcpckms::plan_withdrawal(
-        &gcp_endpoint(&replay),
-        &credential,
-        &target,
-        SERVICE_ACCOUNT,
-    )
-    .await
-    .expect("read");
+    let withdrawal = plan_gcp(&replay, SERVICE_ACCOUNT).await.expect("read");
     assert!(withdrawal.is_withdrawn());
     assert_eq!(withdrawal.effect(), None);
     assert_eq!(
@@ -1214,87 +875,83 @@ async fn gcp_account_not_on_the_key_is_done_and_names_the_grants_above() {
     assert_eq!(replay.finish(), ["gcp-iam-policy-other-members#0"]);
 }
 
+/// The Google withdrawal as the action runs it, a case per recorded situation, named for what it
+/// shows.
 #[tokio::test]
-async fn gcp_policy_changed_meanwhile_is_transient() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &["gcp-iam-policy", "gcp-set-iam-policy-conflict"],
-    )
-    .await;
-    let error = withdraw_gcp(&replay).await.expect_err("409");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "Cloud KMS setIamPolicy {GCP_KEY}: HTTP 409 ABORTED: There were concurrent policy changes."
-        )),
-        "{message}"
-    );
-    assert!(
-        message.contains("retrying the step reads it again"),
-        "{message}"
-    );
-    assert!(error.is_transient());
-    let action: ActionError = error.into();
-    assert!(action.transient);
-    replay.finish();
-}
-
-#[tokio::test]
-async fn gcp_forbidden_set_iam_policy_names_the_permission() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &["gcp-iam-policy", "gcp-set-iam-policy-forbidden"],
-    )
-    .await;
-    let error = withdraw_gcp(&replay).await.expect_err("403");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "Cloud KMS setIamPolicy {GCP_KEY}: HTTP 403 PERMISSION_DENIED: Permission 'cloudkms.cryptoKeys.setIamPolicy' denied"
-        )),
-        "{message}"
-    );
-    assert!(
-        message.ends_with(
-            "; the operator running planx needs cloudkms.cryptoKeys.setIamPolicy (roles/cloudkms.admin) on the key"
+async fn gcp_withdrawal_cases() {
+    let table = vec![
+        // The binding it held alone is gone, the conditional one keeps its other member and its
+        // condition, and the policy its version 3.
+        passes(
+            "gcp_withdrawal_drops_the_emptied_binding_and_keeps_the_rest",
+            &["gcp-iam-policy-alone", "gcp-set-iam-policy-alone"],
+            SERVICE_ACCOUNT,
+            [contains(format!(
+                "in the IAM policy of key {GCP_KEY}; it still holds roles/cloudkms.viewer on the key, which planx leaves; "
+            ))],
         ),
-        "{message}"
-    );
-    assert!(!error.is_transient());
-    replay.finish();
-}
-
-#[tokio::test]
-async fn gcp_withdrawal_needs_a_service_account_before_any_call() {
-    let replay = Replay::start(&FIXTURES, &[]).await;
-    let credential = GcpCredential::AccessToken(Secret::new(GCP_TOKEN));
-    let target = gcp_target();
-    for (identity, expected) in [
-        (
+        fails(
+            "gcp_policy_changed_meanwhile_is_transient",
+            &["gcp-iam-policy", "gcp-set-iam-policy-conflict"],
+            SERVICE_ACCOUNT,
+            [
+                starts_with(format!(
+                    "Cloud KMS setIamPolicy {GCP_KEY}: HTTP 409 ABORTED: There were concurrent policy changes."
+                )),
+                contains("retrying the step reads it again"),
+            ],
+        )
+        .transient(),
+        fails(
+            "gcp_forbidden_set_iam_policy_names_the_permission",
+            &["gcp-iam-policy", "gcp-set-iam-policy-forbidden"],
+            SERVICE_ACCOUNT,
+            [
+                starts_with(format!(
+                    "Cloud KMS setIamPolicy {GCP_KEY}: HTTP 403 PERMISSION_DENIED: Permission 'cloudkms.cryptoKeys.setIamPolicy' denied"
+                )),
+                ends_with(
+                    "; the operator running planx needs cloudkms.cryptoKeys.setIamPolicy (roles/cloudkms.admin) on the key",
+                ),
+            ],
+        ),
+        fails(
+            "gcp_withdrawal_needs_a_service_account_before_any_call (none given)",
+            &[],
             "",
-            format!(
+            [is(format!(
                 "set `identity:` to the email of the service account the Vault pods use, to withdraw its access to key {GCP_KEY}"
-            ),
-        ),
-        (
+            ))],
+        )
+        .calls(&[]),
+        fails(
+            "gcp_withdrawal_needs_a_service_account_before_any_call (a name)",
+            &[],
             "vault-seal",
-            "`identity: vault-seal` is not a service account; set it to the email of the service account the Vault pods use (NAME@PROJECT.iam.gserviceaccount.com)".to_string(),
-        ),
-    ] {
-        let error = gcpckms::plan_withdrawal(&gcp_endpoint(&replay), &credential, &target, identity)
-            .await
-            .err()
-            .expect("no service account");
-        assert_eq!(error.to_string(), expected);
-    }
-    assert!(replay.finish().is_empty());
+            [is(
+                "`identity: vault-seal` is not a service account; set it to the email of the service account the Vault pods use (NAME@PROJECT.iam.gserviceaccount.com)",
+            )],
+        )
+        .calls(&[]),
+    ];
+    cases::run(&FIXTURES, &PLANTED, table, withdraw_gcp).await;
 }
 
-/// `keys.disable` on the AWS key as the action runs it: the grants revoked, the summary.
-async fn withdraw_aws(replay: &Replay) -> Result<String, AwsKmsError> {
-    let (credentials, target) = (aws_credentials(), aws_target());
-    let withdrawal =
-        awskms::plan_withdrawal(&aws_endpoint(replay), &credentials, &target, ROLE).await?;
+/// The withdrawal of the AWS key from the role `identity`, found (its grants listed, its key
+/// policy read) and not yet made.
+async fn plan_aws(
+    replay: &Replay,
+    identity: &str,
+) -> Result<awskms::KeyAccessWithdrawal<'static>, AwsKmsError> {
+    static CREDENTIALS: LazyLock<AwsCredentials> = LazyLock::new(aws_credentials);
+    static TARGET: LazyLock<KmsKeyTarget> = LazyLock::new(aws_target);
+    awskms::plan_withdrawal(&aws_endpoint(replay), &CREDENTIALS, &TARGET, identity).await
+}
+
+/// `keys.disable` on the AWS key as the action runs it for the role `identity`: the grants
+/// revoked, the summary.
+async fn withdraw_aws(replay: &Replay, identity: &str) -> Result<String, AwsKmsError> {
+    let withdrawal = plan_aws(replay, identity).await?;
     for grant in withdrawal.grants() {
         withdrawal.revoke(grant).await?;
     }
@@ -1318,10 +975,7 @@ async fn aws_withdrawal_revokes_every_grant_of_the_role() {
         ],
     )
     .await;
-    let (credentials, target) = (aws_credentials(), aws_target());
-    let withdrawal = awskms::plan_withdrawal(&aws_endpoint(&replay), &credentials, &target, ROLE)
-        .await
-        .expect("read");
+    let withdrawal = plan_aws(&replay, ROLE).await.expect("read");
     assert!(!withdrawal.is_withdrawn());
     let ids: Vec<&str> = withdrawal.grants().iter().map(|g| g.id.as_str()).collect();
     assert_eq!(ids, [GRANT_ENCRYPT, GRANT_REWRAP], "both pages");
@@ -1341,9 +995,8 @@ async fn aws_withdrawal_revokes_every_grant_of_the_role() {
         )
     );
     let requests = replay.finish_with_requests();
-    let calls: Vec<&str> = requests.iter().map(|r| r.exchange.as_str()).collect();
     assert_eq!(
-        calls,
+        exchanges(&requests),
         [
             "aws-describe-key#0",
             "aws-list-grants#0",
@@ -1357,27 +1010,6 @@ async fn aws_withdrawal_revokes_every_grant_of_the_role() {
 }
 
 #[tokio::test]
-async fn aws_key_policy_naming_the_role_is_left_with_the_commands() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &["aws-describe-key", "aws-list-grants-none", "aws-key-policy"],
-    )
-    .await;
-    let error = withdraw_aws(&replay)
-        .await
-        .expect_err("a statement names it");
-    let message = message_without_secrets(&error);
-    assert_eq!(
-        message,
-        format!(
-            "{ROLE} holds no grant on key {KEY_ARN}; the key policy still names {ROLE} in statement \"Allow use of the key\", and planx does not rewrite key policies (a wrong one can lock everyone out of the key): remove {ROLE} from it by hand with: aws kms get-key-policy --key-id {KEY_ARN} --policy-name default --region {REGION} --query Policy --output text > key-policy.json, edit key-policy.json, then aws kms put-key-policy --key-id {KEY_ARN} --policy-name default --policy file://key-policy.json --region {REGION}, and run the step again{IAM_NOTE}"
-        )
-    );
-    assert!(!error.is_transient());
-    replay.finish();
-}
-
-#[tokio::test]
 async fn aws_nothing_left_to_withdraw_is_done() {
     let replay = Replay::start(
         &FIXTURES,
@@ -1388,10 +1020,7 @@ async fn aws_nothing_left_to_withdraw_is_done() {
         ],
     )
     .await;
-    let (credentials, target) = (aws_credentials(), aws_target());
-    let withdrawal = awskms::plan_withdrawal(&aws_endpoint(&replay), &credentials, &target, ROLE)
-        .await
-        .expect("read");
+    let withdrawal = plan_aws(&replay, ROLE).await.expect("read");
     assert!(withdrawal.is_withdrawn());
     assert_eq!(
         withdrawal.finish().expect("done"),
@@ -1400,55 +1029,53 @@ async fn aws_nothing_left_to_withdraw_is_done() {
     replay.finish();
 }
 
+/// The AWS withdrawal as the action runs it, a case per recorded situation, named for what it
+/// shows.
 #[tokio::test]
-async fn aws_denied_revocation_names_kms_revoke_grant() {
-    let replay = Replay::start(
-        &FIXTURES,
-        &[
-            "aws-describe-key",
-            "aws-list-grants",
-            "aws-key-policy-other-role",
-            "aws-revoke-grant-access-denied",
-        ],
-    )
-    .await;
-    let error = withdraw_aws(&replay).await.expect_err("denied");
-    let message = message_without_secrets(&error);
-    assert!(
-        message.starts_with(&format!(
-            "AWS KMS RevokeGrant with {KEY_ARN}: HTTP 400 AccessDeniedException: User: arn:aws:iam::111122223333:user/operator is not authorized to perform: kms:RevokeGrant"
-        )),
-        "{message}"
-    );
-    assert!(
-        message.ends_with("; the operator running planx needs kms:RevokeGrant on the key"),
-        "{message}"
-    );
-    assert!(!error.is_transient());
-    replay.finish();
-}
-
-#[tokio::test]
-async fn aws_withdrawal_needs_a_role_arn_before_any_call() {
-    let replay = Replay::start(&FIXTURES, &[]).await;
-    let (credentials, target) = (aws_credentials(), aws_target());
-    for (identity, expected) in [
-        (
+async fn aws_withdrawal_cases() {
+    let table = vec![
+        fails(
+            "aws_key_policy_naming_the_role_is_left_with_the_commands",
+            &["aws-describe-key", "aws-list-grants-none", "aws-key-policy"],
+            ROLE,
+            [is(format!(
+                "{ROLE} holds no grant on key {KEY_ARN}; the key policy still names {ROLE} in statement \"Allow use of the key\", and planx does not rewrite key policies (a wrong one can lock everyone out of the key): remove {ROLE} from it by hand with: aws kms get-key-policy --key-id {KEY_ARN} --policy-name default --region {REGION} --query Policy --output text > key-policy.json, edit key-policy.json, then aws kms put-key-policy --key-id {KEY_ARN} --policy-name default --policy file://key-policy.json --region {REGION}, and run the step again{IAM_NOTE}"
+            ))],
+        ),
+        fails(
+            "aws_denied_revocation_names_kms_revoke_grant",
+            &[
+                "aws-describe-key",
+                "aws-list-grants",
+                "aws-key-policy-other-role",
+                "aws-revoke-grant-access-denied",
+            ],
+            ROLE,
+            [
+                starts_with(format!(
+                    "AWS KMS RevokeGrant with {KEY_ARN}: HTTP 400 AccessDeniedException: User: arn:aws:iam::111122223333:user/operator is not authorized to perform: kms:RevokeGrant"
+                )),
+                ends_with("; the operator running planx needs kms:RevokeGrant on the key"),
+            ],
+        ),
+        fails(
+            "aws_withdrawal_needs_a_role_arn_before_any_call (none given)",
+            &[],
             " ",
-            format!(
+            [is(format!(
                 "set `identity:` to the ARN of the IAM role the Vault pods use, to withdraw its access to key {KEY_ALIAS}"
-            ),
-        ),
-        (
+            ))],
+        )
+        .calls(&[]),
+        fails(
+            "aws_withdrawal_needs_a_role_arn_before_any_call (a name)",
+            &[],
             "vault-seal",
-            "`identity: vault-seal` is not an IAM role ARN; set it to the ARN of the role the Vault pods use (arn:aws:iam::ACCOUNT:role/NAME)".to_string(),
-        ),
-    ] {
-        let error = awskms::plan_withdrawal(&aws_endpoint(&replay), &credentials, &target, identity)
-            .await
-            .err()
-            .expect("no role");
-        assert_eq!(error.to_string(), expected);
-    }
-    assert!(replay.finish().is_empty());
+            [is(
+                "`identity: vault-seal` is not an IAM role ARN; set it to the ARN of the role the Vault pods use (arn:aws:iam::ACCOUNT:role/NAME)",
+            )],
+        )
+        .calls(&[]),
+    ];
+    cases::run(&FIXTURES, &PLANTED, table, withdraw_aws).await;
 }

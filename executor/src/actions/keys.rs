@@ -8,9 +8,19 @@ use planc_schema::plan::TargetKind;
 
 use super::{Live, typed};
 use crate::engine::{ActionError, Effects, StepRun};
+use crate::keyservice::KeyServiceError;
 use crate::secrets::Secret;
 use crate::transit::TransitKey;
 use crate::{awskms, azure, gcpckms};
+
+/// What a pass over a `keys.disable` step does once it has found what grants the access.
+#[derive(Clone, Copy)]
+enum Pass<'e> {
+    /// Make each removal as a journaled effect of its own.
+    Withdraw(&'e Effects),
+    /// Only look: a step left in doubt is done once nothing grants the access any more.
+    Observe,
+}
 
 impl Live {
     /// Withdraw the access `keys.disable` names; returns the summary of what was removed.
@@ -19,6 +29,26 @@ impl Live {
         run: &StepRun,
         effects: &Effects,
     ) -> Result<String, ActionError> {
+        let summary = self.key_access(run, Pass::Withdraw(effects)).await?;
+        Ok(summary.expect("a withdrawal ends with its summary"))
+    }
+
+    /// For a step in doubt: its summary when nothing grants the access any more, `None` when
+    /// something still does and the step must run again.
+    pub(super) async fn key_access_withdrawn(
+        &self,
+        run: &StepRun,
+    ) -> Result<Option<String>, ActionError> {
+        self.key_access(run, Pass::Observe).await
+    }
+
+    /// Find what grants the access `keys.disable` names; the summary once nothing does, or, when
+    /// only observing, `None` while something still does.
+    async fn key_access(
+        &self,
+        run: &StepRun,
+        pass: Pass<'_>,
+    ) -> Result<Option<String>, ActionError> {
         let input: inputs::KeysDisableInput = typed(run)?;
         let target = self.target(&run.step.on)?;
         match target.kind {
@@ -26,8 +56,11 @@ impl Live {
                 let key = TransitKey::from_compiled(target);
                 let token = self.transit_token(target)?;
                 if key.access_withdrawn(&token).await? {
-                    return Ok(transit_summary(&key, false));
+                    return Ok(Some(transit_summary(&key, false)));
                 }
+                let Pass::Withdraw(effects) = pass else {
+                    return Ok(None);
+                };
                 effects
                     .perform(
                         &format!(
@@ -38,7 +71,7 @@ impl Live {
                     )
                     .await?;
                 key.prove_withdrawn(&token).await?;
-                Ok(transit_summary(&key, true))
+                Ok(Some(transit_summary(&key, true)))
             }
             TargetKind::Azurekeyvault => {
                 let (endpoints, credential) = (
@@ -54,6 +87,9 @@ impl Live {
                     &input.role,
                 )
                 .await?;
+                let Pass::Withdraw(effects) = pass else {
+                    return observed(withdrawal.is_withdrawn(), || withdrawal.finish());
+                };
                 for removal in withdrawal.removals().to_vec() {
                     effects
                         .perform(&removal.to_string(), async {
@@ -61,7 +97,7 @@ impl Live {
                         })
                         .await?;
                 }
-                Ok(withdrawal.finish()?)
+                Ok(Some(withdrawal.finish()?))
             }
             TargetKind::Gcpckms => {
                 let (endpoint, credential) = (
@@ -72,6 +108,9 @@ impl Live {
                 let withdrawal =
                     gcpckms::plan_withdrawal(&endpoint, &credential, &crypto_key, &input.identity)
                         .await?;
+                let Pass::Withdraw(effects) = pass else {
+                    return observed(withdrawal.is_withdrawn(), || Ok(withdrawal.summary()));
+                };
                 if let Some(effect) = withdrawal.effect() {
                     effects
                         .perform(&effect, async {
@@ -79,7 +118,7 @@ impl Live {
                         })
                         .await?;
                 }
-                Ok(withdrawal.summary())
+                Ok(Some(withdrawal.summary()))
             }
             TargetKind::Awskms => {
                 let (endpoint, credentials) = (
@@ -90,6 +129,9 @@ impl Live {
                 let withdrawal =
                     awskms::plan_withdrawal(&endpoint, &credentials, &kms_key, &input.identity)
                         .await?;
+                let Pass::Withdraw(effects) = pass else {
+                    return observed(withdrawal.is_withdrawn(), || withdrawal.finish());
+                };
                 for grant in withdrawal.grants() {
                     effects
                         .perform(&withdrawal.revoke_effect(grant), async {
@@ -97,76 +139,10 @@ impl Live {
                         })
                         .await?;
                 }
-                Ok(withdrawal.finish()?)
+                Ok(Some(withdrawal.finish()?))
             }
             other => Err(not_a_key_service(other)),
         }
-    }
-
-    /// For a step in doubt: its summary when nothing grants the access any more, `None` when
-    /// something still does and the step must run again.
-    pub(super) async fn key_access_withdrawn(
-        &self,
-        run: &StepRun,
-    ) -> Result<Option<String>, ActionError> {
-        let input: inputs::KeysDisableInput = typed(run)?;
-        let target = self.target(&run.step.on)?;
-        Ok(match target.kind {
-            TargetKind::Transit => {
-                let key = TransitKey::from_compiled(target);
-                let token = self.transit_token(target)?;
-                key.access_withdrawn(&token)
-                    .await?
-                    .then(|| transit_summary(&key, false))
-            }
-            TargetKind::Azurekeyvault => {
-                let (endpoints, credential) = (
-                    azure::AzureEndpoints::from_env(),
-                    azure::AzureCredential::from_env(),
-                );
-                let key_vault = azure::KeyVaultTarget::from_compiled(target)?;
-                let withdrawal = azure::plan_withdrawal(
-                    &endpoints,
-                    &credential,
-                    &key_vault,
-                    &input.identity,
-                    &input.role,
-                )
-                .await?;
-                if withdrawal.is_withdrawn() {
-                    Some(withdrawal.finish()?)
-                } else {
-                    None
-                }
-            }
-            TargetKind::Gcpckms => {
-                let (endpoint, credential) = (
-                    gcpckms::CloudKmsEndpoint::from_env(),
-                    gcpckms::GcpCredential::from_env(),
-                );
-                let crypto_key = gcpckms::CryptoKeyTarget::from_compiled(target)?;
-                let withdrawal =
-                    gcpckms::plan_withdrawal(&endpoint, &credential, &crypto_key, &input.identity)
-                        .await?;
-                withdrawal.is_withdrawn().then(|| withdrawal.summary())
-            }
-            TargetKind::Awskms => {
-                let (endpoint, credentials) = (
-                    awskms::KmsEndpoint::from_env(),
-                    awskms::AwsCredentials::from_env()?,
-                );
-                let kms_key = awskms::KmsKeyTarget::from_compiled(target)?;
-                let withdrawal =
-                    awskms::plan_withdrawal(&endpoint, &credentials, &kms_key, &input.identity)
-                        .await?;
-                if withdrawal.is_withdrawn() {
-                    Some(withdrawal.finish()?)
-                } else {
-                    None
-                }
-            }
-            other => return Err(not_a_key_service(other)),
-        })
     }
 
     /// The token a transit seal uses, which is its access to the key.
@@ -175,6 +151,15 @@ impl Live {
             ActionError::permanent(format!("the transit target `{}` has no token", target.id))
         })
     }
+}
+
+/// What a step in doubt finds: the summary once nothing grants the access (`withdrawn`), `None`
+/// while something still does.
+fn observed(
+    withdrawn: bool,
+    summary: impl FnOnce() -> Result<String, KeyServiceError>,
+) -> Result<Option<String>, ActionError> {
+    Ok(withdrawn.then(summary).transpose()?)
 }
 
 /// What a transit withdrawal did (`revoked`), or found done already.

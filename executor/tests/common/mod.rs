@@ -1,10 +1,14 @@
 //! Real OpenBao servers for the executor's tests: single-node raft clusters on their own loopback
-//! address, started from the `bao` binary the project installs, stopped when dropped.
+//! address, started from the `bao` binary the project installs, stopped when dropped. And what
+//! the tests share besides: scratch folders and scripts, plans compiled from text, and plans run
+//! by the engine on `Live`.
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The `bao` binary: `$PLANX_BAO`, or the project's venv (`tests/twin/setup-openbao.sh`).
@@ -204,4 +208,137 @@ pub async fn seeded_old_cluster() -> (twin::Twin, planx::cluster::Cluster) {
             .expect("create");
     }
     (twin, cluster)
+}
+
+/// An empty folder `planx-{name}-PID` in the temporary directory.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("planx-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Variables read from `pairs` (name, value), and no others.
+pub fn lookup<'p>(pairs: &'p [(&'p str, &'p str)]) -> impl Fn(&str) -> Option<String> + 'p {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(variable, _)| *variable == name)
+            .map(|(_, value)| value.to_string())
+    }
+}
+
+/// An executable shell script at `path`.
+pub fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// The plan `text`, compiled as `{name}.yaml`.
+pub fn compile(name: &str, text: String) -> planc::CompiledPlan {
+    struct Text(String);
+    impl planc::Loader for Text {
+        fn load(&self, _: &Path) -> std::io::Result<String> {
+            Ok(self.0.clone())
+        }
+    }
+    let compilation = planc::compile(
+        &planc::CompileRequest {
+            plan: format!("{name}.yaml").into(),
+            ..Default::default()
+        },
+        &Text(text),
+    )
+    .expect("compile");
+    compilation
+        .plan
+        .unwrap_or_else(|| panic!("{:?}", compilation.diagnostics))
+}
+
+/// `plan` run by the engine on `live`, every gate approved, journaled in `journal`; resumed from
+/// the journal's `states` (empty for a first run).
+pub async fn run_approved(
+    live: planx::actions::Live,
+    plan: &planc::CompiledPlan,
+    journal: planx::journal::Journal,
+    states: BTreeMap<String, planx::journal::StepState>,
+) -> planx::engine::Outcome {
+    use planx::engine::{Engine, Options, Preapproved};
+    let engine = Engine {
+        actions: Arc::new(live),
+        approver: Arc::new(Preapproved {
+            all: true,
+            steps: vec![],
+        }),
+        options: Options::default(),
+    };
+    let (_stop_sender, stop) = tokio::sync::watch::channel(false);
+    planx::engine::run(engine, plan.clone(), states, journal, |_| {}, stop)
+        .await
+        .expect("run")
+}
+
+/// As [`run_approved`], on `Live` without clusters, with the secret params `secrets`, in
+/// `run_dir`.
+pub async fn run_on_live(
+    plan: &planc::CompiledPlan,
+    secrets: HashMap<String, planx::secrets::Secret>,
+    run_dir: &Path,
+    journal: planx::journal::Journal,
+    states: BTreeMap<String, planx::journal::StepState>,
+) -> planx::engine::Outcome {
+    let live = planx::actions::Live::new(
+        plan.clone(),
+        HashMap::new(),
+        secrets,
+        run_dir.to_path_buf(),
+        vec![],
+    );
+    run_approved(live, plan, journal, states).await
+}
+
+/// The variables through which planx reaches the cloud key services and finds the operator's
+/// credentials.
+const CLOUD_VARIABLES: [&str; 15] = [
+    "AZURE_AUTHORITY_HOST",
+    "PLANX_AZURE_ARM_URL",
+    "PLANX_AZURE_GRAPH_URL",
+    "PLANX_AZURE_KEYVAULT_URL",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "PLANX_AWS_KMS_URL",
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
+    "PLANX_GCP_KMS_URL",
+];
+
+/// `planx ARGS` in `dir`, with `env` and none of the caller's cloud variables, `dir` as the
+/// PATH (so no cloud CLI), and a kubeconfig there without clusters, since the plans have none.
+pub async fn planx_without_clusters(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Output {
+    std::fs::write(
+        dir.join("kubeconfig"),
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .expect("kubeconfig");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_planx"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .env("PATH", dir);
+    for name in CLOUD_VARIABLES {
+        command.env_remove(name);
+    }
+    command.envs(env.iter().cloned());
+    command.output().await.expect("planx runs")
 }

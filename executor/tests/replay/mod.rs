@@ -20,6 +20,13 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[allow(
+    dead_code,
+    reason = "tests/keys_disable.rs serves recordings without running cases"
+)]
+pub mod cases;
+pub mod recorded;
+
 /// Where a test binary's recordings live and which documentation they may cite.
 pub struct Fixtures {
     /// The folder under `tests/`.
@@ -274,23 +281,26 @@ impl Replay {
 
     /// As [`Replay::finish`], with each request as it arrived.
     pub fn finish_with_requests(self) -> Vec<Answered> {
+        self.try_finish()
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// As [`Replay::finish_with_requests`], what failed returned rather than asserted.
+    pub fn try_finish(self) -> Result<Vec<Answered>, String> {
         let mut state = self.state.lock().expect("replay state");
-        assert!(
-            state.failures.is_empty(),
-            "replay failures: {:#?}",
-            state.failures
-        );
+        if !state.failures.is_empty() {
+            return Err(format!("replay failures: {:#?}", state.failures));
+        }
         let unmade: Vec<&str> = state
             .exchanges
             .iter()
             .filter(|(_, exchange, answered)| !answered && !exchange.optional)
             .map(|(name, _, _)| name.as_str())
             .collect();
-        assert!(
-            unmade.is_empty(),
-            "recorded but never requested: {unmade:?}"
-        );
-        std::mem::take(&mut state.answered)
+        if !unmade.is_empty() {
+            return Err(format!("recorded but never requested: {unmade:?}"));
+        }
+        Ok(std::mem::take(&mut state.answered))
     }
 
     /// The string a recorded `"{any:NAME}"` matched.
