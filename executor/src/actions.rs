@@ -648,9 +648,34 @@ impl Live {
             .await
     }
 
+    /// The secret values of the run as they appear inside JSON text, with the marker that
+    /// stands for each in a record: `{{planx-secret:PARAM}}`.
+    fn secret_markers(&self) -> Vec<(String, String)> {
+        let mut markers: Vec<(String, String)> = self
+            .secrets
+            .iter()
+            .filter(|(_, secret)| secret.expose().len() >= 8 && !secret.expose().contains('\n'))
+            .map(|(param, secret)| {
+                let quoted = serde_json::to_string(secret.expose()).expect("strings serialise");
+                (
+                    quoted[1..quoted.len() - 1].to_string(),
+                    format!("{{{{planx-secret:{param}}}}}"),
+                )
+            })
+            .collect();
+        // Longest first, so a secret that contains another is replaced whole.
+        markers.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        markers
+    }
+
+    /// Write an object record (0600), every secret value of the run replaced by its marker: a
+    /// ConfigMap holding a seal's KMS token is recorded without it.
     async fn write_backup(&self, path: &Path, object: &Value) -> Result<(), ActionError> {
-        let text = serde_json::to_string_pretty(object)
+        let mut text = serde_json::to_string_pretty(object)
             .map_err(|e| ActionError::permanent(e.to_string()))?;
+        for (value, marker) in self.secret_markers() {
+            text = text.replace(&value, &marker);
+        }
         let parent = path.parent().unwrap_or(Path::new("."));
         tokio::fs::create_dir_all(parent).await.map_err(|e| {
             ActionError::permanent(format!("cannot create {}: {e}", parent.display()))
@@ -669,10 +694,23 @@ impl Live {
             .map_err(|e| ActionError::permanent(format!("cannot write {}: {e}", path.display())))
     }
 
+    /// Read an object record, putting the run's secret values back in place of their markers.
     async fn read_backup(&self, path: &str) -> Result<Value, ActionError> {
-        let text = tokio::fs::read_to_string(path)
+        let mut text = tokio::fs::read_to_string(path)
             .await
             .map_err(|e| ActionError::permanent(format!("cannot read the backup {path}: {e}")))?;
+        for (value, marker) in self.secret_markers() {
+            text = text.replace(&marker, &value);
+        }
+        if let Some(start) = text.find("{{planx-secret:") {
+            let param: String = text[start + 15..]
+                .chars()
+                .take_while(|c| *c != '}')
+                .collect();
+            return Err(ActionError::permanent(format!(
+                "the backup {path} holds the secret parameter `{param}` by reference, and this plan has no such secret: give the plan a secret parameter `{param}` with the same value"
+            )));
+        }
         serde_json::from_str(&text)
             .map_err(|e| ActionError::permanent(format!("the backup {path} is not an object: {e}")))
     }
