@@ -664,7 +664,7 @@ impl Live {
             })
             .collect();
         // Longest first, so a secret that contains another is replaced whole.
-        markers.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        markers.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
         markers
     }
 
