@@ -425,10 +425,109 @@ async fn kill_at_and_resume(at: &str, nth: usize) {
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
+/// Write `values` kv-v2 secrets of 700,000 random base64 characters under `secret/bulk/` of the
+/// old Vault: a snapshot big enough for a kill to land in the middle of its transfer.
+async fn fill_with_bulk(bed: &Bed, values: usize) {
+    use base64::Engine as _;
+    let http = client(&bed.resolve);
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for index in 0..values {
+        let bytes: Vec<u8> = (0..525_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let value = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let status = http
+            .put(format!(
+                "http://vault.old.test/v1/secret/data/bulk/b{index:03}"
+            ))
+            .header("X-Vault-Token", &token)
+            .json(&serde_json::json!({ "data": { "value": value } }))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "writing bulk value {index}: {status}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_run_killed_during_the_snapshot_resumes() {
+async fn a_run_killed_in_the_middle_of_the_snapshot_transfer_resumes() {
     let _one = ONE_AT_A_TIME.lock().await;
-    kill_at_and_resume("cutover.snapshot", 1).await;
+    let bed = bed("crash-mid-snapshot").await;
+    fill_with_bulk(&bed, 60).await;
+    let mut child = planx_command(
+        &bed,
+        &apply_args(&bed)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The first bytes of the snapshot reported: SIGKILL at once.
+    let received = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
+        .find(|e| {
+            e["event"] == "activity"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("snapshot from"))
+        })
+        .and_then(|e| e["done"].as_u64());
+    child.kill().unwrap();
+    let _ = child.wait();
+    let reached = received.is_some();
+    assert!(reached, "the run never started the snapshot transfer");
+    let run = run_dir(&bed);
+    let snapshot_bytes = || -> u64 {
+        std::fs::read_dir(run.join("snapshots"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let on_disk = snapshot_bytes();
+    let out = planx_command(
+        &bed,
+        &[
+            "resume",
+            run.to_str().unwrap(),
+            "--approve-all",
+            "--output",
+            "json",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(summary(&stdout)["outcome"], "completed");
+    let full = snapshot_bytes();
+    let received = received.unwrap_or_default();
+    println!(
+        "killed after {received} of {full} snapshot bytes had arrived ({on_disk} written to disk)"
+    );
+    assert!(
+        full > 30_000_000 && received > 0 && received < full && on_disk < full,
+        "the kill landed in the middle of the transfer: {received} of {full} bytes"
+    );
+    assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
