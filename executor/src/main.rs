@@ -604,26 +604,9 @@ async fn resume(run_dir: PathBuf, interaction: Interaction) -> ExitCode {
 }
 
 async fn rollback(run_dir: PathBuf, yes: bool) -> ExitCode {
-    let record = match read_record(&run_dir) {
-        Ok(record) => record,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let plan = match run::compile(&record) {
-        Ok((plan, _)) => plan,
-        Err(diagnostics) => {
-            eprint!("{diagnostics}");
-            return ExitCode::from(1);
-        }
-    };
-    let states = match read_states(&run_dir) {
-        Ok(states) => states,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(1);
-        }
+    let (record, plan, states) = match load_run(&run_dir) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     eprint!(
         "{}",
@@ -648,6 +631,33 @@ async fn rollback(run_dir: PathBuf, yes: bool) -> ExitCode {
     }
 }
 
+/// A run's record, its plan compiled again and each step's state from the journal; on failure
+/// the message is printed and the exit code returned.
+fn load_run(
+    run_dir: &Path,
+) -> Result<
+    (
+        RunRecord,
+        planc::CompiledPlan,
+        std::collections::BTreeMap<String, planx::journal::StepState>,
+    ),
+    ExitCode,
+> {
+    let record = read_record(run_dir).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })?;
+    let (plan, _) = run::compile(&record).map_err(|diagnostics| {
+        eprint!("{diagnostics}");
+        ExitCode::from(1)
+    })?;
+    let states = read_states(run_dir).map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(1)
+    })?;
+    Ok((record, plan, states))
+}
+
 fn read_states(
     run_dir: &Path,
 ) -> Result<std::collections::BTreeMap<String, planx::journal::StepState>, String> {
@@ -659,26 +669,9 @@ fn read_states(
 }
 
 fn status(run_dir: &Path) -> ExitCode {
-    let record = match read_record(run_dir) {
-        Ok(record) => record,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let plan = match run::compile(&record) {
-        Ok((plan, _)) => plan,
-        Err(diagnostics) => {
-            eprint!("{diagnostics}");
-            return ExitCode::from(1);
-        }
-    };
-    let states = match read_states(run_dir) {
-        Ok(states) => states,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(1);
-        }
+    let (record, plan, states) = match load_run(run_dir) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let mut out = format!("run {} of {}\n", record.run_id, plan.name);
     for &index in &plan.graph.order {

@@ -302,7 +302,7 @@ impl Vault {
         let call = "generate-root";
         let mut base = "sys/generate-root-token";
         let mut status = self
-            .generate_root(base, token, reqwest::Method::GET, None)
+            .generate_root(base, "attempt", token, reqwest::Method::GET, None)
             .await;
         if matches!(
             status,
@@ -313,7 +313,7 @@ impl Vault {
         ) {
             base = "sys/generate-root";
             status = self
-                .generate_root(base, token, reqwest::Method::GET, None)
+                .generate_root(base, "attempt", token, reqwest::Method::GET, None)
                 .await;
         }
         if status?.started {
@@ -326,6 +326,7 @@ impl Vault {
         let started = self
             .generate_root(
                 base,
+                "attempt",
                 token,
                 reqwest::Method::PUT,
                 Some(serde_json::json!({})),
@@ -335,7 +336,7 @@ impl Vault {
         if !matches!(result, Ok(Some(_))) {
             // Leave no attempt behind: a wrong key, too few keys or an error.
             let _ = self
-                .generate_root(base, token, reqwest::Method::DELETE, None)
+                .generate_root(base, "attempt", token, reqwest::Method::DELETE, None)
                 .await;
         }
         let root = result?.ok_or_else(|| VaultError::Client {
@@ -350,20 +351,16 @@ impl Vault {
         self.revoke_self(&root).await
     }
 
-    /// One call on `BASE/attempt` (or `BASE/update` with a body holding a key).
+    /// One call on `BASE/ENDPOINT` (`attempt` or `update`).
     async fn generate_root(
         &self,
         base: &str,
+        endpoint: &str,
         token: &Secret,
         method: reqwest::Method,
         body: Option<serde_json::Value>,
     ) -> Result<GenerateRoot, VaultError> {
         let call = "generate-root";
-        let endpoint = if body.as_ref().is_some_and(|b| b.get("key").is_some()) {
-            "update"
-        } else {
-            "attempt"
-        };
         let mut request = self
             .http
             .request(method.clone(), self.url(&format!("{base}/{endpoint}")))
@@ -400,7 +397,7 @@ impl Vault {
         for key in keys {
             let body = serde_json::json!({ "key": key.expose(), "nonce": started.nonce });
             let progress = match self
-                .generate_root(base, token, reqwest::Method::PUT, Some(body))
+                .generate_root(base, "update", token, reqwest::Method::PUT, Some(body))
                 .await
             {
                 Ok(progress) => progress,

@@ -358,6 +358,25 @@ async fn the_full_migration_moves_every_secret() {
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
+/// `planx resume RUN` (JSON output) must complete the run; `after` says what stopped it.
+fn resume_to_completion(bed: &Bed, run: &Path, after: &str) {
+    let run = run.to_str().unwrap();
+    let out = planx_command(bed, &resume_args(run)).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "resume after {after}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(summary(&stdout)["outcome"], "completed");
+}
+
+/// `planx resume RUN` with every gate approved and JSON output.
+fn resume_args(run: &str) -> [&str; 5] {
+    ["resume", run, "--approve-all", "--output", "json"]
+}
+
 /// Start `apply`, SIGKILL it when the `nth` step whose key starts with `at` starts, then
 /// `resume` until it completes.
 async fn kill_at_and_resume(at: &str, nth: usize) {
@@ -401,26 +420,7 @@ async fn kill_at_and_resume(at: &str, nth: usize) {
     let _ = child.wait();
     assert!(reached, "the run never reached `{at}`");
     let run = run_dir(&bed);
-    let out = planx_command(
-        &bed,
-        &[
-            "resume",
-            run.to_str().unwrap(),
-            "--approve-all",
-            "--output",
-            "json",
-        ],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "resume after a kill at `{at}`:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(summary(&stdout)["outcome"], "completed");
+    resume_to_completion(&bed, &run, &format!("a kill at `{at}`"));
     assert_moved(&bed).await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
@@ -502,21 +502,7 @@ async fn a_run_killed_in_the_middle_of_the_snapshot_transfer_resumes() {
             .unwrap_or(0)
     };
     let on_disk = snapshot_bytes();
-    let out = planx_command(
-        &bed,
-        &[
-            "resume",
-            run.to_str().unwrap(),
-            "--approve-all",
-            "--output",
-            "json",
-        ],
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert_eq!(summary(&stdout)["outcome"], "completed");
+    resume_to_completion(&bed, &run, "a kill in the snapshot transfer");
     let full = snapshot_bytes();
     let received = received.unwrap_or_default();
     println!(
@@ -728,15 +714,9 @@ async fn a_run_killed_after_each_step_in_turn_completes() {
             break summary;
         }
         let run = run_dir(&bed);
-        args = [
-            "resume",
-            run.to_str().unwrap(),
-            "--approve-all",
-            "--output",
-            "json",
-        ]
-        .map(String::from)
-        .to_vec();
+        args = resume_args(run.to_str().unwrap())
+            .map(String::from)
+            .to_vec();
     };
     assert_eq!(summary["outcome"], "completed", "{output}");
     println!(
