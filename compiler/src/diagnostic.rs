@@ -22,7 +22,9 @@ impl Severity {
 macro_rules! codes {
     ($( $variant:ident = $code:literal, $severity:ident, $title:literal; )*) => {
         /// Stable diagnostic codes. Never renumber one: CI configurations and docs refer to them.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+        )]
         pub enum Code {
             $( $variant, )*
         }

@@ -33,8 +33,6 @@ pub use diagnostic::{Code, Diagnostic, Diagnostics, Severity};
 pub use model::CompiledPlan;
 pub use source::SourceMap;
 
-use graph::{ExecutionGraph, GraphNode};
-
 /// Reads the files a compilation names: the plan, its modules, parameter files.
 pub trait Loader {
     fn load(&self, path: &Path) -> std::io::Result<String>;
@@ -169,30 +167,22 @@ fn compile_plan(
         return None;
     }
     let lowered = lower::lower(sources, loader, Rc::new(document), supplied, diagnostics);
-    let nodes = lowered
-        .steps
-        .iter()
-        .map(|step| GraphNode {
-            id: step.id.clone(),
-            action: step.action.name(),
-            on: step.on.clone(),
-            for_each: step.for_each.is_some(),
-            gate: step.gate.is_some(),
-            side_effect: catalog::spec(step.action).side_effect,
-        })
-        .collect();
-    let graph = match ExecutionGraph::build(nodes, lowered.deps) {
-        Ok(graph) => graph,
+    let plan = match CompiledPlan::assemble(
+        lowered.name,
+        lowered.description,
+        lowered.params,
+        lowered.targets,
+        lowered.steps,
+        lowered.deps,
+    ) {
+        Ok(plan) => plan,
         Err(cycles) => {
             for cycle in cycles {
-                let names: Vec<&str> = cycle
-                    .iter()
-                    .map(|&i| lowered.steps[i].id.as_str())
-                    .collect();
+                let names: Vec<&str> = cycle.iter().map(|(id, _)| id.as_str()).collect();
                 diagnostics.push(
                     Diagnostic::new(
                         Code::Cycle,
-                        lowered.steps[cycle[0]].span,
+                        cycle[0].1,
                         format!("dependency cycle: {}", names.join(" -> ")),
                     )
                     .with_help("each arrow reads \"needs\"; remove one of these dependencies"),
@@ -201,13 +191,6 @@ fn compile_plan(
             return None;
         }
     };
-    lints::check(&lowered.steps, &lowered.targets, &graph, diagnostics);
-    Some(CompiledPlan {
-        name: lowered.name,
-        description: lowered.description,
-        params: lowered.params,
-        targets: lowered.targets,
-        steps: lowered.steps,
-        graph,
-    })
+    lints::check(&plan.steps, &plan.targets, &plan.graph, diagnostics);
+    Some(plan)
 }

@@ -12,7 +12,7 @@ use planc_schema::plan::TargetKind;
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::expr::Resolved;
 use crate::graph::ExecutionGraph;
-use crate::model::{CompiledStep, CompiledTarget};
+use crate::model::{CompiledPlan, CompiledStep, CompiledTarget};
 
 /// What has happened to one Vault target before a step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +72,47 @@ pub fn check(
     graph: &ExecutionGraph,
     diagnostics: &mut Diagnostics,
 ) {
+    propagate(steps, targets, graph, |index, position, before, _| {
+        let step = &steps[position];
+        let mut found = Vec::new();
+        check_step(step, position, index, before, &mut found);
+        for diagnostic in found {
+            if !step.allow.contains(&diagnostic.code) {
+                diagnostics.push(diagnostic);
+            }
+        }
+    });
+}
+
+/// The steps that block writes to a Vault: after each, some Vault whose writes were open before
+/// has them blocked (its Ingress deleted, or its pods restarted into `sleep`). The lints and
+/// planx's outage window both use this one definition.
+pub fn writes_blocking_steps(plan: &CompiledPlan) -> Vec<String> {
+    let mut blocking = Vec::new();
+    propagate(
+        &plan.steps,
+        &plan.targets,
+        &plan.graph,
+        |_, position, before, after| {
+            let newly_blocked = after
+                .vaults
+                .iter()
+                .any(|(vault, facts)| facts.writes_blocked && !before.vault(vault).writes_blocked);
+            if newly_blocked {
+                blocking.push(plan.steps[position].id.clone());
+            }
+        },
+    );
+    blocking
+}
+
+/// Walk the graph in order with the facts before and after each step.
+fn propagate(
+    steps: &[CompiledStep],
+    targets: &IndexMap<String, CompiledTarget>,
+    graph: &ExecutionGraph,
+    mut visit: impl FnMut(&Index, usize, &Facts, &Facts),
+) {
     let mut vaults_by_cluster: HashMap<&str, Vec<&CompiledTarget>> = HashMap::new();
     for target in targets.values().filter(|t| t.kind == TargetKind::Vault) {
         if let Some(cluster) = target.attribute("cluster") {
@@ -108,17 +149,11 @@ pub fn check(
             }
         };
         let step = &steps[position];
-        let mut found = Vec::new();
-        check_step(step, position, &index, &facts_before, &mut found);
-        for diagnostic in found {
-            if !step.allow.contains(&diagnostic.code) {
-                diagnostics.push(diagnostic);
-            }
-        }
         let facts_after = match establish(step, position, &index, &facts_before) {
             Some(changed) => Rc::new(changed),
             None => facts_before.clone(),
         };
+        visit(&index, position, &facts_before, &facts_after);
         after[position] = Some(facts_after);
     }
 }

@@ -4,13 +4,18 @@
 use indexmap::IndexMap;
 use planc_schema::ActionKind;
 use planc_schema::plan::{ParamType, TargetKind};
+use serde::{Deserialize, Serialize};
 
+use crate::catalog;
 use crate::diagnostic::Code;
 use crate::expr::Resolved;
-use crate::graph::ExecutionGraph;
+use crate::graph::{ExecutionGraph, GraphNode};
 use crate::source::Span;
 
-#[derive(Debug, Clone)]
+/// A compiled plan. It serialises as its parts (the graph as each step's direct dependencies)
+/// and is rebuilt from them when read back, so a stored plan is ordered exactly as compiled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "PlanParts", try_from = "PlanParts")]
 pub struct CompiledPlan {
     pub name: String,
     pub description: Option<String>,
@@ -20,7 +25,8 @@ pub struct CompiledPlan {
     pub graph: ExecutionGraph,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompiledParam {
     pub name: String,
     pub param_type: ParamType,
@@ -29,7 +35,8 @@ pub struct CompiledParam {
     pub value: Resolved,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompiledTarget {
     pub id: String,
     pub kind: TargetKind,
@@ -43,13 +50,15 @@ impl CompiledTarget {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Retry {
     pub attempts: u32,
     pub backoff_secs: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompiledStep {
     /// Namespaced by the module instances it sits in: `cutover.snapshot`.
     pub id: String,
@@ -67,4 +76,96 @@ pub struct CompiledStep {
     pub allow: Vec<Code>,
     /// Where the step is written (in a module file for module steps).
     pub span: Span,
+}
+
+impl CompiledPlan {
+    /// Assemble a plan from its resolved steps and their direct dependencies (indices into
+    /// `steps`); the cycles, each as a closed path of step ids and positions, when there are any.
+    pub fn assemble(
+        name: String,
+        description: Option<String>,
+        params: Vec<CompiledParam>,
+        targets: IndexMap<String, CompiledTarget>,
+        steps: Vec<CompiledStep>,
+        deps: Vec<Vec<usize>>,
+    ) -> Result<CompiledPlan, Vec<Vec<(String, Span)>>> {
+        let nodes = steps
+            .iter()
+            .map(|step| GraphNode {
+                id: step.id.clone(),
+                action: step.action.name(),
+                on: step.on.clone(),
+                for_each: step.for_each.is_some(),
+                gate: step.gate.is_some(),
+                side_effect: catalog::spec(step.action).side_effect,
+            })
+            .collect();
+        let graph = ExecutionGraph::build(nodes, deps).map_err(|cycles| {
+            cycles
+                .into_iter()
+                .map(|cycle| {
+                    cycle
+                        .into_iter()
+                        .map(|i| (steps[i].id.clone(), steps[i].span))
+                        .collect()
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(CompiledPlan {
+            name,
+            description,
+            params,
+            targets,
+            steps,
+            graph,
+        })
+    }
+}
+
+/// What a compiled plan is stored as: everything but the derived graph.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanParts {
+    name: String,
+    description: Option<String>,
+    params: Vec<CompiledParam>,
+    targets: IndexMap<String, CompiledTarget>,
+    steps: Vec<CompiledStep>,
+    /// Each step's direct dependencies, as indices into `steps`.
+    deps: Vec<Vec<usize>>,
+}
+
+impl From<CompiledPlan> for PlanParts {
+    fn from(plan: CompiledPlan) -> PlanParts {
+        PlanParts {
+            name: plan.name,
+            description: plan.description,
+            params: plan.params,
+            targets: plan.targets,
+            steps: plan.steps,
+            deps: plan.graph.deps,
+        }
+    }
+}
+
+impl TryFrom<PlanParts> for CompiledPlan {
+    type Error = String;
+
+    fn try_from(parts: PlanParts) -> Result<CompiledPlan, String> {
+        let count = parts.steps.len();
+        if parts.deps.len() != count || parts.deps.iter().flatten().any(|&d| d >= count) {
+            return Err(format!(
+                "the dependencies do not match the {count} steps of the plan"
+            ));
+        }
+        CompiledPlan::assemble(
+            parts.name,
+            parts.description,
+            parts.params,
+            parts.targets,
+            parts.steps,
+            parts.deps,
+        )
+        .map_err(|_| "the steps' dependencies form a cycle".to_string())
+    }
 }

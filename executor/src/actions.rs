@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 
 use crate::cluster::{Cluster, ClusterError, PortForward};
 use crate::engine::{ActionError, Actions, ActivityUnit, BoxFuture, Effects, Progress, StepRun};
+use crate::rundir::{ObjectRecord, RunDir};
 use crate::secrets::Secret;
 use crate::vault::{Vault, VaultError};
 
@@ -53,7 +54,7 @@ pub struct Live {
     plan: CompiledPlan,
     clusters: HashMap<String, Cluster>,
     secrets: HashMap<String, Secret>,
-    run_dir: PathBuf,
+    run_dir: RunDir,
     resolve: Vec<(String, SocketAddr)>,
     forwards: Mutex<HashMap<(String, String), PortForward>>,
     /// How long a restart or a seal change may take.
@@ -71,7 +72,7 @@ impl Live {
         plan: CompiledPlan,
         clusters: HashMap<String, Cluster>,
         secrets: HashMap<String, Secret>,
-        run_dir: PathBuf,
+        run_dir: RunDir,
         resolve: Vec<(String, SocketAddr)>,
     ) -> Live {
         Live {
@@ -380,27 +381,6 @@ impl Live {
         }
     }
 
-    /// Where the state of an object before a step is recorded, for a rollback.
-    fn before_path(&self, key: &str, target: &str, kind: &str, name: &str) -> PathBuf {
-        self.before_folder(key)
-            .join(format!("{target}-{kind}-{name}.json"))
-    }
-
-    /// The folder of the object states recorded before a step (or item) changed them.
-    fn before_folder(&self, key: &str) -> PathBuf {
-        let key: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.run_dir.join("before").join(key)
-    }
-
     /// Record an object as it is before a step changes it (`null` when it does not exist).
     async fn record_before(
         &self,
@@ -411,20 +391,30 @@ impl Live {
     ) -> Result<(), ActionError> {
         let cluster = self.cluster(target)?;
         let current = cluster.get(kind, name).await?;
-        let path = self.before_path(&run.key, target, kind, name);
+        let path = self
+            .run_dir
+            .object_record_path(&run.key, target, kind, name);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             // A retry or a resume: the first record is the one that counts.
             return Ok(());
         }
-        let value = current
-            .map(|o| k8s::clean_for_backup(&o))
-            .unwrap_or(Value::Null);
+        let record = ObjectRecord {
+            target: target.to_string(),
+            kind: kind.to_string(),
+            namespace: cluster.namespace().to_string(),
+            name: name.to_string(),
+            object: current
+                .map(|o| k8s::clean_for_backup(&o))
+                .unwrap_or(Value::Null),
+        };
+        let value = serde_json::to_value(&record)
+            .map_err(|e| ActionError::permanent(format!("cannot record {kind} {name}: {e}")))?;
         self.write_backup(&path, &value).await
     }
 
     /// Undo a step by putting back every object state recorded before it; returns what it did.
     pub async fn undo(&self, key: &str) -> Result<Vec<String>, ActionError> {
-        let folder = self.before_folder(key);
+        let folder = self.run_dir.before_folder(key);
         let mut done = Vec::new();
         let Ok(mut entries) = tokio::fs::read_dir(&folder).await else {
             return Ok(done);
@@ -435,17 +425,21 @@ impl Live {
         }
         files.sort();
         for path in files {
-            let name = path
-                .file_stem()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
-            let mut parts = name.splitn(3, '-');
-            let (target, kind, object) = match (parts.next(), parts.next(), parts.next()) {
-                (Some(t), Some(k), Some(o)) => (t.to_string(), k.to_string(), o.to_string()),
-                _ => continue,
-            };
-            let before = self.read_backup(&path.display().to_string()).await?;
+            let record: ObjectRecord =
+                serde_json::from_value(self.read_backup(&path.display().to_string()).await?)
+                    .map_err(|e| {
+                        ActionError::permanent(format!(
+                            "{} is not an object record planx made: {e}",
+                            path.display()
+                        ))
+                    })?;
+            let ObjectRecord {
+                target,
+                kind,
+                name: object,
+                object: before,
+                ..
+            } = record;
             let cluster = self.cluster(&target)?;
             let now = cluster
                 .get(&kind, &object)
@@ -509,12 +503,6 @@ impl Live {
             ));
         }
         Ok(done)
-    }
-
-    fn backup_path(&self, target: &str, kind: &str, name: &str) -> PathBuf {
-        self.run_dir
-            .join("backups")
-            .join(format!("{target}-{kind}-{name}.json"))
     }
 
     /// Poll `check` every 250 ms until it holds, at most `self.wait`.
@@ -938,7 +926,9 @@ impl Live {
                             cluster.context()
                         ))
                     })?;
-                let path = self.backup_path(on, input.kind.as_str(), &input.name);
+                let path = self
+                    .run_dir
+                    .backup_path(on, input.kind.as_str(), &input.name);
                 self.write_backup(&path, &k8s::clean_for_backup(&object))
                     .await?;
                 outputs.insert("backup".into(), json!(path.display().to_string()));
@@ -1121,10 +1111,7 @@ impl Live {
                 let token = self.secret(run, "token")?;
                 let (leader, _) = self.leader(on).await?;
                 let client = self.vault_on(on, &leader).await?;
-                let path = self
-                    .run_dir
-                    .join("snapshots")
-                    .join(format!("{on}-{}.snap", run.key));
+                let path = self.run_dir.snapshot_path(on, &run.key);
                 tokio::fs::create_dir_all(path.parent().expect("a folder"))
                     .await
                     .map_err(|e| {

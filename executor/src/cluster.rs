@@ -86,6 +86,31 @@ pub struct Cluster {
     namespace: String,
 }
 
+/// Who holds the `planx-run` Lease of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    /// The run id of the holder.
+    pub holder: String,
+    pub acquired: String,
+    pub renewed: String,
+    /// Renewed within its duration: the holder is running now.
+    pub live: bool,
+}
+
+impl LeaseHolder {
+    fn of(lease: &Value, now: SystemTime) -> LeaseHolder {
+        let text = |field: &str| lease["spec"][field].as_str().unwrap_or("?").to_string();
+        let renewed = lease["spec"]["renewTime"].as_str().and_then(parse_rfc3339);
+        let seconds = lease["spec"]["leaseDurationSeconds"].as_u64().unwrap_or(0);
+        LeaseHolder {
+            holder: text("holderIdentity"),
+            acquired: text("acquireTime"),
+            renewed: text("renewTime"),
+            live: renewed.is_some_and(|at| at + Duration::from_secs(seconds) > now),
+        }
+    }
+}
+
 impl Cluster {
     /// A client for `context` of an already read kubeconfig (two contexts at once, one file).
     pub async fn connect(
@@ -324,21 +349,22 @@ impl Cluster {
         Ok(found.and_then(|o| o.metadata.uid).unwrap_or_default())
     }
 
-    /// Take the run's Lease (`planx-run`) for `holder`, or refuse when another live run holds it.
+    /// Take the run's Lease (`planx-run`) for `holder` (a run id), or refuse when another run
+    /// holds it. Another run's Lease is never taken over, even when it was not renewed in time: a
+    /// run that stopped half-way keeps the cluster until it is resumed, rolled back or unlocked.
     pub async fn acquire_lease(
         &self,
         holder: &str,
         duration: Duration,
     ) -> Result<(), ClusterError> {
         let now = SystemTime::now();
-        let current = self.get("Lease", LEASE_NAME).await?;
         let spec = json!({
             "holderIdentity": holder,
             "leaseDurationSeconds": duration.as_secs(),
             "acquireTime": rfc3339_micros(now),
             "renewTime": rfc3339_micros(now),
         });
-        match current {
+        match self.get("Lease", LEASE_NAME).await? {
             None => {
                 let lease = json!({
                     "apiVersion": "coordination.k8s.io/v1",
@@ -349,27 +375,18 @@ impl Cluster {
                 match self.create(&lease).await {
                     Ok(_) => Ok(()),
                     Err(ClusterError::Api { source, .. }) if matches!(source.as_ref(), kube::Error::Api(status) if status.code == 409) => {
-                        Err(self.lease_refusal(None))
+                        Err(ClusterError::Refused(format!(
+                            "another planx run took the lease `{LEASE_NAME}` in `{}` just now",
+                            self.context
+                        )))
                     }
                     Err(e) => Err(e),
                 }
             }
             Some(mut lease) => {
-                let other = lease["spec"]["holderIdentity"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let renewed = lease["spec"]["renewTime"].as_str().and_then(parse_rfc3339);
-                let seconds = lease["spec"]["leaseDurationSeconds"].as_u64().unwrap_or(0);
-                let live = renewed.is_some_and(|at| at + Duration::from_secs(seconds) > now);
-                if other != holder && live {
-                    return Err(self.lease_refusal(Some((
-                        other,
-                        lease["spec"]["acquireTime"]
-                            .as_str()
-                            .unwrap_or("?")
-                            .to_string(),
-                    ))));
+                let held = LeaseHolder::of(&lease, now);
+                if held.holder != holder {
+                    return Err(self.lease_refusal(&held));
                 }
                 lease["spec"] = spec;
                 self.replace(&lease).await.map(drop)
@@ -377,17 +394,46 @@ impl Cluster {
         }
     }
 
-    fn lease_refusal(&self, holder: Option<(String, String)>) -> ClusterError {
-        ClusterError::Refused(match holder {
-            Some((holder, since)) => format!(
-                "another planx run ({holder}, since {since}) holds the lease `{LEASE_NAME}` in `{}`; wait for it to finish, or resume it",
+    /// Renew the Lease `holder` holds; refused when it is gone or another run holds it.
+    pub async fn renew_lease(&self, holder: &str) -> Result<(), ClusterError> {
+        let lost = |what: String| {
+            ClusterError::Refused(format!(
+                "the lease `{LEASE_NAME}` in `{}` {what}; this run no longer has the cluster to itself",
                 self.context
-            ),
-            None => format!(
-                "another planx run took the lease `{LEASE_NAME}` in `{}` just now",
-                self.context
-            ),
-        })
+            ))
+        };
+        let Some(mut lease) = self.get("Lease", LEASE_NAME).await? else {
+            return Err(lost("was deleted".into()));
+        };
+        let held = LeaseHolder::of(&lease, SystemTime::now());
+        if held.holder != holder {
+            return Err(lost(format!("is held by {}", held.holder)));
+        }
+        lease["spec"]["renewTime"] = json!(rfc3339_micros(SystemTime::now()));
+        self.replace(&lease).await.map(drop)
+    }
+
+    /// Who holds the Lease, when someone does.
+    pub async fn lease_holder(&self) -> Result<Option<LeaseHolder>, ClusterError> {
+        Ok(self
+            .get("Lease", LEASE_NAME)
+            .await?
+            .map(|lease| LeaseHolder::of(&lease, SystemTime::now())))
+    }
+
+    fn lease_refusal(&self, held: &LeaseHolder) -> ClusterError {
+        let state = if held.live {
+            "renewed moments ago: it is running; wait for it to finish".to_string()
+        } else {
+            format!(
+                "not renewed since {}: it stopped; resume it, roll it back, or release it with `planx unlock RUN`",
+                held.renewed
+            )
+        };
+        ClusterError::Refused(format!(
+            "another planx run ({}, since {}) holds the lease `{LEASE_NAME}` in `{}`, {state}",
+            held.holder, held.acquired, self.context
+        ))
     }
 
     /// Give the Lease up (only when `holder` holds it).

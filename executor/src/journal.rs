@@ -266,6 +266,19 @@ pub enum StepState {
     UndoInDoubt,
 }
 
+/// The last outputs journaled for every step or item that succeeded; unlike [`replay`]'s
+/// states, an undo that started later does not replace them (a rollback killed while revoking a
+/// token still finds the token's accessor).
+pub fn outputs(events: &[Event]) -> BTreeMap<String, BTreeMap<String, serde_json::Value>> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::StepSucceeded { step, outputs } => Some((step.clone(), outputs.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The state of every step that appears in the journal (others have not started).
 pub fn replay(events: &[Event]) -> BTreeMap<String, StepState> {
     let mut states: BTreeMap<String, StepState> = BTreeMap::new();

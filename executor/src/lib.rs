@@ -1,18 +1,22 @@
 //! planx, the executor: applies a plan that planc compiled against the real Kubernetes and Vault
-//! APIs. Built so far: `explain` (the order steps will run in, what each changes, how a rollback
-//! undoes it, where the points of no return are), the intent journal, and resume and rollback
-//! computed from plan and journal. The engine and the kube and vaultrs adapters are not built yet.
+//! APIs. [`run`] starts, resumes and rolls back runs kept in a [`rundir`]; the [`engine`] walks
+//! the graph and journals every effect ([`journal`]); [`recovery`] computes resume and rollback
+//! from plan and journal; [`actions`] does what each step means through the Kubernetes
+//! ([`cluster`]) and Vault ([`vault`]) adapters and the key services; [`explain`] says the run
+//! order, what each step changes, its undo and the points of no return.
 
 pub mod actions;
 pub mod awskms;
 pub mod azure;
 pub mod cluster;
 pub mod engine;
+pub mod error;
 pub mod gcpckms;
 pub mod journal;
 pub mod keyservice;
 pub mod recovery;
 pub mod run;
+pub mod rundir;
 pub mod secrets;
 pub mod transit;
 pub mod vault;

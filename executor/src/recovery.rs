@@ -75,13 +75,112 @@ pub struct Rollback {
     pub past_no_return: Vec<String>,
 }
 
+/// Where one step of the plan stands: its own state, and for a `for_each` step each item's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepProgress {
+    pub id: String,
+    /// The step's state as a whole. A `for_each` step is journaled per item until every item
+    /// succeeded, so without an entry of its own it takes the state of its items: in doubt when
+    /// one is, failed or interrupted when the last one stopped so, started when some succeeded.
+    pub state: StepState,
+    /// `id[item]` keys and their states, in the order they ran.
+    pub items: Vec<(String, StepState)>,
+}
+
+/// Every step in execution order with where it stands.
+pub fn progress(plan: &CompiledPlan, states: &BTreeMap<String, StepState>) -> Vec<StepProgress> {
+    plan.graph
+        .order
+        .iter()
+        .map(|&index| step_progress(&plan.steps[index].id, states))
+        .collect()
+}
+
+/// Where the step `id` stands, from the journal's states.
+pub fn step_progress(id: &str, states: &BTreeMap<String, StepState>) -> StepProgress {
+    let prefix = format!("{id}[");
+    let items: Vec<(String, StepState)> = states
+        .range(prefix.clone()..)
+        .take_while(|(key, _)| key.starts_with(&prefix))
+        .map(|(key, state)| (key.clone(), state.clone()))
+        .collect();
+    let state = match states.get(id) {
+        Some(state) => state.clone(),
+        None => aggregate(&items),
+    };
+    StepProgress {
+        id: id.to_string(),
+        state,
+        items,
+    }
+}
+
+/// The state of a `for_each` step that has no entry of its own, from its items'.
+fn aggregate(items: &[(String, StepState)]) -> StepState {
+    let states = || items.iter().map(|(_, state)| state);
+    if let Some(doubt) = states().find(|s| {
+        matches!(
+            s,
+            StepState::InDoubt { .. } | StepState::UndoInDoubt | StepState::Undone
+        )
+    }) {
+        return doubt.clone();
+    }
+    if let Some(stopped) = states().find(|s| {
+        matches!(
+            s,
+            StepState::Failed { .. } | StepState::Interrupted | StepState::StartedNoEffect
+        )
+    }) {
+        return stopped.clone();
+    }
+    if items.is_empty() {
+        StepState::NotStarted
+    } else {
+        StepState::StartedNoEffect
+    }
+}
+
+/// Whether any item of a `for_each` step succeeded or may have had its effect.
+fn items_ran(items: &[(String, StepState)]) -> bool {
+    items.iter().any(|(_, state)| {
+        matches!(
+            state,
+            StepState::Succeeded { .. } | StepState::InDoubt { .. } | StepState::UndoInDoubt
+        )
+    })
+}
+
 pub fn rollback(plan: &CompiledPlan, states: &BTreeMap<String, StepState>) -> Rollback {
     let mut actions = Vec::new();
     let mut past_no_return = Vec::new();
     for &index in plan.graph.order.iter().rev() {
         let step = &plan.steps[index];
         let spec = catalog::spec(step.action);
-        let state = states.get(&step.id).unwrap_or(&StepState::NotStarted);
+        let progress = step_progress(&step.id, states);
+        let state = match &progress.state {
+            // A `for_each` step stopped part-way: it ran if one of its items did.
+            StepState::Failed { .. } | StepState::Interrupted | StepState::StartedNoEffect
+                if items_ran(&progress.items) =>
+            {
+                let doubt = progress
+                    .items
+                    .iter()
+                    .any(|(_, s)| !matches!(s, StepState::Succeeded { .. }));
+                if doubt {
+                    &StepState::UndoInDoubt
+                } else {
+                    &StepState::Succeeded {
+                        outputs: BTreeMap::new(),
+                    }
+                }
+            }
+            state => state,
+        };
+        let item_succeeded = progress
+            .items
+            .iter()
+            .any(|(_, s)| matches!(s, StepState::Succeeded { .. }));
         let ran = match state {
             StepState::Succeeded { .. } => Some(false),
             StepState::InDoubt { .. } | StepState::UndoInDoubt => Some(true),
@@ -92,7 +191,7 @@ pub fn rollback(plan: &CompiledPlan, states: &BTreeMap<String, StepState>) -> Ro
             (SideEffect::ReadOnly, _) | (_, Undo::NotNeeded) => continue,
             (SideEffect::Irreversible, Undo::None(why))
             | (SideEffect::Reversible, Undo::None(why)) => {
-                if !in_doubt {
+                if !in_doubt || item_succeeded {
                     past_no_return.push(step.id.clone());
                 }
                 RollbackAction::CannotUndo(why)

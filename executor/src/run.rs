@@ -1,6 +1,7 @@
-//! A run of a plan on the real clusters: the run directory (0700; journal, backups, snapshots,
-//! the record of what was compiled), secrets resolved from their references, the Lease taken in
-//! every cluster, the engine started or resumed, and the summary with the outage window.
+//! A run of a plan on the real clusters: the plan compiled for a new run (or read back from its
+//! run directory), secrets resolved from their references, the Lease taken and renewed in every
+//! cluster, the engine started or resumed, the summary with the outage window, the rollback and
+//! the unlock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -14,34 +15,15 @@ use planc::{CompileRequest, CompiledPlan, FileLoader};
 use planc_schema::ActionKind;
 use planc_schema::plan::TargetKind;
 use planc_schema::saved::{SAVED_PLAN_FORMAT, SavedPlan};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::actions::Live;
 use crate::cluster::Cluster;
 use crate::engine::{self, Approver, Engine, Options, Outcome, Progress};
+use crate::error::PlanxError;
 use crate::journal::{self, Event, Journal};
+pub use crate::rundir::{RunDir, RunRecord};
 use crate::secrets::{self, Secret};
-
-/// What a run was started with; written to `RUN/run.json` so that `resume` compiles the same.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub plan: PathBuf,
-    pub params_files: Vec<PathBuf>,
-    pub set: Vec<String>,
-    pub kubeconfig: PathBuf,
-    pub resolve: Vec<String>,
-    /// SHA-256 of the compiled plan's rendering: a resume refuses a plan that changed.
-    pub plan_sha256: String,
-    pub run_id: String,
-    /// The saved plan the run applies, when it was started from one; its copy is
-    /// `RUN/saved-plan.json`, and every step that edits an object first checks it for drift.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub saved_plan: Option<PathBuf>,
-}
-
-/// Where a run keeps the saved plan it applies.
-pub const SAVED_PLAN_FILE: &str = "saved-plan.json";
 
 /// Whether a file is a saved plan (JSON of `planc.saved-plan/…`) rather than a plan.
 pub fn is_saved_plan(path: &Path) -> bool {
@@ -54,34 +36,63 @@ pub fn is_saved_plan(path: &Path) -> bool {
 }
 
 /// Read a saved plan, refusing another format or version.
-pub fn read_saved_plan(path: &Path) -> Result<SavedPlan, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the saved plan {}: {e}", path.display()))?;
+pub fn read_saved_plan(path: &Path) -> Result<SavedPlan, PlanxError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        PlanxError::input(format!(
+            "cannot read the saved plan {}: {e}",
+            path.display()
+        ))
+    })?;
     let saved: SavedPlan = serde_json::from_str(&text).map_err(|e| {
-        format!(
+        PlanxError::input(format!(
             "{} is not a saved plan planx can apply ({e}); make it again with `planx plan`",
             path.display()
-        )
+        ))
     })?;
     if saved.format != SAVED_PLAN_FORMAT {
-        return Err(format!(
+        return Err(PlanxError::input(format!(
             "{} is `{}`; this planx applies `{SAVED_PLAN_FORMAT}`",
             path.display(),
             saved.format
-        ));
+        )));
     }
     Ok(saved)
 }
 
-/// The run record for applying a saved plan: its plan compiled again from the files it names,
-/// refused when that no longer compiles to what was saved.
-pub fn record_from_saved(
-    path: &Path,
-    saved: &SavedPlan,
-    kubeconfig: PathBuf,
-    resolve: Vec<String>,
-) -> Result<(RunRecord, CompiledPlan), String> {
-    let mut record = RunRecord {
+/// A plan compiled from its files, with the files it read.
+pub struct Compiled {
+    pub request: CompileRequest,
+    pub plan: CompiledPlan,
+    pub sources: planc::SourceMap,
+}
+
+/// Compile the plan files of `request`; errors come rendered, with positions.
+pub fn compile(request: &CompileRequest) -> Result<Compiled, PlanxError> {
+    let compilation =
+        planc::compile(request, &FileLoader).map_err(|e| PlanxError::input(e.to_string()))?;
+    match compilation.plan {
+        Some(plan) => Ok(Compiled {
+            request: request.clone(),
+            plan,
+            sources: compilation.sources,
+        }),
+        None => Err(PlanxError::failed(
+            planc::report::render(
+                &compilation.diagnostics,
+                &compilation.sources,
+                planc::report::ReportFormat::Human,
+                false,
+            )
+            .trim_end()
+            .to_string(),
+        )),
+    }
+}
+
+/// The plan of a saved plan, compiled again from the files it names and refused (exit 3) when
+/// that no longer compiles to what was saved.
+pub fn compile_saved(path: &Path, saved: &SavedPlan) -> Result<Compiled, PlanxError> {
+    let request = CompileRequest {
         plan: PathBuf::from(&saved.request.plan),
         params_files: saved
             .request
@@ -90,29 +101,24 @@ pub fn record_from_saved(
             .map(PathBuf::from)
             .collect(),
         set: saved.request.set.clone(),
-        kubeconfig,
-        resolve,
-        plan_sha256: String::new(),
-        run_id: String::new(),
-        saved_plan: Some(path.to_path_buf()),
     };
-    let (plan, digest) = compile(&record).map_err(|diagnostics| {
-        format!(
-            "the saved plan {} names {}, which does not compile now (run planx from the folder `planx plan` ran in):\n{diagnostics}",
+    let compiled = compile(&request).map_err(|error| {
+        PlanxError::refused(format!(
+            "the saved plan {} names {}, which does not compile now (run planx from the folder `planx plan` ran in):\n{error}",
             path.display(),
-            record.plan.display()
-        )
+            request.plan.display()
+        ))
     })?;
+    let digest = crate::rundir::digest(&compiled.plan, &compiled.sources);
     let saved_digest = planc::render::compiled_digest(&saved.compiled);
     if digest != saved_digest {
-        return Err(format!(
+        return Err(PlanxError::refused(format!(
             "the saved plan {} is stale: {} and its parameters compile to something else now (SHA-256 {digest}, saved {saved_digest}); make it again with `planx plan` and review its previews",
             path.display(),
-            record.plan.display()
-        ));
+            request.plan.display()
+        )));
     }
-    record.plan_sha256 = digest;
-    Ok((record, plan))
+    Ok(compiled)
 }
 
 /// What `planx plan` observed: every object the plan reads or edits, fetched from the live
@@ -120,16 +126,16 @@ pub fn record_from_saved(
 pub async fn observe(
     plan: &CompiledPlan,
     clusters: &HashMap<String, Cluster>,
-) -> Result<planc::state::State, String> {
+) -> Result<planc::state::State, PlanxError> {
     let mut state = planc::state::State::default();
     for object in planc::preview::objects_needed(plan) {
-        let cluster = clusters
-            .get(&object.target)
-            .ok_or_else(|| format!("no connection to cluster `{}`", object.target))?;
+        let cluster = clusters.get(&object.target).ok_or_else(|| {
+            PlanxError::failed(format!("no connection to cluster `{}`", object.target))
+        })?;
         if let Some(live) = cluster
             .get(&object.kind, &object.name)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| PlanxError::failed(e.to_string()))?
         {
             state.objects.insert(object, live);
         }
@@ -149,8 +155,9 @@ pub struct MadePlan {
 pub async fn make_saved_plan(
     request: &CompileRequest,
     kubeconfig: &Path,
-) -> Result<MadePlan, String> {
-    let mut compilation = planc::compile(request, &FileLoader).map_err(|e| e.to_string())?;
+) -> Result<MadePlan, PlanxError> {
+    let mut compilation =
+        planc::compile(request, &FileLoader).map_err(|e| PlanxError::input(e.to_string()))?;
     let render = |diagnostics: &[planc::Diagnostic], sources: &planc::SourceMap| {
         planc::report::render(
             diagnostics,
@@ -160,7 +167,10 @@ pub async fn make_saved_plan(
         )
     };
     let Some(plan) = compilation.plan.take() else {
-        return Err(render(&compilation.diagnostics, &compilation.sources));
+        return Err(PlanxError::failed(render(
+            &compilation.diagnostics,
+            &compilation.sources,
+        )));
     };
     let clusters = connect(&plan, kubeconfig).await?;
     let state = observe(&plan, &clusters).await?;
@@ -169,7 +179,7 @@ pub async fn make_saved_plan(
     let mut all = compilation.diagnostics.clone();
     all.extend(diagnostics.into_sorted());
     if all.iter().any(|d| d.severity == planc::Severity::Error) {
-        return Err(render(&all, &compilation.sources));
+        return Err(PlanxError::failed(render(&all, &compilation.sources)));
     }
     let saved = planc::render::saved_plan(request, &plan, &compilation.sources, &previews);
     Ok(MadePlan {
@@ -179,112 +189,39 @@ pub async fn make_saved_plan(
     })
 }
 
-/// Every object a saved plan observed that is not as it was now, as drift reports.
-pub async fn drift(
-    saved: &SavedPlan,
-    clusters: &HashMap<String, Cluster>,
-) -> Result<Vec<String>, String> {
-    let mut reports = Vec::new();
-    for expectations in planc::drift::expectations(saved).values() {
-        reports.extend(
-            crate::actions::drift_reports(expectations, clusters)
-                .await
-                .map_err(|e| e.message)?,
-        );
-    }
-    Ok(reports)
-}
-
-/// Compile a plan as a run records it; the digest of what it compiled to.
-pub fn compile(record: &RunRecord) -> Result<(CompiledPlan, String), String> {
-    let request = CompileRequest {
-        plan: record.plan.clone(),
-        params_files: record.params_files.clone(),
-        set: record.set.clone(),
-    };
-    let compilation = planc::compile(&request, &FileLoader).map_err(|e| e.to_string())?;
-    match compilation.plan {
-        Some(plan) => {
-            let digest = plan_digest(&plan, &compilation.sources);
-            Ok((plan, digest))
-        }
-        None => Err(planc::report::render(
-            &compilation.diagnostics,
-            &compilation.sources,
-            planc::report::ReportFormat::Human,
-            false,
-        )),
-    }
-}
-
-/// SHA-256 of a compiled plan's JSON rendering, source positions left out.
-fn plan_digest(plan: &CompiledPlan, sources: &planc::SourceMap) -> String {
-    planc::render::compiled_digest(&planc::render::compiled_plan_json(plan, sources))
-}
-
 /// `host=ip:port` (or `host=ip`, port 443) pairs, as curl's `--resolve`.
-pub fn parse_resolve(pairs: &[String]) -> Result<Vec<(String, SocketAddr)>, String> {
+pub fn parse_resolve(pairs: &[String]) -> Result<Vec<(String, SocketAddr)>, PlanxError> {
     pairs
         .iter()
         .map(|pair| {
-            let (host, address) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("--resolve `{pair}`: write host=ip:port"))?;
+            let (host, address) = pair.split_once('=').ok_or_else(|| {
+                PlanxError::input(format!("--resolve `{pair}`: write host=ip:port"))
+            })?;
             let address = if address.contains(':') {
                 address.to_string()
             } else {
                 format!("{address}:443")
             };
-            let socket: SocketAddr = address
-                .parse()
-                .map_err(|_| format!("--resolve `{pair}`: `{address}` is not ip:port"))?;
+            let socket: SocketAddr = address.parse().map_err(|_| {
+                PlanxError::input(format!("--resolve `{pair}`: `{address}` is not ip:port"))
+            })?;
             Ok((host.to_string(), socket))
         })
         .collect()
 }
 
-/// Create `path` as a directory only its owner may enter.
-pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Resolve every secret parameter of the plan (`env:`, `file:` relative to `base`).
-pub fn resolve_secrets(
-    plan: &CompiledPlan,
-    base: &Path,
-) -> Result<HashMap<String, Secret>, String> {
+/// Resolve every secret parameter of a run from its reference (`env:`, `file:` relative to the
+/// folder the run started in, `prompt`).
+pub fn resolve_secrets(record: &RunRecord) -> Result<HashMap<String, Secret>, PlanxError> {
     let mut resolved = HashMap::new();
-    let mut references: Vec<(String, String)> = plan
-        .params
-        .iter()
-        .filter_map(|p| match &p.value {
-            Resolved::Secret { param, reference } => Some((param.clone(), reference.clone())),
-            _ => None,
-        })
-        .collect();
-    for target in plan.targets.values() {
-        for value in target.attributes.values() {
-            if let Resolved::Secret { param, reference } = value {
-                references.push((param.clone(), reference.clone()));
-            }
-        }
-    }
-    for (param, reference) in references {
-        if resolved.contains_key(&param) {
-            continue;
-        }
+    for (param, reference) in &record.secret_references {
         let secret = if reference == "prompt" {
-            secrets::prompt(&param).map_err(|e| e.to_string())?
+            secrets::prompt(param).map_err(|e| PlanxError::input(e.to_string()))?
         } else {
-            secrets::resolve(&reference, base).map_err(|e| format!("secret `{param}`: {e}"))?
+            secrets::resolve(reference, &record.started_in)
+                .map_err(|e| PlanxError::input(format!("secret `{param}`: {e}")))?
         };
-        resolved.insert(param, secret);
+        resolved.insert(param.clone(), secret);
     }
     Ok(resolved)
 }
@@ -293,9 +230,13 @@ pub fn resolve_secrets(
 pub async fn connect(
     plan: &CompiledPlan,
     kubeconfig: &Path,
-) -> Result<HashMap<String, Cluster>, String> {
-    let config = Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| format!("cannot read the kubeconfig {}: {e}", kubeconfig.display()))?;
+) -> Result<HashMap<String, Cluster>, PlanxError> {
+    let config = Kubeconfig::read_from(kubeconfig).map_err(|e| {
+        PlanxError::input(format!(
+            "cannot read the kubeconfig {}: {e}",
+            kubeconfig.display()
+        ))
+    })?;
     let mut clusters = HashMap::new();
     for target in plan
         .targets
@@ -306,57 +247,161 @@ pub async fn connect(
         let namespace = target.attribute("namespace").unwrap_or("default");
         let cluster = Cluster::connect(&config, context, namespace)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PlanxError::input(e.to_string()))?;
         clusters.insert(target.id.clone(), cluster);
     }
     Ok(clusters)
 }
 
-/// What every command on a run starts from.
-struct Prepared {
-    plan: CompiledPlan,
-    digest: String,
+/// A run with everything it reads resolved: its record, secrets, clusters and host pins.
+/// Opening one writes nothing and takes no Lease.
+pub struct Session {
+    pub record: RunRecord,
+    secrets: HashMap<String, Secret>,
     clusters: HashMap<String, Cluster>,
-    live: Live,
+    resolve: Vec<(String, SocketAddr)>,
+    lease: Duration,
 }
 
-/// Compile the plan the run recorded (refusing one that changed), resolve its secrets, connect
-/// to its clusters and take the Lease in each.
-async fn prepare(record: &RunRecord, run_dir: &Path) -> Result<Prepared, String> {
-    let (plan, digest) = compile(record)?;
-    if digest != record.plan_sha256 {
-        return Err(format!(
-            "the plan changed since the run started (compiled plan SHA-256 {digest}, the run recorded {}); refusing to continue it: finish or roll back with the plan it started with",
-            record.plan_sha256
-        ));
+impl Session {
+    /// Read every input of a run: the host pins, the secrets (a `prompt` asks now), the
+    /// kubeconfig and a client per cluster.
+    pub async fn open(record: RunRecord) -> Result<Session, PlanxError> {
+        let resolve = parse_resolve(&record.resolve)?;
+        let secrets = resolve_secrets(&record)?;
+        let clusters = connect(&record.compiled, &record.kubeconfig).await?;
+        Ok(Session {
+            record,
+            secrets,
+            clusters,
+            resolve,
+            lease: lease_duration(),
+        })
     }
-    let base = std::env::current_dir().map_err(|e| e.to_string())?;
-    let secrets = resolve_secrets(&plan, &base)?;
-    let resolve = parse_resolve(&record.resolve)?;
-    let clusters = connect(&plan, &record.kubeconfig).await?;
-    for cluster in clusters.values() {
-        cluster
-            .acquire_lease(&record.run_id, Duration::from_secs(3600))
-            .await
-            .map_err(|e| e.to_string())?;
+
+    /// The same session with Leases of `duration` (renewed every third of it).
+    pub fn with_lease_duration(self, duration: Duration) -> Session {
+        Session {
+            lease: duration,
+            ..self
+        }
     }
-    let mut live = Live::new(
-        plan.clone(),
-        clusters.clone(),
-        secrets,
-        run_dir.to_path_buf(),
-        resolve,
-    );
-    if record.saved_plan.is_some() {
-        let saved = read_saved_plan(&run_dir.join(SAVED_PLAN_FILE))?;
-        live.expect(planc::drift::expectations(&saved));
+
+    pub fn plan(&self) -> &CompiledPlan {
+        &self.record.compiled
     }
-    Ok(Prepared {
-        plan,
-        digest,
-        clusters,
-        live,
-    })
+
+    /// Before a saved plan starts: refuse (exit 3, nothing changed) when an object it observed
+    /// is not as it was; otherwise how many objects were checked.
+    pub async fn check_drift(&self, saved: &SavedPlan) -> Result<usize, PlanxError> {
+        let mut reports = Vec::new();
+        for expectations in planc::drift::expectations(saved).values() {
+            reports.extend(
+                crate::actions::drift_reports(expectations, &self.clusters)
+                    .await
+                    .map_err(|e| PlanxError::failed(e.message))?,
+            );
+        }
+        if reports.is_empty() {
+            return Ok(saved.observed.len());
+        }
+        Err(PlanxError::refused(format!(
+            "the clusters moved since the plan was saved; nothing was changed:\n{}\nmake the plan again with `planx plan` and review its previews",
+            reports.join("\n").trim_end()
+        )))
+    }
+
+    /// Take the run's Lease in every cluster (refused, exit 3, when another run holds one).
+    async fn take_leases(&self) -> Result<(), PlanxError> {
+        for cluster in self.clusters.values() {
+            cluster
+                .acquire_lease(&self.record.run_id, self.lease)
+                .await
+                .map_err(|e| match e {
+                    crate::cluster::ClusterError::Refused(message) => PlanxError::refused(message),
+                    other => PlanxError::failed(other.to_string()),
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn release_leases(&self) {
+        for cluster in self.clusters.values() {
+            let _ = cluster.release_lease(&self.record.run_id).await;
+        }
+    }
+
+    /// Renew the Leases every third of their duration until the returned guard is dropped.
+    fn keep_leases(&self) -> LeaseKeeper {
+        let clusters: Vec<Cluster> = self.clusters.values().cloned().collect();
+        let holder = self.record.run_id.clone();
+        let every = (self.lease / 3).max(Duration::from_millis(100));
+        LeaseKeeper(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                for cluster in &clusters {
+                    // A failed renewal is tried again at the next tick; the Lease is never
+                    // given to another run meanwhile.
+                    let _ = cluster.renew_lease(&holder).await;
+                }
+            }
+        }))
+    }
+
+    fn live(&self, run_dir: &RunDir) -> Result<Live, PlanxError> {
+        let mut live = Live::new(
+            self.record.compiled.clone(),
+            self.clusters.clone(),
+            self.secrets.clone(),
+            run_dir.clone(),
+            self.resolve.clone(),
+        );
+        if self.record.saved_plan.is_some() {
+            let saved = read_saved_plan(&run_dir.saved_plan_path())?;
+            live.expect(planc::drift::expectations(&saved));
+        }
+        Ok(live)
+    }
+}
+
+/// How long a Lease lasts without renewal (`PLANX_LEASE_SECONDS`, default 60); planx renews it
+/// every third of that while it runs.
+pub fn lease_duration() -> Duration {
+    let seconds = std::env::var("PLANX_LEASE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    Duration::from_secs(seconds)
+}
+
+/// Renews a run's Leases while it lives.
+struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Start a new run: take the Lease in every cluster, then create the run directory with the
+/// run record (and the saved plan it applies). A refusal leaves nothing behind.
+pub async fn start(
+    session: &Session,
+    runs: &Path,
+    saved: Option<&SavedPlan>,
+) -> Result<RunDir, PlanxError> {
+    session.take_leases().await?;
+    let created = RunDir::create(runs, &session.record).and_then(|run_dir| {
+        if let Some(saved) = saved {
+            run_dir.keep_saved_plan(saved)?;
+        }
+        Ok(run_dir)
+    });
+    if created.is_err() {
+        session.release_leases().await;
+    }
+    created
 }
 
 /// How a run went, for the closing summary.
@@ -372,38 +417,35 @@ pub struct Summary {
     pub run_dir: PathBuf,
 }
 
-/// Start a new run or resume one: `record` says what to compile, `run_dir` holds everything.
+/// Run a started run, or resume one, from its record; `run_dir` holds everything.
 pub async fn execute(
-    record: &RunRecord,
-    run_dir: &Path,
+    session: Session,
+    run_dir: &RunDir,
     resume: bool,
     approver: Arc<dyn Approver>,
     progress: impl Fn(Progress) + Send + Sync + 'static,
     stop: watch::Receiver<bool>,
-) -> Result<Summary, String> {
+) -> Result<Summary, PlanxError> {
     let started = Instant::now();
-    let Prepared {
-        plan,
-        digest,
-        clusters,
-        live,
-    } = prepare(record, run_dir).await?;
-    let journal_path = run_dir.join("journal.jsonl");
+    session.take_leases().await?;
+    let keeper = session.keep_leases();
+    let plan = session.plan().clone();
+    let journal_error = |e: journal::JournalError| PlanxError::failed(e.to_string());
     let (journal, states) = if resume {
-        let (journal, events) = Journal::reopen(&journal_path).map_err(|e| e.to_string())?;
+        let (journal, events) = Journal::reopen(&run_dir.journal_path()).map_err(journal_error)?;
         (journal, journal::replay(&events))
     } else {
-        let mut journal = Journal::create(&journal_path).map_err(|e| e.to_string())?;
+        let mut journal = Journal::create(&run_dir.journal_path()).map_err(journal_error)?;
         journal
             .append(Event::RunStarted {
                 plan: plan.name.clone(),
-                plan_sha256: digest,
+                plan_sha256: session.record.plan_sha256.clone(),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(journal_error)?;
         (journal, BTreeMap::new())
     };
     let progress: Arc<dyn Fn(Progress) + Send + Sync> = Arc::new(progress);
-    let mut live = live;
+    let mut live = session.live(run_dir)?;
     live.report_to(progress.clone());
     let live = Arc::new(live);
     let engine = Engine {
@@ -412,7 +454,7 @@ pub async fn execute(
         options: Options::default(),
     };
     let window = Arc::new(std::sync::Mutex::new(OutageWindow::default()));
-    let blocking: Vec<String> = writes_blocking_steps(&plan);
+    let blocking = planc::lints::writes_blocking_steps(&plan);
     let verifying: Vec<String> = plan
         .steps
         .iter()
@@ -435,11 +477,10 @@ pub async fn execute(
         stop,
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| PlanxError::failed(e.to_string()))?;
+    drop(keeper);
     if matches!(outcome, Outcome::Completed) {
-        for cluster in clusters.values() {
-            let _ = cluster.release_lease(&record.run_id).await;
-        }
+        session.release_leases().await;
     }
     let window = window.lock().expect("window");
     let outage = window.length();
@@ -451,21 +492,8 @@ pub async fn execute(
         total: started.elapsed(),
         outage,
         outage_waits,
-        run_dir: run_dir.to_path_buf(),
+        run_dir: run_dir.path().to_path_buf(),
     })
-}
-
-/// Steps after which clients can no longer write: an Ingress deleted, a StatefulSet stopped.
-fn writes_blocking_steps(plan: &CompiledPlan) -> Vec<String> {
-    plan.steps
-        .iter()
-        .filter(|s| {
-            (s.action == ActionKind::Delete
-                && s.with.get("kind").and_then(Resolved::as_str) == Some("Ingress"))
-                || s.action == ActionKind::PatchArgs
-        })
-        .map(|s| s.id.clone())
-        .collect()
 }
 
 /// The outage window: from the first step that blocks writes starting, to the last
@@ -511,25 +539,23 @@ pub fn run_id(plan: &str) -> String {
 
 /// Roll a run back: undo, in reverse order, every step that ran and can be undone (objects put
 /// back as recorded before the step; the pods of a restored StatefulSet restarted), and say what
-/// cannot be undone. Returns what was done, line by line.
-pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>, String> {
-    let Prepared {
-        plan,
-        clusters,
-        live,
-        ..
-    } = prepare(record, run_dir).await?;
-    let (mut journal, events) =
-        Journal::reopen(&run_dir.join("journal.jsonl")).map_err(|e| e.to_string())?;
+/// cannot be undone. Returns what was done, line by line. A rollback that stops half-way can be
+/// run again: what is already as recorded is left alone, and journaled outputs stay readable.
+pub async fn roll_back(session: Session, run_dir: &RunDir) -> Result<Vec<String>, PlanxError> {
+    session.take_leases().await?;
+    let keeper = session.keep_leases();
+    let plan = session.plan().clone();
+    let live = session.live(run_dir)?;
+    let journal_error = |e: journal::JournalError| PlanxError::failed(e.to_string());
+    let (mut journal, events) = Journal::reopen(&run_dir.journal_path()).map_err(journal_error)?;
     let states = journal::replay(&events);
+    let outputs = journal::outputs(&events);
     let rollback = crate::recovery::rollback(&plan, &states);
     let mut done = Vec::new();
     for (step_id, action) in &rollback.actions {
-        let step = plan
-            .steps
-            .iter()
-            .find(|s| &s.id == step_id)
-            .expect("rollback names plan steps");
+        let Some(step) = plan.steps.iter().find(|s| &s.id == step_id) else {
+            continue;
+        };
         let undo = match action {
             crate::recovery::RollbackAction::CannotUndo(why) => {
                 done.push(format!("{step_id}: cannot be undone: {why}"));
@@ -542,18 +568,22 @@ pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>
             .append(Event::UndoStarted {
                 step: step_id.clone(),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(journal_error)?;
+        let failed = |e: crate::engine::ActionError| {
+            PlanxError::failed(format!(
+                "{step_id}: {}; run `planx rollback` again to finish",
+                e.message
+            ))
+        };
         match undo {
             planc::catalog::Undo::RestoreRecorded => {
+                let item_prefix = format!("{step_id}[");
                 let keys: Vec<&String> = states
                     .keys()
-                    .filter(|k| *k == step_id || k.starts_with(&format!("{step_id}[")))
+                    .filter(|k| *k == step_id || k.starts_with(&item_prefix))
                     .collect();
                 for key in keys {
-                    let lines = live
-                        .undo(key)
-                        .await
-                        .map_err(|e| format!("{step_id}: {}", e.message))?;
+                    let lines = live.undo(key).await.map_err(failed)?;
                     done.extend(lines.into_iter().map(|l| format!("{step_id}: {l}")));
                 }
                 if step.action == ActionKind::PatchArgs
@@ -562,17 +592,15 @@ pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>
                     let lines = live
                         .restart_vaults_of(&step.on, name)
                         .await
-                        .map_err(|e| format!("{step_id}: {}", e.message))?;
+                        .map_err(failed)?;
                     done.extend(lines.into_iter().map(|l| format!("{step_id}: {l}")));
                 }
             }
             planc::catalog::Undo::Action(action) => {
-                let accessor = match states.get(step_id) {
-                    Some(journal::StepState::Succeeded { outputs }) => {
-                        outputs.get("accessor").and_then(|a| a.as_str())
-                    }
-                    _ => None,
-                };
+                let accessor = outputs
+                    .get(step_id)
+                    .and_then(|o| o.get("accessor"))
+                    .and_then(|a| a.as_str());
                 let line = match accessor {
                     Some(accessor) => live
                         .revoke_created_token(step, accessor)
@@ -593,7 +621,7 @@ pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>
             .append(Event::UndoFinished {
                 step: step_id.clone(),
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(journal_error)?;
     }
     if !rollback.past_no_return.is_empty() {
         done.push(format!(
@@ -605,9 +633,48 @@ pub async fn roll_back(record: &RunRecord, run_dir: &Path) -> Result<Vec<String>
         .append(Event::RunFinished {
             outcome: "rolled back".into(),
         })
-        .map_err(|e| e.to_string())?;
-    for cluster in clusters.values() {
-        let _ = cluster.release_lease(&record.run_id).await;
+        .map_err(journal_error)?;
+    drop(keeper);
+    session.release_leases().await;
+    Ok(done)
+}
+
+/// `planx unlock`: release the Lease the run holds in every cluster, without resuming or
+/// rolling it back. Returns what it released, line by line.
+pub async fn unlock(record: &RunRecord) -> Result<Vec<String>, PlanxError> {
+    let clusters = connect(&record.compiled, &record.kubeconfig).await?;
+    let mut done = Vec::new();
+    let mut targets: Vec<&String> = clusters.keys().collect();
+    targets.sort();
+    for target in targets {
+        let cluster = &clusters[target];
+        let held = cluster
+            .lease_holder()
+            .await
+            .map_err(|e| PlanxError::failed(e.to_string()))?;
+        match held {
+            Some(held) if held.holder == record.run_id => {
+                cluster
+                    .release_lease(&record.run_id)
+                    .await
+                    .map_err(|e| PlanxError::failed(e.to_string()))?;
+                done.push(format!(
+                    "{target}: released the lease of {} (last renewed {}{})",
+                    record.run_id,
+                    held.renewed,
+                    if held.live {
+                        "; it was still being renewed: a planx may be running this run"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            Some(held) => done.push(format!(
+                "{target}: the lease is held by another run ({}); left alone",
+                held.holder
+            )),
+            None => done.push(format!("{target}: no lease held")),
+        }
     }
     Ok(done)
 }

@@ -153,7 +153,7 @@ async fn the_kubernetes_actions_do_what_the_preview_showed() {
         compiled.clone(),
         HashMap::from([("old".to_string(), cluster.clone())]),
         HashMap::new(),
-        dir.clone(),
+        planx::rundir::RunDir::at(&dir),
         vec![(
             "vault.new.test".to_string(),
             "127.0.77.1:443".parse().unwrap(),

@@ -256,7 +256,7 @@ async fn a_second_run_is_refused_by_the_lease() {
             "vault.new.test=127.0.77.1:443",
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("another planx run (someone-else, since "),
         "{}",
@@ -265,6 +265,10 @@ async fn a_second_run_is_refused_by_the_lease() {
     assert!(
         cluster.get("Ingress", "vault").await.unwrap().is_some(),
         "nothing ran"
+    );
+    assert!(
+        !bed.dir.join("runs").exists(),
+        "a refused start leaves no run directory"
     );
     std::fs::remove_dir_all(&bed.dir).ok();
 }
@@ -318,7 +322,7 @@ async fn a_saved_plan_is_refused_when_its_plan_or_the_objects_changed() {
         ],
     );
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "refused to start: {stderr}");
     assert!(
         stderr.contains("Ingress `vault/vault` of `old` changed since the plan was saved"),
         "{stderr}"
@@ -340,7 +344,7 @@ async fn a_saved_plan_is_refused_when_its_plan_or_the_objects_changed() {
         &bed,
         &["apply", "saved.json", "--yes", "--resolve", resolve],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "refused to start");
     assert!(
         text(&out.stderr).contains("is stale"),
         "{}",
@@ -412,7 +416,7 @@ steps:
     .unwrap();
     let out = planx(&bed, &["apply", plan.to_str().unwrap(), "--yes"]);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "unreadable input: {stderr}");
     assert!(
         stderr.contains("secret `token` is set to `prompt` and there is no terminal to ask on"),
         "{stderr}"
@@ -420,6 +424,288 @@ steps:
     assert!(
         cluster.get("Ingress", "vault").await.unwrap().is_some(),
         "nothing ran"
+    );
+    assert!(
+        !bed.dir.join("runs").exists(),
+        "a start that fails leaves no run directory"
+    );
+    assert!(
+        cluster
+            .get("Lease", planx::cluster::LEASE_NAME)
+            .await
+            .unwrap()
+            .is_none(),
+        "nor a Lease"
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+#[tokio::test]
+async fn a_run_continues_from_another_folder_without_its_plan_files() {
+    let (bed, cluster) = bed("elsewhere").await;
+    let original_ingress = cluster.get("Ingress", "vault").await.unwrap().unwrap();
+    let original_statefulset = cluster.get("StatefulSet", "vault").await.unwrap().unwrap();
+    // Targets named like real clusters: ids with dashes.
+    let dashed = PLAN
+        .replace("  old:\n", "  aks-old:\n")
+        .replace("  old_vault:\n", "  aks-old-vault:\n")
+        .replace("cluster: old\n", "cluster: aks-old\n")
+        .replace("on: old\n", "on: aks-old\n")
+        .replace(
+            "    needs: [proxy]\n",
+            "    needs: [proxy]\n    gate: reroute the old domain\n",
+        );
+    std::fs::write(&bed.plan, &dashed).unwrap();
+    let out = planx(
+        &bed,
+        &[
+            "apply",
+            "reroute.yaml",
+            "--yes",
+            "--approve",
+            "block-writes",
+            "--resolve",
+            "vault.new.test=127.0.77.1:443",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("stopped at gate `reroute-ingress`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let run = only_run(&bed.dir);
+    let records: Vec<Value> = walk(&run.join("before"))
+        .iter()
+        .map(|path| serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+        .collect();
+    assert!(
+        records.iter().any(|r| r["target"] == "aks-old"
+            && r["kind"] == "StatefulSet"
+            && r["name"] == "vault"
+            && r["namespace"] == "vault"),
+        "each record carries its identity: {records:?}"
+    );
+
+    // The plan is gone; planx runs from another folder.
+    std::fs::remove_file(&bed.plan).unwrap();
+    let elsewhere = bed.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let in_elsewhere = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_planx"))
+            .args(args)
+            .current_dir(&elsewhere)
+            .env("KUBECONFIG", "/nonexistent/the-run-keeps-its-own")
+            .output()
+            .expect("planx runs")
+    };
+    let run_arg = run.to_str().unwrap();
+    let out = in_elsewhere(&["status", run_arg]);
+    let status = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        status.contains("disable-old") && status.matches("succeeded").count() == 5,
+        "{status}"
+    );
+    assert!(
+        status.contains("reroute-ingress") && status.contains("not started"),
+        "{status}"
+    );
+    let out = in_elsewhere(&["status", run_arg, "--output", "json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["steps"][0]["state"], "succeeded", "{json}");
+
+    // Plan files that compile to something else: said, and the stored plan goes on.
+    let changed = elsewhere.join("changed.yaml");
+    std::fs::write(&changed, dashed.replace("sleep infinity", "sleep 7200")).unwrap();
+    let out = in_elsewhere(&["resume", run_arg, "--plan", "changed.yaml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("compiles to another plan")
+            && stderr.contains("continuing with the plan stored in the run"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stopped at gate `reroute-ingress`"),
+        "{stderr}"
+    );
+
+    // Roll back from there: every object as it was, the proxy gone.
+    let out = in_elsewhere(&["rollback", run_arg, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ingress = cluster.get("Ingress", "vault").await.unwrap().unwrap();
+    assert_eq!(ingress["spec"], original_ingress["spec"]);
+    let statefulset = cluster.get("StatefulSet", "vault").await.unwrap().unwrap();
+    assert_eq!(
+        statefulset["spec"]["template"],
+        original_statefulset["spec"]["template"]
+    );
+    assert!(
+        cluster
+            .get("Service", "vault-migration-proxy")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        cluster
+            .get("Lease", planx::cluster::LEASE_NAME)
+            .await
+            .unwrap()
+            .is_none(),
+        "the rollback gave the Lease back"
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+#[tokio::test]
+async fn a_stopped_run_keeps_its_lease_until_unlocked() {
+    let (bed, cluster) = bed("unlock").await;
+    let plan = bed.plan.to_str().unwrap().to_string();
+    let out = planx(
+        &bed,
+        &[
+            "apply",
+            &plan,
+            "--yes",
+            "--resolve",
+            "vault.new.test=127.0.77.1:443",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stopped at the gate: {}",
+        text(&out.stderr)
+    );
+    let run = only_run(&bed.dir);
+    let holder = cluster.lease_holder().await.unwrap().expect("kept");
+    assert_eq!(run.file_name().unwrap().to_str().unwrap(), holder.holder);
+
+    // Another run is refused.
+    let other = bed.dir.join("other.yaml");
+    std::fs::write(&other, PLAN.replace("name: reroute", "name: another")).unwrap();
+    let out = planx(
+        &bed,
+        &[
+            "apply",
+            "other.yaml",
+            "--yes",
+            "--resolve",
+            "vault.new.test=127.0.77.1:443",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&holder.holder),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = planx(&bed, &["unlock", run.to_str().unwrap(), "--yes"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("lets another run start while this one's changes stay as they are"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("old: released the lease of {}", holder.holder)),
+        "{stderr}"
+    );
+    assert!(cluster.lease_holder().await.unwrap().is_none());
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Holds a gate for `hold`, then reads the Lease and tries to take it for another run.
+struct SlowApprover {
+    cluster: Cluster,
+    hold: std::time::Duration,
+    seen: std::sync::Mutex<Option<(planx::cluster::LeaseHolder, String)>>,
+}
+
+impl planx::engine::Approver for SlowApprover {
+    fn approve<'a>(&'a self, _: &'a str, _: &'a str) -> planx::engine::BoxFuture<'a, bool> {
+        Box::pin(async move {
+            tokio::time::sleep(self.hold).await;
+            let holder = self.cluster.lease_holder().await.unwrap().expect("held");
+            let refusal = self
+                .cluster
+                .acquire_lease("intruder", std::time::Duration::from_secs(60))
+                .await
+                .unwrap_err()
+                .to_string();
+            *self.seen.lock().unwrap() = Some((holder, refusal));
+            false
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_lease_is_renewed_while_a_gate_waits_past_its_duration() {
+    let (bed, cluster) = bed("renew").await;
+    let compiled = planx::run::compile(&planc::CompileRequest {
+        plan: bed.plan.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let record = planx::run::RunRecord::new(
+        "renewed-run".into(),
+        &compiled.request,
+        compiled.plan,
+        &compiled.sources,
+        &bed.twin.kubeconfig_path(),
+        vec!["vault.new.test=127.0.77.1:443".into()],
+        None,
+    )
+    .unwrap();
+    let lease = std::time::Duration::from_secs(2);
+    let session = planx::run::Session::open(record)
+        .await
+        .unwrap()
+        .with_lease_duration(lease);
+    let run_dir = planx::run::start(&session, &bed.dir.join("runs"), None)
+        .await
+        .unwrap();
+    let approver = std::sync::Arc::new(SlowApprover {
+        cluster: cluster.clone(),
+        hold: lease * 3,
+        seen: std::sync::Mutex::new(None),
+    });
+    let (_stop_sender, stop) = tokio::sync::watch::channel(false);
+    let summary = planx::run::execute(session, &run_dir, false, approver.clone(), |_| {}, stop)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.outcome,
+        planx::engine::Outcome::NotApproved {
+            step: "block-writes".into()
+        }
+    );
+    let (holder, refusal) = approver.seen.lock().unwrap().clone().expect("the gate ran");
+    assert_eq!(holder.holder, "renewed-run");
+    assert!(
+        holder.live,
+        "renewed within its {lease:?}, three times that after it was taken: {holder:?}"
+    );
+    assert!(
+        refusal.contains("renewed moments ago: it is running"),
+        "{refusal}"
     );
     std::fs::remove_dir_all(&bed.dir).ok();
 }

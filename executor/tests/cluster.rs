@@ -119,12 +119,31 @@ async fn the_lease_keeps_a_second_run_out() {
         .acquire_lease("run-2", Duration::from_secs(1))
         .await
         .expect("free again");
-    // An expired lease is taken over.
+    // A lease not renewed in time belongs to a run that stopped half-way: never taken over.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    cluster
+    let error = cluster
         .acquire_lease("run-3", Duration::from_secs(60))
         .await
-        .expect("expired lease taken over");
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("(run-2, since ")
+            && error.contains(
+                "it stopped; resume it, roll it back, or release it with `planx unlock RUN`"
+            ),
+        "{error}"
+    );
+    let holder = cluster.lease_holder().await.unwrap().expect("held");
+    assert_eq!((holder.holder.as_str(), holder.live), ("run-2", false));
+    // Its own run takes it back, and renews it.
+    cluster
+        .acquire_lease("run-2", Duration::from_secs(60))
+        .await
+        .expect("the same run resumes");
+    cluster.renew_lease("run-2").await.expect("renewed");
+    assert!(cluster.lease_holder().await.unwrap().unwrap().live);
+    let error = cluster.renew_lease("run-3").await.unwrap_err().to_string();
+    assert!(error.contains("is held by run-2"), "{error}");
 }
 
 #[tokio::test]

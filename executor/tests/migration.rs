@@ -726,18 +726,13 @@ async fn a_run_killed_after_each_step_in_turn_completes() {
     );
     // Every step of the plan (each follower too) was a kill point, save those that finished
     // beside a killed one before the kill landed.
-    let plan_steps = planx::run::compile(&planx::run::RunRecord {
+    let plan_steps = planx::run::compile(&planc::CompileRequest {
         plan: root().join("plans/vault-transit-migration.yaml"),
         params_files: vec![bed.scenario.files().params()],
         set: Vec::new(),
-        kubeconfig: PathBuf::new(),
-        resolve: Vec::new(),
-        plan_sha256: String::new(),
-        run_id: String::new(),
-        saved_plan: None,
     })
     .unwrap()
-    .0
+    .plan
     .steps
     .len();
     assert!(

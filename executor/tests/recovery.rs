@@ -185,3 +185,109 @@ fn sensitive_outputs_never_reach_the_journal() {
     );
     assert!(text.contains("accessor-1"));
 }
+
+/// The journal of a run that succeeded up to the first follower of `seal-migration`'s
+/// `migrate-followers` (a `for_each` step), and failed on the second.
+fn failed_on_the_second_follower(plan: &CompiledPlan) -> (Vec<Event>, String) {
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.id.ends_with("migrate-followers"))
+        .expect("the AKS plan migrates the followers one by one")
+        .id
+        .clone();
+    let mut events = vec![Event::RunStarted {
+        plan: plan.name.clone(),
+        plan_sha256: "00".into(),
+    }];
+    for &index in &plan.graph.order {
+        let id = plan.steps[index].id.clone();
+        if id == step {
+            break;
+        }
+        events.push(Event::StepSucceeded {
+            step: id,
+            outputs: BTreeMap::new(),
+        });
+    }
+    for (follower, fails) in [("vault-1", false), ("vault-2", true)] {
+        let key = format!("{step}[{follower}]");
+        events.push(Event::StepStarted {
+            step: key.clone(),
+            attempt: 1,
+        });
+        events.push(match fails {
+            false => Event::StepSucceeded {
+                step: key,
+                outputs: BTreeMap::new(),
+            },
+            true => Event::StepFailed {
+                step: key,
+                error: "the node did not unseal".into(),
+            },
+        });
+    }
+    (events, step)
+}
+
+#[test]
+fn a_for_each_step_failed_part_way_shows_its_items_and_its_point_of_no_return() {
+    let plan = aks();
+    let (events, step) = failed_on_the_second_follower(&plan);
+    let states = replay(&events);
+    let progress = planx::recovery::progress(&plan, &states);
+    let followers = progress
+        .iter()
+        .find(|p| p.id == step)
+        .expect("the step is listed");
+    assert_eq!(
+        followers.state,
+        StepState::Failed {
+            error: "the node did not unseal".into()
+        }
+    );
+    let items: Vec<&str> = followers.items.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        items,
+        [format!("{step}[vault-1]"), format!("{step}[vault-2]")]
+    );
+    let plan_rollback = rollback(&plan, &states);
+    assert!(
+        plan_rollback.past_no_return.contains(&step),
+        "a follower was seal-migrated: {:?}",
+        plan_rollback.past_no_return
+    );
+    assert!(
+        plan_rollback
+            .actions
+            .iter()
+            .any(|(id, action)| id == &step && matches!(action, RollbackAction::CannotUndo(_))),
+        "the rollback names the step: {:?}",
+        plan_rollback.actions
+    );
+}
+
+#[test]
+fn an_undo_started_keeps_the_outputs_it_needs() {
+    let plan = aks();
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.id == "new-token")
+        .expect("the AKS plan creates a migration token")
+        .id
+        .clone();
+    let events = vec![
+        Event::StepSucceeded {
+            step: step.clone(),
+            outputs: BTreeMap::from([("accessor".into(), "acc-123".into())]),
+        },
+        Event::UndoStarted { step: step.clone() },
+    ];
+    assert_eq!(replay(&events).get(&step), Some(&StepState::UndoInDoubt));
+    assert_eq!(
+        planx::journal::outputs(&events)[&step].get("accessor"),
+        Some(&serde_json::json!("acc-123")),
+        "a rollback killed while revoking still finds the accessor"
+    );
+}

@@ -417,9 +417,10 @@ pub struct KeysDisableInput {
 macro_rules! action_catalog {
     ($( $variant:ident => $name:literal, $input:ty; )*) => {
         /// Every action a step can `use`. The catalog is closed: a plan names one of these.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        /// Serialised as its name (`vault.snapshot-save`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum ActionKind {
-            $( $variant, )*
+            $( #[serde(rename = $name)] $variant, )*
         }
 
         impl ActionKind {

@@ -292,7 +292,7 @@ pub async fn run_on_live(
         plan.clone(),
         HashMap::new(),
         secrets,
-        run_dir.to_path_buf(),
+        planx::rundir::RunDir::at(run_dir),
         vec![],
     );
     run_approved(live, plan, journal, states).await

@@ -1,0 +1,305 @@
+//! The run directory: every file name in it, and the run record (`run.json`) that holds what
+//! `status`, `resume` and `rollback` need without the plan, module and parameter files: the
+//! compiled plan, its digest, the secret references (never values), the kubeconfig and contexts.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use planc::CompiledPlan;
+use planc::expr::Resolved;
+use planc_schema::plan::TargetKind;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::PlanxError;
+
+/// The format of `run.json`; bump the version on any incompatible change.
+pub const RUN_FORMAT: &str = "planx.run/v2";
+
+/// What a run was started with, written once to `RUN/run.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRecord {
+    pub format: String,
+    pub run_id: String,
+    /// The folder planx was started in: relative `file:` secret references resolve against it.
+    pub started_in: PathBuf,
+    /// The files as they were named at the start (for people, and for `resume --plan` to
+    /// compare with); the run never reads them again.
+    pub request: StoredRequest,
+    /// Every file the compilation read, in order: positions in the stored plan refer to them.
+    pub sources: Vec<PathBuf>,
+    /// SHA-256 of the compiled plan's rendering (source positions left out).
+    pub plan_sha256: String,
+    /// Secret parameters by reference (`env:NAME`, `file:PATH`, `prompt`); never a value.
+    pub secret_references: BTreeMap<String, String>,
+    /// Absolute path of the kubeconfig, and the context of every kubernetes target.
+    pub kubeconfig: PathBuf,
+    pub contexts: BTreeMap<String, String>,
+    /// `host=ip:port` pins, as given with `--resolve`.
+    pub resolve: Vec<String>,
+    /// The saved plan applied, when the run was started from one; its copy is kept in the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_plan: Option<PathBuf>,
+    /// The compiled plan itself: the run continues from this, not from the files.
+    pub compiled: CompiledPlan,
+}
+
+/// The plan, parameter files and `--set` arguments a run was compiled from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredRequest {
+    pub plan: PathBuf,
+    pub params_files: Vec<PathBuf>,
+    pub set: Vec<String>,
+}
+
+impl RunRecord {
+    /// The record of a new run of `plan`, compiled from `sources`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        run_id: String,
+        request: &planc::CompileRequest,
+        plan: CompiledPlan,
+        sources: &planc::SourceMap,
+        kubeconfig: &Path,
+        resolve: Vec<String>,
+        saved_plan: Option<PathBuf>,
+    ) -> Result<RunRecord, PlanxError> {
+        let started_in = std::env::current_dir()
+            .map_err(|e| PlanxError::input(format!("cannot read the current folder: {e}")))?;
+        let kubeconfig = if kubeconfig.is_absolute() {
+            kubeconfig.to_path_buf()
+        } else {
+            started_in.join(kubeconfig)
+        };
+        let mut secret_references = BTreeMap::new();
+        let target_values = plan.targets.values().flat_map(|t| t.attributes.values());
+        for value in plan.params.iter().map(|p| &p.value).chain(target_values) {
+            if let Resolved::Secret { param, reference } = value {
+                secret_references.insert(param.clone(), reference.clone());
+            }
+        }
+        let contexts = plan
+            .targets
+            .values()
+            .filter(|t| t.kind == TargetKind::Kubernetes)
+            .map(|t| {
+                let context = t.attribute("context").unwrap_or_default().to_string();
+                (t.id.clone(), context)
+            })
+            .collect();
+        Ok(RunRecord {
+            format: RUN_FORMAT.to_string(),
+            run_id,
+            started_in,
+            request: StoredRequest {
+                plan: request.plan.clone(),
+                params_files: request.params_files.clone(),
+                set: request.set.clone(),
+            },
+            sources: sources.paths().map(Path::to_path_buf).collect(),
+            plan_sha256: digest(&plan, sources),
+            secret_references,
+            kubeconfig,
+            contexts,
+            resolve,
+            saved_plan,
+            compiled: plan,
+        })
+    }
+
+    /// The source map the stored plan's positions refer to (paths only).
+    pub fn source_map(&self) -> planc::SourceMap {
+        let mut sources = planc::SourceMap::default();
+        for path in &self.sources {
+            sources.add(path.clone(), String::new());
+        }
+        sources
+    }
+}
+
+/// SHA-256 of a compiled plan's rendering, source positions left out.
+pub fn digest(plan: &CompiledPlan, sources: &planc::SourceMap) -> String {
+    planc::render::compiled_digest(&planc::render::compiled_plan_json(plan, sources))
+}
+
+/// A run directory (0700) and the names of everything in it.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Create the directory of a new run under `runs` and write its record; refuses an existing
+    /// one.
+    pub fn create(runs: &Path, record: &RunRecord) -> Result<RunDir, PlanxError> {
+        let path = runs.join(&record.run_id);
+        let cannot =
+            |e: std::io::Error| PlanxError::input(format!("cannot create {}: {e}", path.display()));
+        create_private_dir(runs).map_err(cannot)?;
+        std::fs::create_dir(&path).map_err(cannot)?;
+        set_private(&path).map_err(cannot)?;
+        let run = RunDir { path };
+        let mut text = serde_json::to_string_pretty(record)
+            .map_err(|e| PlanxError::failed(format!("cannot write the run record: {e}")))?;
+        text.push('\n');
+        write_private(&run.record_path(), text.as_bytes())?;
+        Ok(run)
+    }
+
+    /// An existing run directory and its record, checked: the format, and the stored plan
+    /// against its digest.
+    pub fn open(path: &Path) -> Result<(RunDir, RunRecord), PlanxError> {
+        let run = RunDir {
+            path: path.to_path_buf(),
+        };
+        let record_path = run.record_path();
+        let text = std::fs::read_to_string(&record_path).map_err(|e| {
+            PlanxError::input(format!(
+                "{} is not a run directory ({}: {e}); give the folder `planx apply` printed as `run directory:`",
+                path.display(),
+                record_path.display()
+            ))
+        })?;
+        let head: Value = serde_json::from_str(&text)
+            .map_err(|e| PlanxError::input(format!("{} is damaged: {e}", record_path.display())))?;
+        let format = head.get("format").and_then(Value::as_str).unwrap_or("");
+        if format != RUN_FORMAT {
+            return Err(PlanxError::input(format!(
+                "{} is {}; this planx reads `{RUN_FORMAT}`: continue the run with the planx that started it",
+                record_path.display(),
+                if format.is_empty() {
+                    "from an older planx".to_string()
+                } else {
+                    format!("`{format}`")
+                }
+            )));
+        }
+        let record: RunRecord = serde_json::from_value(head)
+            .map_err(|e| PlanxError::input(format!("{} is damaged: {e}", record_path.display())))?;
+        let stored = digest(&record.compiled, &record.source_map());
+        if stored != record.plan_sha256 {
+            return Err(PlanxError::input(format!(
+                "{} is damaged: its plan has SHA-256 {stored}, recorded {}",
+                record_path.display(),
+                record.plan_sha256
+            )));
+        }
+        Ok((run, record))
+    }
+
+    /// The run directory at `path`, for a run driven through the library (the engine's tests
+    /// and benches make their own).
+    pub fn at(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn record_path(&self) -> PathBuf {
+        self.path.join("run.json")
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.path.join("journal.jsonl")
+    }
+
+    /// The saved plan the run applies, kept as it was checked.
+    pub fn saved_plan_path(&self) -> PathBuf {
+        self.path.join("saved-plan.json")
+    }
+
+    /// The folder of the object records made before a step (or item) changed them.
+    pub fn before_folder(&self, key: &str) -> PathBuf {
+        self.path.join("before").join(file_safe(key))
+    }
+
+    /// Where an object is recorded before the step (or item) `key` changes it. The name only
+    /// keeps records apart; the identity is read from inside the record.
+    pub fn object_record_path(&self, key: &str, target: &str, kind: &str, name: &str) -> PathBuf {
+        self.before_folder(key)
+            .join(file_safe(&format!("{target}--{kind}--{name}.json")))
+    }
+
+    /// Where a `k8s.backup` step writes an object (the restore plan takes these paths; nothing
+    /// reads the name back).
+    pub fn backup_path(&self, target: &str, kind: &str, name: &str) -> PathBuf {
+        self.path
+            .join("backups")
+            .join(file_safe(&format!("{target}-{kind}-{name}.json")))
+    }
+
+    /// Where a `vault.snapshot-save` step (or item) `key` writes its snapshot of `vault`.
+    pub fn snapshot_path(&self, vault: &str, key: &str) -> PathBuf {
+        self.path
+            .join("snapshots")
+            .join(file_safe(&format!("{vault}-{key}.snap")))
+    }
+
+    /// Keep the saved plan a run applies.
+    pub fn keep_saved_plan(
+        &self,
+        saved: &planc_schema::saved::SavedPlan,
+    ) -> Result<(), PlanxError> {
+        let text = serde_json::to_vec_pretty(saved)
+            .map_err(|e| PlanxError::failed(format!("cannot write the saved plan: {e}")))?;
+        write_private(&self.saved_plan_path(), &text)
+    }
+}
+
+/// An object as it was before a step changed it, with its identity inside the record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRecord {
+    /// The kubernetes target (cluster) the object lives in.
+    pub target: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// The object as it was (cleaned for a backup), `null` when it did not exist.
+    pub object: Value,
+}
+
+/// A name made of letters, digits, `-`, `.` and `_` only (others become `_`).
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Create `path` (and its parents) as a directory only its owner may enter.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    set_private(path)
+}
+
+fn set_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Write a new file only its owner may read.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PlanxError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .map_err(|e| PlanxError::input(format!("cannot write {}: {e}", path.display())))
+}
