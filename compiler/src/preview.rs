@@ -171,6 +171,13 @@ impl<'p> Run<'p> {
             ActionKind::Backup => {
                 let input: BackupInput = input(step);
                 let key = self.key(step, &step.on, input.kind.as_str(), &input.name)?;
+                if input.if_exists && !self.exists(&key) {
+                    notes.push(format!(
+                        "{} `{}` does not exist: nothing to back up",
+                        key.kind, key.name
+                    ));
+                    return Ok(Vec::new());
+                }
                 let object = self.read(step, &key)?;
                 self.backups
                     .insert(step.id.clone(), k8s::clean_for_backup(&object));
@@ -179,6 +186,13 @@ impl<'p> Run<'p> {
             ActionKind::Delete => {
                 let input: DeleteInput = input(step);
                 let key = self.key(step, &step.on, input.kind.as_str(), &input.name)?;
+                if input.if_exists && !self.exists(&key) {
+                    notes.push(format!(
+                        "{} `{}` does not exist: nothing to delete",
+                        key.kind, key.name
+                    ));
+                    return Ok(Vec::new());
+                }
                 let before = self.read(step, &key)?;
                 self.current.remove(&key);
                 Ok(vec![(key, Some(before), None)])
@@ -329,6 +343,16 @@ impl<'p> Run<'p> {
             namespace: self.namespace(cluster),
             name: name.to_string(),
         })
+    }
+
+    /// Whether the object exists before this step (an absent one is still fetched by
+    /// `planx plan`, so that the saved plan knows it was absent).
+    fn exists(&mut self, key: &ObjectRef) -> bool {
+        let exists = self.current.contains_key(key);
+        if !exists {
+            self.missing.insert(key.clone());
+        }
+        exists
     }
 
     /// The object as it is before this step; a step on an object the state lacks is an error.

@@ -381,6 +381,60 @@ impl Live {
         }
     }
 
+    /// The environment variables of a container spec that override a seal's configuration:
+    /// from `env`, and from the ConfigMaps and Secrets of `envFrom` (their keys, with the
+    /// source's prefix), each named with where it comes from. Only key names are read.
+    async fn seal_overriding_variables(
+        &self,
+        cluster: &Cluster,
+        container: &Value,
+    ) -> Result<Vec<String>, ActionError> {
+        let overrides = |name: &str| {
+            name.starts_with("VAULT_SEAL_")
+                || name.starts_with("VAULT_AZUREKEYVAULT_")
+                || name.starts_with("VAULT_TRANSIT_SEAL_")
+                || name.starts_with("VAULT_AWSKMS_SEAL_")
+                || name.starts_with("VAULT_GCPCKMS_SEAL_")
+                || name == "AZURE_TENANT_ID"
+                || name == "AZURE_CLIENT_ID"
+        };
+        let mut found: Vec<String> = container["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["name"].as_str())
+            .filter(|n| overrides(n))
+            .map(str::to_owned)
+            .collect();
+        for source in container["envFrom"].as_array().into_iter().flatten() {
+            let prefix = source["prefix"].as_str().unwrap_or_default();
+            let (kind, name) = match (
+                source["configMapRef"]["name"].as_str(),
+                source["secretRef"]["name"].as_str(),
+            ) {
+                (Some(name), _) => ("ConfigMap", name),
+                (None, Some(name)) => ("Secret", name),
+                (None, None) => continue,
+            };
+            // A missing optional source adds nothing; a missing required one keeps the pod
+            // from starting, which the restart reports.
+            let Some(object) = cluster.get(kind, name).await? else {
+                continue;
+            };
+            let keys = ["data", "binaryData", "stringData"]
+                .into_iter()
+                .filter_map(|field| object[field].as_object())
+                .flat_map(|map| map.keys());
+            for key in keys {
+                let variable = format!("{prefix}{key}");
+                if overrides(&variable) {
+                    found.push(format!("{variable} (from {kind} `{name}`)"));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Record an object as it is before a step changes it (`null` when it does not exist).
     async fn record_before(
         &self,
@@ -789,25 +843,14 @@ impl Live {
                     .get("StatefulSet", &name)
                     .await?
                     .unwrap_or(Value::Null);
-                let env = statefulset["spec"]["template"]["spec"]["containers"]
+                let spec = statefulset["spec"]["template"]["spec"]["containers"]
                     .as_array()
                     .and_then(|c| c.iter().find(|c| c["name"] == container))
-                    .and_then(|c| c["env"].as_array().cloned())
-                    .unwrap_or_default();
-                let overriding: Vec<String> = env
-                    .iter()
-                    .filter_map(|e| e["name"].as_str())
-                    .filter(|n| {
-                        n.starts_with("VAULT_SEAL_")
-                            || n.starts_with("VAULT_AZUREKEYVAULT_")
-                            || n.starts_with("VAULT_TRANSIT_SEAL_")
-                            || n.starts_with("VAULT_AWSKMS_SEAL_")
-                            || n.starts_with("VAULT_GCPCKMS_SEAL_")
-                            || *n == "AZURE_TENANT_ID"
-                            || *n == "AZURE_CLIENT_ID"
-                    })
-                    .map(str::to_owned)
-                    .collect();
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let overriding = self
+                    .seal_overriding_variables(self.cluster(on)?, &spec)
+                    .await?;
                 if !overriding.is_empty() {
                     return Err(ActionError::permanent(format!(
                         "the container `{container}` sets {}, which override the seal configuration: both seal blocks would point at one key",
@@ -915,17 +958,19 @@ impl Live {
             ActionKind::Backup => {
                 let input: inputs::BackupInput = typed(run)?;
                 let cluster = self.cluster(on)?;
-                let object = cluster
-                    .get(input.kind.as_str(), &input.name)
-                    .await?
-                    .ok_or_else(|| {
-                        ActionError::permanent(format!(
-                            "{} `{}` does not exist in `{}`",
-                            input.kind.as_str(),
-                            input.name,
-                            cluster.context()
-                        ))
-                    })?;
+                let found = cluster.get(input.kind.as_str(), &input.name).await?;
+                if found.is_none() && input.if_exists {
+                    outputs.insert("backup".into(), Value::Null);
+                    return Ok(outputs);
+                }
+                let object = found.ok_or_else(|| {
+                    ActionError::permanent(format!(
+                        "{} `{}` does not exist in `{}`",
+                        input.kind.as_str(),
+                        input.name,
+                        cluster.context()
+                    ))
+                })?;
                 let path = self
                     .run_dir
                     .backup_path(on, input.kind.as_str(), &input.name);

@@ -224,3 +224,107 @@ async fn the_kubernetes_actions_do_what_the_preview_showed() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn seal_overrides_are_found_in_env_and_in_env_from() {
+    let (_twin, cluster) = common::seeded_old_cluster().await;
+    let plan = common::compile(
+        "overrides",
+        r#"
+version: 1
+name: overrides
+targets:
+  aks-old: {kind: kubernetes, context: old, namespace: vault}
+  old-vault: {kind: vault, cluster: aks-old, url: http://vault.old.test}
+steps:
+  - id: seal-overrides
+    uses: preflight.seal-overrides
+    on: old-vault
+"#
+        .to_string(),
+    );
+    let check = |name: &'static str| {
+        let plan = plan.clone();
+        let cluster = cluster.clone();
+        async move {
+            let dir = common::scratch_dir(name);
+            let live = Live::new(
+                plan.clone(),
+                HashMap::from([("aks-old".to_string(), cluster)]),
+                HashMap::new(),
+                planx::rundir::RunDir::at(&dir),
+                vec![],
+            );
+            let journal = Journal::create(&dir.join("journal.jsonl")).unwrap();
+            let outcome = common::run_approved(live, &plan, journal, BTreeMap::new()).await;
+            std::fs::remove_dir_all(&dir).ok();
+            outcome
+        }
+    };
+    let set_container = |field: &'static str, value: Value| {
+        let cluster = cluster.clone();
+        async move {
+            let mut statefulset = cluster.get("StatefulSet", "vault").await.unwrap().unwrap();
+            let containers = statefulset["spec"]["template"]["spec"]["containers"]
+                .as_array_mut()
+                .unwrap();
+            let vault = containers
+                .iter_mut()
+                .find(|c| c["name"] == "vault")
+                .unwrap();
+            vault[field] = value;
+            cluster.replace(&statefulset).await.unwrap();
+        }
+    };
+    assert_eq!(check("overrides-clean").await, Outcome::Completed);
+
+    set_container(
+        "env",
+        serde_json::json!([{"name": "VAULT_SEAL_TYPE", "value": "transit"}]),
+    )
+    .await;
+    let Outcome::Failed { error, .. } = check("overrides-env").await else {
+        panic!("an env override is refused")
+    };
+    assert!(
+        error.contains("sets VAULT_SEAL_TYPE, which override"),
+        "{error}"
+    );
+
+    set_container("env", serde_json::json!([])).await;
+    cluster
+        .create(&serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "vault-env", "namespace": "vault"},
+            "data": {"VAULT_AZUREKEYVAULT_VAULT_NAME": "kv-other", "LOG_LEVEL": "debug"}
+        }))
+        .await
+        .unwrap();
+    cluster
+        .create(&serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "vault-seal", "namespace": "vault"},
+            "data": {"SEAL_TYPE": "dHJhbnNpdA=="}
+        }))
+        .await
+        .unwrap();
+    set_container(
+        "envFrom",
+        serde_json::json!([
+            {"configMapRef": {"name": "vault-env"}},
+            {"secretRef": {"name": "vault-seal"}, "prefix": "VAULT_"},
+            {"configMapRef": {"name": "absent", "optional": true}}
+        ]),
+    )
+    .await;
+    let Outcome::Failed { error, .. } = check("overrides-env-from").await else {
+        panic!("an envFrom override is refused")
+    };
+    assert!(
+        error.contains("VAULT_AZUREKEYVAULT_VAULT_NAME (from ConfigMap `vault-env`)")
+            && error.contains("VAULT_SEAL_TYPE (from Secret `vault-seal`)")
+            && !error.contains("LOG_LEVEL")
+            && !error.contains("transit"),
+        "{error}"
+    );
+}

@@ -177,6 +177,9 @@ pub struct TokenRevokeInput {
 pub struct BackupInput {
     pub kind: ObjectKind,
     pub name: String,
+    /// Succeed without a backup when the object does not exist (its output `backup` is null).
+    #[serde(default)]
+    pub if_exists: bool,
 }
 
 /// `k8s.delete`: delete an object and wait until it is gone.
@@ -187,6 +190,9 @@ pub struct DeleteInput {
     pub name: String,
     #[serde(default = "default_true")]
     pub wait: bool,
+    /// Succeed when the object does not exist (a delete of nothing).
+    #[serde(default)]
+    pub if_exists: bool,
 }
 
 fn default_true() -> bool {

@@ -490,3 +490,28 @@ fn edits_that_cannot_be_made_are_located_errors() {
         "{messages:#?}"
     );
 }
+
+#[test]
+fn the_restore_plan_removes_a_proxy_that_was_never_created_without_an_error() {
+    // The failed run stopped before chapter 12: the old cluster has no migration proxy.
+    let p = previewed(
+        Path::new("plans/vault-restore.yaml"),
+        Path::new("tests/state/restore-without-proxy"),
+    );
+    let errors: Vec<_> = p.diagnostics.iter().collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let notes: Vec<&String> = p
+        .previews
+        .steps
+        .iter()
+        .filter(|s| s.step.contains("proxy"))
+        .flat_map(|s| &s.notes)
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str()
+                == "Service `vault-migration-proxy` does not exist: nothing to delete"),
+        "{notes:#?}"
+    );
+}
