@@ -539,9 +539,14 @@ pub fn run_id(plan: &str) -> String {
 
 /// Roll a run back: undo, in reverse order, every step that ran and can be undone (objects put
 /// back as recorded before the step; the pods of a restored StatefulSet restarted), and say what
-/// cannot be undone. Returns what was done, line by line. A rollback that stops half-way can be
-/// run again: what is already as recorded is left alone, and journaled outputs stay readable.
-pub async fn roll_back(session: Session, run_dir: &RunDir) -> Result<Vec<String>, PlanxError> {
+/// cannot be undone. Each line of what it does goes to `report` as it happens, and
+/// `STEP: undone` once a step's undo is journaled. A rollback that stops half-way can be run
+/// again: what is already as recorded is left alone, and journaled outputs stay readable.
+pub async fn roll_back(
+    session: Session,
+    run_dir: &RunDir,
+    report: &mut (dyn FnMut(String) + Send),
+) -> Result<(), PlanxError> {
     session.take_leases().await?;
     let keeper = session.keep_leases();
     let plan = session.plan().clone();
@@ -551,14 +556,13 @@ pub async fn roll_back(session: Session, run_dir: &RunDir) -> Result<Vec<String>
     let states = journal::replay(&events);
     let outputs = journal::outputs(&events);
     let rollback = crate::recovery::rollback(&plan, &states);
-    let mut done = Vec::new();
     for (step_id, action) in &rollback.actions {
         let Some(step) = plan.steps.iter().find(|s| &s.id == step_id) else {
             continue;
         };
         let undo = match action {
             crate::recovery::RollbackAction::CannotUndo(why) => {
-                done.push(format!("{step_id}: cannot be undone: {why}"));
+                report(format!("{step_id}: cannot be undone: {why}"));
                 continue;
             }
             crate::recovery::RollbackAction::Undo(undo)
@@ -584,7 +588,9 @@ pub async fn roll_back(session: Session, run_dir: &RunDir) -> Result<Vec<String>
                     .collect();
                 for key in keys {
                     let lines = live.undo(key).await.map_err(failed)?;
-                    done.extend(lines.into_iter().map(|l| format!("{step_id}: {l}")));
+                    for line in lines {
+                        report(format!("{step_id}: {line}"));
+                    }
                 }
                 if step.action == ActionKind::PatchArgs
                     && let Some(name) = step.with.get("statefulset").and_then(Resolved::as_str)
@@ -593,7 +599,9 @@ pub async fn roll_back(session: Session, run_dir: &RunDir) -> Result<Vec<String>
                         .restart_vaults_of(&step.on, name)
                         .await
                         .map_err(failed)?;
-                    done.extend(lines.into_iter().map(|l| format!("{step_id}: {l}")));
+                    for line in lines {
+                        report(format!("{step_id}: {line}"));
+                    }
                 }
             }
             planc::catalog::Undo::Action(action) => {
@@ -613,7 +621,7 @@ pub async fn roll_back(session: Session, run_dir: &RunDir) -> Result<Vec<String>
                         }),
                     None => format!("{action}: no accessor journaled, nothing to revoke"),
                 };
-                done.push(format!("{step_id}: {line}"));
+                report(format!("{step_id}: {line}"));
             }
             planc::catalog::Undo::NotNeeded | planc::catalog::Undo::None(_) => {}
         }
@@ -622,9 +630,10 @@ pub async fn roll_back(session: Session, run_dir: &RunDir) -> Result<Vec<String>
                 step: step_id.clone(),
             })
             .map_err(journal_error)?;
+        report(format!("{step_id}: undone"));
     }
     if !rollback.past_no_return.is_empty() {
-        done.push(format!(
+        report(format!(
             "past the point of no return ({}): the source is back; what happened to the target stays",
             rollback.past_no_return.join(", ")
         ));
@@ -636,7 +645,7 @@ pub async fn roll_back(session: Session, run_dir: &RunDir) -> Result<Vec<String>
         .map_err(journal_error)?;
     drop(keeper);
     session.release_leases().await;
-    Ok(done)
+    Ok(())
 }
 
 /// `planx unlock`: release the Lease the run holds in every cluster, without resuming or

@@ -133,8 +133,11 @@ pub struct RunDir {
 
 impl RunDir {
     /// Create the directory of a new run under `runs` and write its record; refuses an existing
-    /// one.
+    /// one. The path is made absolute, so that the file paths steps journal (backups, snapshots)
+    /// stay valid when the run is continued from another folder.
     pub fn create(runs: &Path, record: &RunRecord) -> Result<RunDir, PlanxError> {
+        let runs = record.started_in.join(runs);
+        let runs = runs.as_path();
         let path = runs.join(&record.run_id);
         let cannot =
             |e: std::io::Error| PlanxError::input(format!("cannot create {}: {e}", path.display()));

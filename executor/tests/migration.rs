@@ -1,7 +1,8 @@
 //! The whole move, end to end, on the twin with real OpenBao: `planx apply` of
 //! `plans/vault-transit-migration.yaml` from OLD to NEW, then every secret of the source read back
 //! through both domains; a run killed (SIGKILL) at chosen moments and resumed; a run that fails
-//! after writes are blocked, rolled back until the OLD Vault serves again.
+//! after writes are blocked, rolled back until the OLD Vault serves again; and that rollback
+//! killed after each of its undo steps in turn, from another folder, with the plan files gone.
 //!
 //! One scenario at a time (each runs eight OpenBao processes).
 
@@ -742,5 +743,171 @@ async fn a_run_killed_after_each_step_in_turn_completes() {
     );
     assert_no_secret_written(&bed, &output, "");
     assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+/// The transit plan with its targets named like real clusters (`aks-old`, `aks-old-vault`:
+/// ids with dashes), and its modules, copied into `dir`; the plan's path.
+fn dashed_plan(dir: &Path) -> PathBuf {
+    let modules = dir.join("modules");
+    std::fs::create_dir_all(&modules).unwrap();
+    for entry in std::fs::read_dir(root().join("plans/modules")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, modules.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut plan =
+        std::fs::read_to_string(root().join("plans/vault-transit-migration.yaml")).unwrap();
+    for (old, new) in [
+        ("old", "aks-old"),
+        ("new", "aks-new"),
+        ("old_vault", "aks-old-vault"),
+        ("new_vault", "aks-new-vault"),
+    ] {
+        let renamed: Vec<String> = plan
+            .lines()
+            .map(|line| {
+                let key = line.trim_start().split(':').next().unwrap_or_default();
+                let value = line.split_once(": ").map(|(_, v)| v);
+                if line == format!("  {old}:") {
+                    format!("  {new}:")
+                } else if value == Some(old)
+                    && [
+                        "on",
+                        "cluster",
+                        "old_cluster",
+                        "vault",
+                        "old_vault",
+                        "new_vault",
+                    ]
+                    .contains(&key)
+                {
+                    line.replacen(&format!(": {old}"), &format!(": {new}"), 1)
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        plan = renamed.join("\n") + "\n";
+    }
+    assert!(plan.contains("  aks-old-vault:\n") && plan.contains("on: aks-new-vault\n"));
+    let path = dir.join("dashed.yaml");
+    std::fs::write(&path, plan).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_killed_after_each_undo_step_completes_from_another_folder() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("rollback-kills").await;
+    let plan_dir = bed.dir.join("checkout");
+    let plan = dashed_plan(&plan_dir);
+    bed.scenario.twin().cluster("new").inject(
+        Fault::error(500, "InternalError")
+            .on(Verb::Update)
+            .path("/api/v1/namespaces/vault/configmaps"),
+    );
+    let mut args = apply_args(&bed);
+    args[1] = plan.display().to_string();
+    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        summary(&stdout)["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed at `cutover.point-at-old-key`"),
+        "{stdout}"
+    );
+    bed.scenario.twin().cluster("new").faults().clear();
+    let run = run_dir(&bed);
+
+    // The checkout is gone (another laptop during the incident); planx runs from elsewhere,
+    // without KUBECONFIG: the run directory holds what it needs.
+    std::fs::remove_dir_all(&plan_dir).unwrap();
+    let elsewhere = bed.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mut killed_after: Vec<String> = Vec::new();
+    let mut transcript = String::new();
+    let finished = loop {
+        assert!(killed_after.len() < 30, "no end in sight: {killed_after:?}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_planx"))
+            .args(["rollback", run.to_str().unwrap(), "--yes"])
+            .current_dir(&elsewhere)
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut killed = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            transcript.push_str(&line);
+            transcript.push('\n');
+            if let Some(step) = line.strip_suffix(": undone")
+                && !killed_after.iter().any(|s| s == step)
+            {
+                child.kill().unwrap();
+                killed_after.push(step.to_string());
+                killed = true;
+                break;
+            }
+        }
+        let status = child.wait().unwrap();
+        if !killed {
+            break status;
+        }
+    };
+    assert_eq!(finished.code(), Some(0), "{transcript}");
+    println!(
+        "rollback killed after {} undo steps in turn: {}",
+        killed_after.len(),
+        killed_after.join(", ")
+    );
+    assert!(
+        killed_after.len() >= 4,
+        "the rollback undoes the proxy-free cutover in several steps: {killed_after:?}\n{transcript}"
+    );
+    assert!(
+        transcript.contains("old-token: revoked the token with accessor"),
+        "the old migration token is revoked by its journaled accessor, even after kills:\n{transcript}"
+    );
+    assert!(
+        !transcript.contains("unknown target"),
+        "dashed target ids are read from the records:\n{transcript}"
+    );
+    let status = Command::new(env!("CARGO_BIN_EXE_planx"))
+        .args(["status", run.to_str().unwrap()])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    for step in &killed_after {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.contains(step.as_str()) && l.ends_with("undone")),
+            "{step} is undone:\n{status}"
+        );
+    }
+
+    // The OLD Vault serves every secret again through the old domain.
+    let http = client(&bed.resolve);
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    common::eventually(
+        "the old domain to serve after the rollback",
+        Duration::from_secs(120),
+        || async {
+            let health = http.get("http://vault.old.test/v1/sys/health").send().await;
+            health.is_ok_and(|r| r.status().as_u16() == 200)
+        },
+    )
+    .await;
+    assert_eq!(
+        read_secrets(&bed.resolve, "vault.old.test", &token).await,
+        bed.source
+    );
     std::fs::remove_dir_all(&bed.dir).ok();
 }

@@ -443,9 +443,7 @@ async fn rollback(run: PathBuf, yes: bool) -> Result<ExitCode, PlanxError> {
         return Err(PlanxError::failed("not rolled back"));
     }
     let session = Session::open(record).await?;
-    for line in run::roll_back(session, &run_dir).await? {
-        eprintln!("{line}");
-    }
+    run::roll_back(session, &run_dir, &mut |line| eprintln!("{line}")).await?;
     Ok(ExitCode::SUCCESS)
 }
 
