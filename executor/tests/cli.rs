@@ -669,7 +669,7 @@ async fn the_lease_is_renewed_while_a_gate_waits_past_its_duration() {
         &compiled.request,
         compiled.plan,
         &compiled.sources,
-        &bed.twin.kubeconfig_path(),
+        bed.twin.kubeconfig_path(),
         vec!["vault.new.test=127.0.77.1:443".into()],
         None,
     )

@@ -6,7 +6,7 @@ mod approve;
 mod view;
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -271,7 +271,7 @@ fn default_kubeconfig(kubeconfig: Option<PathBuf>) -> PathBuf {
 async fn make_plan(
     files: &PlanFiles,
     kubeconfig: PathBuf,
-    out: &PathBuf,
+    out: &Path,
 ) -> Result<ExitCode, PlanxError> {
     let made = run::make_saved_plan(&files.request(), &kubeconfig).await?;
     eprint!("{}", made.warnings);
@@ -411,7 +411,7 @@ async fn resume(
 
 /// A run's directory, record and each step's state from its journal.
 fn load_run(
-    run: &PathBuf,
+    run: &Path,
 ) -> Result<
     (
         RunDir,
@@ -447,7 +447,7 @@ async fn rollback(run: PathBuf, yes: bool) -> Result<ExitCode, PlanxError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(run: &PathBuf, output: Output) -> Result<ExitCode, PlanxError> {
+fn status(run: &Path, output: Output) -> Result<ExitCode, PlanxError> {
     let (_, record, states) = load_run(run)?;
     let steps = planx::recovery::progress(&record.compiled, &states);
     write_stdout(&view::status(
