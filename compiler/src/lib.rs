@@ -14,6 +14,7 @@ pub mod drift;
 pub mod edit;
 pub mod expr;
 pub mod graph;
+pub mod hex;
 pub mod lints;
 pub mod lower;
 pub mod model;

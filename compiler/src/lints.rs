@@ -114,9 +114,12 @@ fn propagate(
     mut visit: impl FnMut(&Index, usize, &Facts, &Facts),
 ) {
     let mut vaults_by_cluster: HashMap<&str, Vec<&CompiledTarget>> = HashMap::new();
-    for target in targets.values().filter(|t| t.kind == TargetKind::Vault) {
-        if let Some(cluster) = target.attribute("cluster") {
-            vaults_by_cluster.entry(cluster).or_default().push(target);
+    for target in targets.values() {
+        if let Some(vault) = target.vault() {
+            vaults_by_cluster
+                .entry(vault.cluster)
+                .or_default()
+                .push(target);
         }
     }
     let index = Index {
@@ -199,7 +202,7 @@ fn establish(step: &CompiledStep, position: usize, index: &Index, before: &Facts
                 return None;
             }
             let blocked: Vec<String> = vaults_in(index, on)
-                .filter(|v| v.attribute("ingress") == Some(name))
+                .filter(|v| v.vault().is_some_and(|v| v.ingress == name))
                 .map(|v| v.id.clone())
                 .collect();
             if blocked.is_empty() {
@@ -213,7 +216,7 @@ fn establish(step: &CompiledStep, position: usize, index: &Index, before: &Facts
             let statefulset = text(step, "statefulset")?;
             let sleep = is_sleep(step.with.get("args"));
             let patched: Vec<String> = vaults_in(index, on)
-                .filter(|v| v.attribute("statefulset") == Some(statefulset))
+                .filter(|v| v.vault().is_some_and(|v| v.statefulset == statefulset))
                 .map(|v| v.id.clone())
                 .collect();
             for vault in patched {

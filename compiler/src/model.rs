@@ -48,6 +48,74 @@ impl CompiledTarget {
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes.get(name).and_then(Resolved::as_str)
     }
+
+    /// A text attribute lowering always fills (a required one, or one with a chart default).
+    fn filled(&self, name: &str) -> &str {
+        self.attribute(name).unwrap_or_default()
+    }
+
+    /// This target as a kubernetes cluster, when it is one.
+    pub fn kubernetes(&self) -> Option<KubernetesTarget<'_>> {
+        (self.kind == TargetKind::Kubernetes).then(|| KubernetesTarget {
+            id: &self.id,
+            context: self.filled("context"),
+            namespace: self.filled("namespace"),
+        })
+    }
+
+    /// This target as a Vault, when it is one.
+    pub fn vault(&self) -> Option<VaultTarget<'_>> {
+        (self.kind == TargetKind::Vault).then(|| VaultTarget {
+            id: &self.id,
+            cluster: self.filled("cluster"),
+            url: self.filled("url"),
+            statefulset: self.filled("statefulset"),
+            container: self.filled("container"),
+            configmap: self.filled("configmap"),
+            config_key: self.filled("config_key"),
+            ingress: self.filled("ingress"),
+            active_service: self.filled("active_service"),
+            selector: self.filled("selector"),
+            port: match self.attributes.get("port") {
+                Some(Resolved::Int(port)) => u16::try_from(*port).unwrap_or(8200),
+                _ => 8200,
+            },
+            address_template: (self.attribute("reach") == Some("address"))
+                .then(|| self.filled("address_template")),
+        })
+    }
+}
+
+/// A kubernetes target: a context of the kubeconfig and the namespace planx works in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubernetesTarget<'a> {
+    pub id: &'a str,
+    pub context: &'a str,
+    pub namespace: &'a str,
+}
+
+/// A Vault target, the Helm chart's defaults filled once in lowering: the kubernetes target it
+/// runs in and the names of its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VaultTarget<'a> {
+    pub id: &'a str,
+    /// The id of the kubernetes target it runs in.
+    pub cluster: &'a str,
+    pub url: &'a str,
+    pub statefulset: &'a str,
+    pub container: &'a str,
+    pub configmap: &'a str,
+    /// The key of the ConfigMap that holds the seal configuration.
+    pub config_key: &'a str,
+    pub ingress: &'a str,
+    pub active_service: &'a str,
+    /// The label selector of its pods.
+    pub selector: &'a str,
+    /// The port its pods listen on.
+    pub port: u16,
+    /// `reach: address`: the pods' address template (`{pod}` replaced); `None` for a
+    /// port-forward.
+    pub address_template: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

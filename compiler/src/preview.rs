@@ -315,9 +315,9 @@ impl<'p> Run<'p> {
 
     fn namespace(&self, cluster: &str) -> String {
         self.target(cluster)
-            .attribute("namespace")
-            .unwrap_or("default")
-            .to_string()
+            .kubernetes()
+            .map(|k| k.namespace.to_string())
+            .unwrap_or_default()
     }
 
     fn key(
@@ -363,7 +363,7 @@ impl<'p> Run<'p> {
         }
         self.missing.insert(key.clone());
         let cluster = self.target(&key.target);
-        let context = cluster.attribute("context").unwrap_or_default();
+        let context = cluster.kubernetes().map(|k| k.context).unwrap_or_default();
         Err(Box::new(
             Diagnostic::new(
                 Code::ObjectMissing,
@@ -436,16 +436,15 @@ impl<'p> Run<'p> {
         step: &CompiledStep,
         edit: SealEdit,
     ) -> Result<Vec<Change>, Box<Diagnostic>> {
-        let vault = self.target(&step.on);
-        let cluster = vault.attribute("cluster").unwrap_or_default().to_string();
-        let configmap = vault
-            .attribute("configmap")
-            .unwrap_or("vault-config")
-            .to_string();
-        let config_key = vault
-            .attribute("config_key")
-            .unwrap_or("extraconfig-from-values.hcl")
-            .to_string();
+        // Lowering refuses a seal step on another kind of target.
+        let Some(vault) = self.target(&step.on).vault() else {
+            return Ok(Vec::new());
+        };
+        let (cluster, configmap, config_key) = (
+            vault.cluster.to_string(),
+            vault.configmap.to_string(),
+            vault.config_key.to_string(),
+        );
         let key = self.key(step, &cluster, "ConfigMap", &configmap)?;
         let before = self.read(step, &key)?;
         let text = k8s::configmap_value(&before, &config_key)

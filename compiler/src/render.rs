@@ -118,8 +118,5 @@ pub fn compiled_digest(rendering: &Value) -> String {
         }
     }
     let text = serde_json::to_string(&rendering).expect("renders");
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&Sha256::digest(text.as_bytes()))
 }

@@ -103,9 +103,9 @@ pub fn read_state(
             continue;
         };
         let namespace = target
-            .attribute("namespace")
-            .unwrap_or("default")
-            .to_string();
+            .kubernetes()
+            .map(|k| k.namespace.to_string())
+            .unwrap_or_default();
         let text = sources.get(id).text.clone();
         for object in documents(id, &text, diagnostics) {
             let (kind, object_namespace, name) = crate::edit::k8s::identity(&object);
@@ -191,7 +191,7 @@ pub fn digest(object: &Value) -> String {
     let mut canonical = String::new();
     write_canonical(&clean_for_backup(object), &mut canonical);
     let hash = Sha256::digest(canonical.as_bytes());
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&hash)
 }
 
 fn write_canonical(value: &Value, out: &mut String) {

@@ -32,8 +32,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use planx::adapters::vault::Vault;
 use planx::secrets::Secret;
-use planx::vault::Vault;
 
 const TOKEN_ENV: &str = "PLANX_BENCH_TOKEN";
 const IP: &str = "127.0.91.1";
@@ -60,7 +60,7 @@ fn child(args: &[String]) {
     };
     let path = Path::new(path);
     let token = Secret::new(std::env::var(TOKEN_ENV).expect("the token in PLANX_BENCH_TOKEN"));
-    planx::vault::install_crypto_provider();
+    planx::adapters::vault::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -133,7 +133,7 @@ struct Bench {
 
 fn bench() {
     let started = Instant::now();
-    planx::vault::install_crypto_provider();
+    planx::adapters::vault::install_crypto_provider();
     let sizes: Vec<u64> = std::env::var("PLANX_BENCH_SIZES_MB")
         .unwrap_or_else(|_| "25,110".into())
         .split(',')

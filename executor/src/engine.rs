@@ -96,6 +96,48 @@ impl Effects {
     }
 }
 
+/// What a step produced: values, journaled and read by later steps, and secrets (a migration
+/// token), held in memory for the steps that need them. A [`Secret`](crate::secrets::Secret)
+/// never prints and never serialises, so a secret output cannot reach the journal or a log.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    pub values: BTreeMap<String, Value>,
+    pub secrets: BTreeMap<String, crate::secrets::Secret>,
+}
+
+impl Outputs {
+    pub fn new() -> Outputs {
+        Outputs::default()
+    }
+
+    /// Outputs made of journaled values only.
+    pub fn from_values(values: BTreeMap<String, Value>) -> Outputs {
+        Outputs {
+            values,
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    pub fn insert(&mut self, name: &str, value: Value) {
+        self.values.insert(name.to_string(), value);
+    }
+
+    pub fn insert_secret(&mut self, name: &str, secret: crate::secrets::Secret) {
+        self.secrets.insert(name.to_string(), secret);
+    }
+}
+
+impl<const N: usize> From<[(&str, Value); N]> for Outputs {
+    fn from(values: [(&str, Value); N]) -> Outputs {
+        Outputs::from_values(
+            values
+                .into_iter()
+                .map(|(name, value)| (name.to_string(), value))
+                .collect(),
+        )
+    }
+}
+
 /// What actions do. Implemented by the adapters on the real APIs.
 pub trait Actions: Send + Sync + 'static {
     /// Run the step, journaling each side effect through `effects`; return its outputs.
@@ -103,14 +145,14 @@ pub trait Actions: Send + Sync + 'static {
         &'a self,
         run: &'a StepRun,
         effects: &'a Effects,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, Value>, ActionError>>;
+    ) -> BoxFuture<'a, Result<Outputs, ActionError>>;
 
     /// For a step whose effect is in doubt after a crash: its outputs when the effect is in
     /// place, `None` when it must run again.
     fn observe<'a>(
         &'a self,
         run: &'a StepRun,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, Value>>, ActionError>>;
+    ) -> BoxFuture<'a, Result<Option<Outputs>, ActionError>>;
 }
 
 /// Asks a person (or the command line) whether a gated step may run.
@@ -206,7 +248,7 @@ struct Shared {
     actions: Arc<dyn Actions>,
     approver: Arc<dyn Approver>,
     journal: Arc<Mutex<Journal>>,
-    outputs: Mutex<HashMap<String, BTreeMap<String, Value>>>,
+    outputs: Mutex<HashMap<String, Outputs>>,
     /// The journal's replay: what each step or item key reached before this run.
     states: BTreeMap<String, StepState>,
     /// Succeeded steps that run again, just before the first step that needs their sensitive
@@ -262,7 +304,7 @@ pub async fn run(
                 .outputs
                 .lock()
                 .expect("outputs")
-                .insert(key.clone(), outputs.clone());
+                .insert(key.clone(), Outputs::from_values(outputs.clone()));
         }
     }
     let count = shared.plan.steps.len();
@@ -401,11 +443,7 @@ async fn run_step(shared: &Shared, index: usize) -> Result<(), Outcome> {
 
 /// One run: skipped when the journal says it succeeded, observed first when its effect is in
 /// doubt, else applied with a timeout and retries for transient errors.
-async fn run_once(
-    shared: &Shared,
-    run: &StepRun,
-    force: bool,
-) -> Result<BTreeMap<String, Value>, Outcome> {
+async fn run_once(shared: &Shared, run: &StepRun, force: bool) -> Result<Outputs, Outcome> {
     let fail = |error: String| Outcome::Failed {
         step: run.key.clone(),
         error,
@@ -417,7 +455,7 @@ async fn run_once(
         (shared.progress)(Progress::Skipped {
             key: run.key.clone(),
         });
-        return Ok(outputs.clone());
+        return Ok(Outputs::from_values(outputs.clone()));
     }
     if matches!(state, Some(StepState::InDoubt { .. }))
         && let Some(outputs) = shared
@@ -426,7 +464,7 @@ async fn run_once(
             .await
             .map_err(|e| fail(e.message))?
     {
-        journal(shared, succeeded(run, outputs.clone()))?;
+        journal(shared, succeeded(run, &outputs))?;
         (shared.progress)(Progress::Skipped {
             key: run.key.clone(),
         });
@@ -467,7 +505,7 @@ async fn run_once(
         };
         match result {
             Ok(outputs) => {
-                journal(shared, succeeded(run, outputs.clone()))?;
+                journal(shared, succeeded(run, &outputs))?;
                 (shared.progress)(Progress::Succeeded {
                     key: run.key.clone(),
                     elapsed: started.elapsed(),
@@ -569,9 +607,10 @@ async fn rerun_producers(
     Ok(())
 }
 
-/// The success record of a run, under its key (`step[item]` for an item), sensitive outputs left out.
-fn succeeded(run: &StepRun, outputs: BTreeMap<String, Value>) -> Event {
-    let mut event = Event::succeeded(&run.step, outputs);
+/// The success record of a run, under its key (`step[item]` for an item): its values, never its
+/// secrets.
+fn succeeded(run: &StepRun, outputs: &Outputs) -> Event {
+    let mut event = Event::succeeded(&run.step, outputs.values.clone());
     if let Event::StepSucceeded { step, .. } = &mut event {
         step.clone_from(&run.key);
     }
@@ -589,12 +628,9 @@ fn step_secrets(
         if let Resolved::Secret { reference, .. } = value
             && let Some(path) = reference.strip_prefix("step:")
             && let Some((step, output)) = path.rsplit_once('.')
-            && let Some(Value::String(secret)) = outputs.get(step).and_then(|o| o.get(output))
+            && let Some(secret) = outputs.get(step).and_then(|o| o.secrets.get(output))
         {
-            found.insert(
-                reference.clone(),
-                crate::secrets::Secret::new(secret.clone()),
-            );
+            found.insert(reference.clone(), secret.clone());
         }
     }
     found
@@ -617,7 +653,10 @@ fn resolve_refs(
     Ok(match value {
         Resolved::StepOutput { step, output } => {
             let outputs = shared.outputs.lock().expect("outputs");
-            let found = outputs.get(step).and_then(|o| o.get(output)).cloned();
+            let found = outputs
+                .get(step)
+                .and_then(|o| o.values.get(output))
+                .cloned();
             match found {
                 Some(value) => Resolved::from_json(&value),
                 None => {

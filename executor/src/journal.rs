@@ -106,10 +106,7 @@ struct Record {
 
 fn checksum(seq: u64, event: &Event) -> String {
     let body = serde_json::to_string(&(seq, event)).expect("events serialise");
-    Sha256::digest(body.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    planc::hex::encode(&Sha256::digest(body.as_bytes())[..8])
 }
 
 /// Why a journal cannot be used.

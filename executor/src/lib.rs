@@ -2,24 +2,19 @@
 //! APIs. [`run`] starts, resumes and rolls back runs kept in a [`rundir`]; the [`engine`] walks
 //! the graph and journals every effect ([`journal`]); [`recovery`] computes resume and rollback
 //! from plan and journal; [`actions`] does what each step means through the Kubernetes
-//! ([`cluster`]) and Vault ([`vault`]) adapters and the key services; [`explain`] says the run
+//! and Vault [`adapters`] and the [`keyservices`]; [`explain`] says the run
 //! order, what each step changes, its undo and the points of no return.
 
 pub mod actions;
-pub mod awskms;
-pub mod azure;
-pub mod cluster;
+pub mod adapters;
 pub mod engine;
 pub mod error;
-pub mod gcpckms;
 pub mod journal;
-pub mod keyservice;
+pub mod keyservices;
 pub mod recovery;
 pub mod run;
 pub mod rundir;
 pub mod secrets;
-pub mod transit;
-pub mod vault;
 
 use std::fmt::Write as _;
 

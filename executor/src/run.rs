@@ -10,15 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use kube::config::Kubeconfig;
-use planc::expr::Resolved;
 use planc::{CompileRequest, CompiledPlan, FileLoader};
 use planc_schema::ActionKind;
-use planc_schema::plan::TargetKind;
 use planc_schema::saved::{SAVED_PLAN_FORMAT, SavedPlan};
 use tokio::sync::watch;
 
 use crate::actions::Live;
-use crate::cluster::Cluster;
+use crate::adapters::cluster::Cluster;
 use crate::engine::{self, Approver, Engine, Options, Outcome, Progress};
 use crate::error::PlanxError;
 use crate::journal::{self, Event, Journal};
@@ -238,17 +236,11 @@ pub async fn connect(
         ))
     })?;
     let mut clusters = HashMap::new();
-    for target in plan
-        .targets
-        .values()
-        .filter(|t| t.kind == TargetKind::Kubernetes)
-    {
-        let context = target.attribute("context").unwrap_or_default();
-        let namespace = target.attribute("namespace").unwrap_or("default");
-        let cluster = Cluster::connect(&config, context, namespace)
+    for target in plan.targets.values().filter_map(|t| t.kubernetes()) {
+        let cluster = Cluster::connect(&config, target.context, target.namespace)
             .await
             .map_err(|e| PlanxError::input(e.to_string()))?;
-        clusters.insert(target.id.clone(), cluster);
+        clusters.insert(target.id.to_string(), cluster);
     }
     Ok(clusters)
 }
@@ -318,7 +310,9 @@ impl Session {
                 .acquire_lease(&self.record.run_id, self.lease)
                 .await
                 .map_err(|e| match e {
-                    crate::cluster::ClusterError::Refused(message) => PlanxError::refused(message),
+                    crate::adapters::cluster::ClusterError::Refused(message) => {
+                        PlanxError::refused(message)
+                    }
                     other => PlanxError::failed(other.to_string()),
                 })?;
         }
@@ -528,7 +522,7 @@ impl OutageWindow {
 
 /// A run id: the plan's name and the start time.
 pub fn run_id(plan: &str) -> String {
-    let stamp = crate::cluster::rfc3339_micros(SystemTime::now());
+    let stamp = crate::adapters::cluster::rfc3339_micros(SystemTime::now());
     let compact: String = stamp
         .chars()
         .filter(|c| c.is_ascii_digit() || *c == 'T')
@@ -560,14 +554,10 @@ pub async fn roll_back(
         let Some(step) = plan.steps.iter().find(|s| &s.id == step_id) else {
             continue;
         };
-        let undo = match action {
-            crate::recovery::RollbackAction::CannotUndo(why) => {
-                report(format!("{step_id}: cannot be undone: {why}"));
-                continue;
-            }
-            crate::recovery::RollbackAction::Undo(undo)
-            | crate::recovery::RollbackAction::ObserveThenUndo(undo) => *undo,
-        };
+        if let crate::recovery::RollbackAction::CannotUndo(why) = action {
+            report(format!("{step_id}: cannot be undone: {why}"));
+            continue;
+        }
         journal
             .append(Event::UndoStarted {
                 step: step_id.clone(),
@@ -579,51 +569,17 @@ pub async fn roll_back(
                 e.message
             ))
         };
-        match undo {
-            planc::catalog::Undo::RestoreRecorded => {
-                let item_prefix = format!("{step_id}[");
-                let keys: Vec<&String> = states
-                    .keys()
-                    .filter(|k| *k == step_id || k.starts_with(&item_prefix))
-                    .collect();
-                for key in keys {
-                    let lines = live.undo(key).await.map_err(failed)?;
-                    for line in lines {
-                        report(format!("{step_id}: {line}"));
-                    }
-                }
-                if step.action == ActionKind::PatchArgs
-                    && let Some(name) = step.with.get("statefulset").and_then(Resolved::as_str)
-                {
-                    let lines = live
-                        .restart_vaults_of(&step.on, name)
-                        .await
-                        .map_err(failed)?;
-                    for line in lines {
-                        report(format!("{step_id}: {line}"));
-                    }
-                }
-            }
-            planc::catalog::Undo::Action(action) => {
-                let accessor = outputs
-                    .get(step_id)
-                    .and_then(|o| o.get("accessor"))
-                    .and_then(|a| a.as_str());
-                let line = match accessor {
-                    Some(accessor) => live
-                        .revoke_created_token(step, accessor)
-                        .await
-                        .unwrap_or_else(|e| {
-                            format!(
-                                "{action} failed ({}); revoke accessor {accessor} by hand",
-                                e.message
-                            )
-                        }),
-                    None => format!("{action}: no accessor journaled, nothing to revoke"),
-                };
-                report(format!("{step_id}: {line}"));
-            }
-            planc::catalog::Undo::NotNeeded | planc::catalog::Undo::None(_) => {}
+        let item_prefix = format!("{step_id}[");
+        let keys: Vec<&String> = states
+            .keys()
+            .filter(|k| *k == step_id || k.starts_with(&item_prefix))
+            .collect();
+        for line in live
+            .undo_step(step, &keys, outputs.get(step_id))
+            .await
+            .map_err(failed)?
+        {
+            report(format!("{step_id}: {line}"));
         }
         journal
             .append(Event::UndoFinished {

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use planc::CompiledPlan;
 use planc::expr::Resolved;
-use planc_schema::plan::TargetKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -84,11 +83,8 @@ impl RunRecord {
         let contexts = plan
             .targets
             .values()
-            .filter(|t| t.kind == TargetKind::Kubernetes)
-            .map(|t| {
-                let context = t.attribute("context").unwrap_or_default().to_string();
-                (t.id.clone(), context)
-            })
+            .filter_map(|t| t.kubernetes())
+            .map(|t| (t.id.to_string(), t.context.to_string()))
             .collect();
         Ok(RunRecord {
             format: RUN_FORMAT.to_string(),

@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use planx::azure::{
+use planx::engine::Outcome;
+use planx::journal::Journal;
+use planx::keyservices::azure::{
     AzureCredential, AzureEndpoints, AzureError, KeyVaultTarget, Removal, check_key_access,
     plan_withdrawal,
 };
-use planx::engine::Outcome;
-use planx::journal::Journal;
 use planx::secrets::Secret;
 use tokio::net::TcpListener;
 

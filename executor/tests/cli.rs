@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use planx::cluster::Cluster;
+use planx::adapters::cluster::Cluster;
 use serde_json::Value;
 
 const PLAN: &str = r#"
@@ -431,7 +431,7 @@ steps:
     );
     assert!(
         cluster
-            .get("Lease", planx::cluster::LEASE_NAME)
+            .get("Lease", planx::adapters::cluster::LEASE_NAME)
             .await
             .unwrap()
             .is_none(),
@@ -550,7 +550,7 @@ async fn a_run_continues_from_another_folder_without_its_plan_files() {
     );
     assert!(
         cluster
-            .get("Lease", planx::cluster::LEASE_NAME)
+            .get("Lease", planx::adapters::cluster::LEASE_NAME)
             .await
             .unwrap()
             .is_none(),
@@ -636,7 +636,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 struct SlowApprover {
     cluster: Cluster,
     hold: std::time::Duration,
-    seen: std::sync::Mutex<Option<(planx::cluster::LeaseHolder, String)>>,
+    seen: std::sync::Mutex<Option<(planx::adapters::cluster::LeaseHolder, String)>>,
 }
 
 impl planx::engine::Approver for SlowApprover {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kube::config::Kubeconfig;
-use planx::cluster::{Cluster, ClusterError};
+use planx::adapters::cluster::{Cluster, ClusterError};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -109,7 +109,7 @@ async fn the_lease_keeps_a_second_run_out() {
         .expect("not the holder: nothing happens");
     assert!(
         cluster
-            .get("Lease", planx::cluster::LEASE_NAME)
+            .get("Lease", planx::adapters::cluster::LEASE_NAME)
             .await
             .unwrap()
             .is_some()

@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use planc::{CompileRequest, CompiledPlan, Loader};
 use planx::engine::{
-    ActionError, Actions, BoxFuture, Effects, Engine, Options, Outcome, Preapproved, Progress,
-    StepRun, run,
+    ActionError, Actions, BoxFuture, Effects, Engine, Options, Outcome, Outputs, Preapproved,
+    Progress, StepRun, run,
 };
 use planx::journal::{Event, Journal, read, replay};
-use serde_json::{Value, json};
+use planx::secrets::Secret;
+use serde_json::json;
 use tokio::sync::watch;
 
 const PLAN: &str = r#"
@@ -105,7 +106,7 @@ impl Actions for Recorder {
         &'a self,
         run: &'a StepRun,
         effects: &'a Effects,
-    ) -> BoxFuture<'a, Result<BTreeMap<String, Value>, ActionError>> {
+    ) -> BoxFuture<'a, Result<Outputs, ActionError>> {
         Box::pin(async move {
             {
                 let mut running = self.running.lock().unwrap();
@@ -142,16 +143,17 @@ impl Actions for Recorder {
                     .perform(&format!("effect of {}", run.key), async { Ok(()) })
                     .await?;
                 Ok(match run.step.id.as_str() {
-                    "leader" => BTreeMap::from([
-                        ("leader".into(), json!("vault-0")),
-                        ("followers".into(), json!(["vault-1", "vault-2"])),
+                    "leader" => Outputs::from([
+                        ("leader", json!("vault-0")),
+                        ("followers", json!(["vault-1", "vault-2"])),
                     ]),
-                    "token" => BTreeMap::from([
-                        ("token".into(), json!("hvs.PLANTEDengineToken")),
-                        ("accessor".into(), json!("acc-1")),
-                    ]),
-                    "backup" => BTreeMap::from([("backup".into(), json!("backups/ingress.yaml"))]),
-                    _ => BTreeMap::new(),
+                    "token" => {
+                        let mut outputs = Outputs::from([("accessor", json!("acc-1"))]);
+                        outputs.insert_secret("token", Secret::new("hvs.PLANTEDengineToken"));
+                        outputs
+                    }
+                    "backup" => Outputs::from([("backup", json!("backups/ingress.yaml"))]),
+                    _ => Outputs::new(),
                 })
             }
             .await;
@@ -163,7 +165,7 @@ impl Actions for Recorder {
     fn observe<'a>(
         &'a self,
         run: &'a StepRun,
-    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, Value>>, ActionError>> {
+    ) -> BoxFuture<'a, Result<Option<Outputs>, ActionError>> {
         Box::pin(async move {
             self.calls
                 .lock()
@@ -174,7 +176,7 @@ impl Actions for Recorder {
                 .lock()
                 .unwrap()
                 .contains(&run.key)
-                .then(BTreeMap::new))
+                .then(Outputs::new))
         })
     }
 }

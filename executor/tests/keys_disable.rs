@@ -17,8 +17,8 @@ use common::{BaoNode, call, compile, eventually, init, run_on_live, scratch_dir}
 use planc::CompiledPlan;
 use planx::engine::Outcome;
 use planx::journal::{Event, Journal, StepState, read, replay};
+use planx::keyservices::transit::TransitKey;
 use planx::secrets::Secret;
-use planx::transit::TransitKey;
 use replay::Replay;
 use replay::recorded::azure::{
     IDENTITY as AZURE_IDENTITY, PLANTED as AZURE_PLANTED, VAULT_ID,
@@ -66,7 +66,7 @@ steps:
 /// A node at `ip`, unsealed and active, with the transit engine, the key and the policy `seal`
 /// that may encrypt and decrypt with it; its root token.
 async fn transit_server(ip: &str) -> (BaoNode, String) {
-    planx::vault::install_crypto_provider();
+    planx::adapters::vault::install_crypto_provider();
     let node = BaoNode::start(ip);
     let init = init(&node.address).await;
     let root = init.root_token;

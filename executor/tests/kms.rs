@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use planx::awskms::{
+use planx::keyservices::awskms::{
     self, AwsCredentials, AwsKmsError, KmsEndpoint, KmsKeyTarget, SigningRequest,
     sigv4_authorization,
 };
-use planx::gcpckms::{self, CloudKmsEndpoint, CryptoKeyTarget, GcpCredential, GcpKmsError};
+use planx::keyservices::gcpckms::{
+    self, CloudKmsEndpoint, CryptoKeyTarget, GcpCredential, GcpKmsError,
+};
 use planx::secrets::Secret;
 
 mod common;

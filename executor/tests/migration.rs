@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use planx::cluster::Cluster;
+use planx::adapters::cluster::Cluster;
 use serde_json::Value;
 use twin::faults::{Fault, Verb};
 use twin::scenario::{Scenario, ScenarioOptions};
@@ -57,7 +57,7 @@ async fn bed(name: &str) -> Bed {
 }
 
 fn client(resolve: &[(String, SocketAddr)]) -> reqwest::Client {
-    planx::vault::install_crypto_provider();
+    planx::adapters::vault::install_crypto_provider();
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
     for (host, address) in resolve {
         builder = builder.resolve(host, *address);

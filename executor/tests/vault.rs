@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{BaoNode, call, eventually, init};
+use planx::adapters::vault::{Vault, VaultError, file_sha256};
 use planx::secrets::Secret;
-use planx::vault::{Vault, VaultError, file_sha256};
 use reqwest::Method;
 
 /// A node initialised, unsealed and leading.
@@ -281,14 +281,14 @@ fn an_archive_without_sealed_sums_is_refused() {
         .append_data(&mut header, "meta.json", &data[..])
         .unwrap();
     archive.into_inner().unwrap().finish().unwrap();
-    let error = planx::vault::check_snapshot_archive(&path).unwrap_err();
+    let error = planx::adapters::vault::check_snapshot_archive(&path).unwrap_err();
     assert_eq!(
         error,
         "the archive has no SHA256SUMS.sealed: the snapshot cannot be verified"
     );
     std::fs::write(&path, b"not a gzip").unwrap();
     assert!(
-        planx::vault::check_snapshot_archive(&path)
+        planx::adapters::vault::check_snapshot_archive(&path)
             .unwrap_err()
             .starts_with("not a snapshot archive")
     );

@@ -167,7 +167,7 @@ pub async fn call(
 
 /// A twin cluster `old` holding, in namespace `vault`, the old cluster of the seed document as
 /// captured in `tests/state/aks/old/vault.yaml`; and a planx client for it.
-pub async fn seeded_old_cluster() -> (twin::Twin, planx::cluster::Cluster) {
+pub async fn seeded_old_cluster() -> (twin::Twin, planx::adapters::cluster::Cluster) {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::api::{Api, PostParams};
 
@@ -191,7 +191,7 @@ pub async fn seeded_old_cluster() -> (twin::Twin, planx::cluster::Cluster) {
         )
         .await
         .expect("namespace vault");
-    let cluster = planx::cluster::Cluster::connect(&kubeconfig, "old", "vault")
+    let cluster = planx::adapters::cluster::Cluster::connect(&kubeconfig, "old", "vault")
         .await
         .expect("connect");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))

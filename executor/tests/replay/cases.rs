@@ -6,7 +6,7 @@
 use std::fmt::{Debug, Display};
 
 use planx::engine::ActionError;
-use planx::keyservice::KeyServiceError;
+use planx::keyservices::KeyServiceError;
 
 use super::{Fixtures, Replay};
 

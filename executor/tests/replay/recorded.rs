@@ -36,7 +36,7 @@ pub fn plan_text(name: &str, targets: &str, uses: &str, steps: &[(&str, &str, &s
 /// Azure Key Vault: the key `vault-unseal-new` in the vault `kv-new` of resource group
 /// `rg-vault-new`, and the managed identity the Vault pods use.
 pub mod azure {
-    use planx::azure::{AzureEndpoints, KeyVaultTarget};
+    use planx::keyservices::azure::{AzureEndpoints, KeyVaultTarget};
 
     use super::Replay;
 
@@ -116,8 +116,8 @@ pub mod azure {
 /// AWS KMS: the key `alias/vault-seal-new` in `us-east-1` and the IAM role the Vault pods use;
 /// Cloud KMS: the crypto key `vault-seal-new` and the service account the Vault pods use.
 pub mod kms {
-    use planx::awskms::{AwsCredentials, KmsEndpoint, KmsKeyTarget};
-    use planx::gcpckms::{CloudKmsEndpoint, CryptoKeyTarget};
+    use planx::keyservices::awskms::{AwsCredentials, KmsEndpoint, KmsKeyTarget};
+    use planx::keyservices::gcpckms::{CloudKmsEndpoint, CryptoKeyTarget};
     use planx::secrets::Secret;
 
     use super::Replay;

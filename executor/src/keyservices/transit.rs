@@ -165,9 +165,95 @@ impl TransitKey {
     }
 }
 
-/// An HTTP client for the transit server, with the process's TLS provider installed.
+/// An HTTP client for the transit server, with planx's HTTP policy.
 fn http() -> reqwest::Client {
-    crate::keyservice::client_builder()
-        .build()
-        .unwrap_or_default()
+    crate::keyservices::http_client("transit").unwrap_or_default()
+}
+
+/// A transit key as a [`KeyService`](super::KeyService): the seal's access is its token.
+pub struct TransitService {
+    pub key: TransitKey,
+    pub token: Secret,
+}
+
+impl super::KeyService for TransitService {
+    fn check_access<'a>(
+        &'a self,
+        _identity: &'a str,
+        _role: &'a str,
+    ) -> crate::engine::BoxFuture<'a, Result<String, ActionError>> {
+        Box::pin(async move {
+            self.key.probe(&self.token).await?;
+            Ok(format!(
+                "the seal's token encrypts and decrypts with transit key {} at {}",
+                self.key.key_name, self.key.address
+            ))
+        })
+    }
+
+    fn plan_withdrawal<'a>(
+        &'a self,
+        _identity: &'a str,
+        _role: &'a str,
+    ) -> crate::engine::BoxFuture<'a, Result<Box<dyn super::Withdrawal + 'a>, ActionError>> {
+        Box::pin(async move {
+            let withdrawn = self.key.access_withdrawn(&self.token).await?;
+            Ok(Box::new(TransitWithdrawal {
+                service: self,
+                withdrawn,
+                revoked: false,
+            }) as Box<dyn super::Withdrawal + 'a>)
+        })
+    }
+}
+
+/// Revoking a transit seal's token.
+struct TransitWithdrawal<'a> {
+    service: &'a TransitService,
+    /// Revoked before this run looked.
+    withdrawn: bool,
+    /// Revoked by this withdrawal.
+    revoked: bool,
+}
+
+impl super::Withdrawal for TransitWithdrawal<'_> {
+    fn is_withdrawn(&self) -> bool {
+        self.withdrawn
+    }
+
+    fn removals(&self) -> Vec<String> {
+        if self.withdrawn {
+            return Vec::new();
+        }
+        let key = &self.service.key;
+        vec![format!(
+            "revoke the seal's token at {} (transit key {})",
+            key.address, key.key_name
+        )]
+    }
+
+    fn remove(&mut self, _index: usize) -> crate::engine::BoxFuture<'_, Result<(), ActionError>> {
+        Box::pin(async move {
+            self.service.key.revoke_token(&self.service.token).await?;
+            self.revoked = true;
+            Ok(())
+        })
+    }
+
+    fn finish(&mut self) -> crate::engine::BoxFuture<'_, Result<String, ActionError>> {
+        Box::pin(async move {
+            let key = &self.service.key;
+            let (address, name) = (&key.address, &key.key_name);
+            if self.revoked {
+                key.prove_withdrawn(&self.service.token).await?;
+                Ok(format!(
+                    "revoked the seal's token at {address}: an encrypt with transit key {name} now answers 403"
+                ))
+            } else {
+                Ok(format!(
+                    "the seal's token at {address} is revoked already (lookup-self and an encrypt with transit key {name} answer 403): nothing to withdraw"
+                ))
+            }
+        })
+    }
 }

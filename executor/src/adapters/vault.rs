@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -118,27 +117,21 @@ pub struct Vault {
     http: reqwest::Client,
 }
 
-/// Install the process-wide TLS provider once (kube and vaultrs would otherwise disagree).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use super::http::install_crypto_provider;
 
 impl Vault {
     /// A client for `address`; `resolve` pins host names to socket addresses, as curl's
     /// `--resolve` does (a port-forward, or a test's ingress).
     pub fn new(address: &str, resolve: &[(String, SocketAddr)]) -> Result<Vault, VaultError> {
-        install_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .tls_backend_rustls();
-        for (host, socket) in resolve {
-            builder = builder.resolve(host, *socket);
-        }
-        let http = builder.build().map_err(|source| VaultError::Transport {
+        let client_error = |message: String| VaultError::Client {
             call: "client",
             address: address.to_string(),
-            source,
-        })?;
+            message,
+        };
+        let http = super::http::builder(resolve)
+            .map_err(client_error)?
+            .build()
+            .map_err(|e| client_error(e.to_string()))?;
         Ok(Vault {
             address: address.trim_end_matches('/').to_string(),
             http,
@@ -277,6 +270,34 @@ impl Vault {
     }
 
     /// `sys/health` with every state answering with a body (OpenBao omits fields vaultrs wants).
+    /// Whether `token` is valid on this Vault (`auth/token/lookup-self`): `false` on 403.
+    pub async fn token_valid(&self, token: &Secret) -> Result<bool, VaultError> {
+        let request = self
+            .http
+            .get(self.url("auth/token/lookup-self"))
+            .header("X-Vault-Token", token.expose());
+        let response = self.send("lookup-self", request, &[200, 403]).await?;
+        Ok(response.status().as_u16() == 200)
+    }
+
+    /// The paths of the secret engines mounted (`sys/mounts`), each ending in `/`.
+    pub async fn mounts(&self, token: &Secret) -> Result<Vec<String>, VaultError> {
+        let request = self
+            .http
+            .get(self.url("sys/mounts"))
+            .header("X-Vault-Token", token.expose());
+        let response = self.send("mounts", request, &[200]).await?;
+        let body: serde_json::Value = self.json("mounts", response).await?;
+        // Vault answers the mounts at the top level and again under `data`.
+        let mounts = body["data"].as_object().or(body.as_object());
+        Ok(mounts
+            .into_iter()
+            .flatten()
+            .map(|(path, _)| path.clone())
+            .filter(|path| path.ends_with('/'))
+            .collect())
+    }
+
     pub async fn health(&self) -> Result<Health, VaultError> {
         let request = self.http.get(self.url("sys/health")).query(&[
             ("standbyok", "true"),
@@ -572,7 +593,7 @@ impl Vault {
             .map_err(|e| snapshot_error(e.to_string()))?
             .map_err(snapshot_error)?;
         Ok(SnapshotFile {
-            sha256: hex(&hasher.finalize()),
+            sha256: planc::hex::encode(&hasher.finalize()),
             bytes,
         })
     }
@@ -694,7 +715,7 @@ pub async fn file_sha256(path: &Path) -> std::io::Result<String> {
             }
             hasher.update(&buffer[..read]);
         }
-        Ok(hex(&hasher.finalize()))
+        Ok(planc::hex::encode(&hasher.finalize()))
     })
     .await
     .map_err(std::io::Error::other)?
@@ -702,10 +723,6 @@ pub async fn file_sha256(path: &Path) -> std::io::Result<String> {
 
 /// How much of a snapshot is written or hashed at once.
 const SNAPSHOT_BUFFER: usize = 1 << 20;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// A raft snapshot is a gzip'd tar; a usable one carries a non-empty `SHA256SUMS.sealed`.
 pub fn check_snapshot_archive(path: &Path) -> Result<(), String> {

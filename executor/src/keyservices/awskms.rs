@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::keyservice::{self, KeyServiceError, Probe};
+use crate::keyservices::{self, KeyServiceError, Probe};
 use crate::secrets::Secret;
 
 /// The regional KMS endpoint, `{region}` replaced by the target's region.
@@ -69,7 +69,7 @@ impl KmsEndpoint {
 
     /// As [`KmsEndpoint::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> KmsEndpoint {
-        keyservice::url_variable(&lookup, "PLANX_AWS_KMS_URL")
+        keyservices::url_variable(&lookup, "PLANX_AWS_KMS_URL")
             .map_or_else(KmsEndpoint::default, |url_template| KmsEndpoint {
                 url_template,
             })
@@ -101,7 +101,7 @@ impl AwsCredentials {
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<AwsCredentials, AwsKmsError> {
-        let read = |name: &str| keyservice::variable(&lookup, name);
+        let read = |name: &str| keyservices::variable(&lookup, name);
         match (read("AWS_ACCESS_KEY_ID"), read("AWS_SECRET_ACCESS_KEY")) {
             (Some(access_key_id), Some(secret)) => Ok(AwsCredentials {
                 access_key_id,
@@ -136,7 +136,7 @@ impl KmsKeyTarget {
     /// The attributes of a compiled `awskms` target.
     pub fn from_compiled(target: &CompiledTarget) -> Result<KmsKeyTarget, AwsKmsError> {
         let required = |name: &str| {
-            keyservice::required_attribute(target, "awskms", name)
+            keyservices::required_attribute(target, "awskms", name)
                 .map(|value| value.trim().to_owned())
         };
         Ok(KmsKeyTarget {
@@ -653,7 +653,7 @@ impl<'a> KmsClient<'a> {
                 ))
             })?;
         Ok(KmsClient {
-            http: keyservice::http_client("AWS KMS")?,
+            http: keyservices::http_client("AWS KMS")?,
             url,
             credentials,
             region,
@@ -784,13 +784,13 @@ impl<'a> KmsClient<'a> {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        let (status, text) = keyservice::exchange(&call, request).await?;
+        let (status, text) = keyservices::exchange(&call, request).await?;
         if !(200..300).contains(&status) {
             return Err(service_error(call, action, key, self.region, status, &text));
         }
         // Some actions (RevokeGrant) answer with an empty body.
         let text = if text.trim().is_empty() { "{}" } else { &text };
-        keyservice::parse_answer(&call, text)
+        keyservices::parse_answer(&call, text)
     }
 }
 
@@ -815,7 +815,7 @@ fn service_error(
         .as_str()
         .or(parsed["Message"].as_str())
         .map(str::to_owned)
-        .unwrap_or_else(|| keyservice::body_excerpt(body));
+        .unwrap_or_else(|| keyservices::body_excerpt(body));
     let remedy = match code.as_str() {
         "NotFoundException" => {
             return AwsKmsError::Check(format!(
@@ -908,11 +908,11 @@ pub fn sigv4_authorization(
         request.method,
         request.path,
         canonical_query(request.query),
-        hex(&Sha256::digest(request.payload))
+        planc::hex::encode(&Sha256::digest(request.payload))
     );
     let string_to_sign = format!(
         "{SIGNING_ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
+        planc::hex::encode(&Sha256::digest(canonical_request.as_bytes()))
     );
     let secret = format!("AWS4{}", credentials.secret_access_key.expose());
     let signing_key = [region, service, "aws4_request"]
@@ -920,7 +920,7 @@ pub fn sigv4_authorization(
         .fold(hmac_sha256(secret.as_bytes(), date), |key, part| {
             hmac_sha256(&key, part)
         });
-    let signature = hex(&hmac_sha256(&signing_key, &string_to_sign));
+    let signature = planc::hex::encode(&hmac_sha256(&signing_key, &string_to_sign));
     format!(
         "{SIGNING_ALGORITHM} Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
         credentials.access_key_id
@@ -959,18 +959,73 @@ fn hmac_sha256(key: &[u8], data: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `YYYYMMDDTHHMMSSZ` in UTC, as `x-amz-date` carries it.
 fn amz_date(time: SystemTime) -> String {
-    let rfc3339 = crate::cluster::rfc3339_micros(time);
-    let seconds: String = rfc3339
-        .get(..19)
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
-    format!("{seconds}Z")
+    jiff::Timestamp::try_from(time)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+/// AWS KMS as a [`KeyService`](super::KeyService).
+pub struct AwsKmsService {
+    pub endpoint: KmsEndpoint,
+    pub credentials: AwsCredentials,
+    pub target: KmsKeyTarget,
+}
+
+impl super::KeyService for AwsKmsService {
+    fn check_access<'a>(
+        &'a self,
+        identity: &'a str,
+        _role: &'a str,
+    ) -> crate::engine::BoxFuture<'a, Result<String, crate::engine::ActionError>> {
+        Box::pin(async move {
+            Ok(check_key_access(&self.endpoint, &self.credentials, &self.target, identity).await?)
+        })
+    }
+
+    fn plan_withdrawal<'a>(
+        &'a self,
+        identity: &'a str,
+        _role: &'a str,
+    ) -> crate::engine::BoxFuture<
+        'a,
+        Result<Box<dyn super::Withdrawal + 'a>, crate::engine::ActionError>,
+    > {
+        Box::pin(async move {
+            let withdrawal =
+                plan_withdrawal(&self.endpoint, &self.credentials, &self.target, identity).await?;
+            Ok(Box::new(withdrawal) as Box<dyn super::Withdrawal + 'a>)
+        })
+    }
+}
+
+impl super::Withdrawal for KeyAccessWithdrawal<'_> {
+    fn is_withdrawn(&self) -> bool {
+        KeyAccessWithdrawal::is_withdrawn(self)
+    }
+
+    fn removals(&self) -> Vec<String> {
+        self.grants()
+            .iter()
+            .map(|g| self.revoke_effect(g))
+            .collect()
+    }
+
+    fn remove(
+        &mut self,
+        index: usize,
+    ) -> crate::engine::BoxFuture<'_, Result<(), crate::engine::ActionError>> {
+        Box::pin(async move {
+            let grant = &self.grants()[index];
+            Ok(self.revoke(grant).await?)
+        })
+    }
+
+    fn finish(
+        &mut self,
+    ) -> crate::engine::BoxFuture<'_, Result<String, crate::engine::ActionError>> {
+        Box::pin(async move { Ok(KeyAccessWithdrawal::finish(self)?) })
+    }
 }

@@ -13,7 +13,7 @@ use planc::model::CompiledTarget;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::keyservice::{self, KeyServiceError};
+use crate::keyservices::{self, KeyServiceError};
 use crate::secrets::Secret;
 
 /// The built-in role "Key Vault Crypto Service Encryption User": get, wrapKey and unwrapKey on
@@ -71,7 +71,7 @@ impl AzureEndpoints {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> AzureEndpoints {
         let defaults = AzureEndpoints::default();
         let read = |name: &str, default: String| {
-            keyservice::url_variable(&lookup, name).unwrap_or(default)
+            keyservices::url_variable(&lookup, name).unwrap_or(default)
         };
         AzureEndpoints {
             authority: read("AZURE_AUTHORITY_HOST", defaults.authority),
@@ -123,7 +123,7 @@ impl AzureCredential {
 
     /// As [`AzureCredential::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> AzureCredential {
-        let read = |name: &str| keyservice::variable(&lookup, name);
+        let read = |name: &str| keyservices::variable(&lookup, name);
         let tenant_id = read("AZURE_TENANT_ID");
         let client_id = read("AZURE_CLIENT_ID");
         if let (Some(tenant_id), Some(client_id)) = (tenant_id, client_id) {
@@ -162,9 +162,9 @@ impl KeyVaultTarget {
     /// The attributes of a compiled `azurekeyvault` target.
     pub fn from_compiled(target: &CompiledTarget) -> Result<KeyVaultTarget, AzureError> {
         let required = |name: &str| {
-            keyservice::required_attribute(target, "azurekeyvault", name).map(str::to_owned)
+            keyservices::required_attribute(target, "azurekeyvault", name).map(str::to_owned)
         };
-        let optional = |name: &str| keyservice::attribute(target, name).map(str::to_owned);
+        let optional = |name: &str| keyservices::attribute(target, name).map(str::to_owned);
         Ok(KeyVaultTarget {
             tenant_id: required("tenant_id")?,
             vault_name: required("vault_name")?,
@@ -406,7 +406,7 @@ impl<'a> Session<'a> {
         tenant_id: &'a str,
     ) -> Result<Session<'a>, AzureError> {
         Ok(Session {
-            http: keyservice::http_client("Azure")?,
+            http: keyservices::http_client("Azure")?,
             endpoints,
             credential,
             tenant_id,
@@ -487,7 +487,7 @@ impl<'a> Session<'a> {
             .post(&url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(form_urlencoded(form));
-        let (status, body) = keyservice::exchange(&call, request).await?;
+        let (status, body) = keyservices::exchange(&call, request).await?;
         if !(200..300).contains(&status) {
             return Err(status_error(
                 call,
@@ -529,7 +529,7 @@ impl<'a> Session<'a> {
         let request = request
             .bearer_auth(token.expose())
             .header("Accept", "application/json");
-        let (status, body) = keyservice::exchange(call, request).await?;
+        let (status, body) = keyservices::exchange(call, request).await?;
         if !(200..300).contains(&status) {
             let remedy = if matches!(status, 401 | 403) {
                 format!("; the operator running planx needs {operator_needs}")
@@ -543,7 +543,7 @@ impl<'a> Session<'a> {
         } else {
             &body
         };
-        keyservice::parse_answer(call, body)
+        keyservices::parse_answer(call, body)
     }
 
     /// The object id of the service principal whose application (client) id is `client_id`.
@@ -1092,7 +1092,7 @@ async fn azure_cli_token(
     tenant_id: &str,
 ) -> Result<Secret, AzureError> {
     let resource = scope.trim_end_matches("/.default");
-    keyservice::cli_token(
+    keyservices::cli_token(
         program,
         &[
             "account",
@@ -1141,7 +1141,7 @@ fn status_error(call: String, status: u16, body: &str, remedy: &str) -> AzureErr
         _ => ("", ""),
     };
     let message = if message.is_empty() {
-        keyservice::body_excerpt(body)
+        keyservices::body_excerpt(body)
     } else {
         message.to_string()
     };
@@ -1205,4 +1205,77 @@ fn form_escape(text: &str) -> String {
         }
     }
     escaped
+}
+
+/// Azure Key Vault as a [`KeyService`](super::KeyService).
+pub struct AzureKeyService {
+    pub endpoints: AzureEndpoints,
+    pub credential: AzureCredential,
+    pub target: KeyVaultTarget,
+}
+
+impl super::KeyService for AzureKeyService {
+    fn check_access<'a>(
+        &'a self,
+        identity: &'a str,
+        role: &'a str,
+    ) -> crate::engine::BoxFuture<'a, Result<String, crate::engine::ActionError>> {
+        Box::pin(async move {
+            Ok(check_key_access(
+                &self.endpoints,
+                &self.credential,
+                &self.target,
+                identity,
+                role,
+            )
+            .await?)
+        })
+    }
+
+    fn plan_withdrawal<'a>(
+        &'a self,
+        identity: &'a str,
+        role: &'a str,
+    ) -> crate::engine::BoxFuture<
+        'a,
+        Result<Box<dyn super::Withdrawal + 'a>, crate::engine::ActionError>,
+    > {
+        Box::pin(async move {
+            let withdrawal = plan_withdrawal(
+                &self.endpoints,
+                &self.credential,
+                &self.target,
+                identity,
+                role,
+            )
+            .await?;
+            Ok(Box::new(withdrawal) as Box<dyn super::Withdrawal + 'a>)
+        })
+    }
+}
+
+impl super::Withdrawal for KeyAccessWithdrawal<'_> {
+    fn is_withdrawn(&self) -> bool {
+        KeyAccessWithdrawal::is_withdrawn(self)
+    }
+
+    fn removals(&self) -> Vec<String> {
+        self.removals.iter().map(Removal::to_string).collect()
+    }
+
+    fn remove(
+        &mut self,
+        index: usize,
+    ) -> crate::engine::BoxFuture<'_, Result<(), crate::engine::ActionError>> {
+        Box::pin(async move {
+            let removal = self.removals[index].clone();
+            Ok(KeyAccessWithdrawal::remove(self, &removal).await?)
+        })
+    }
+
+    fn finish(
+        &mut self,
+    ) -> crate::engine::BoxFuture<'_, Result<String, crate::engine::ActionError>> {
+        Box::pin(async move { Ok(KeyAccessWithdrawal::finish(self)?) })
+    }
 }

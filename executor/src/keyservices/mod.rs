@@ -1,7 +1,13 @@
-//! What the cloud key services (`azure.rs`, `awskms.rs`, `gcpckms.rs`) share: the error a check or
-//! a withdrawal fails with, the HTTP client and one exchange over it, the token a signed-in CLI
-//! (`az`, `gcloud`) prints, the variables and target attributes they read, and the random probe of
-//! an encrypt/decrypt round trip.
+//! The key services a seal uses: Azure Key Vault ([`azure`]), AWS KMS ([`awskms`]), Google Cloud
+//! KMS ([`gcpckms`]) and a transit key on another Vault ([`transit`]), and what they share: the
+//! error a check or a withdrawal fails with, the HTTP client and one exchange over it, the token
+//! a signed-in CLI (`az`, `gcloud`) prints, the variables and target attributes they read, and
+//! the random probe of an encrypt/decrypt round trip.
+
+pub mod awskms;
+pub mod azure;
+pub mod gcpckms;
+pub mod transit;
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,8 +16,85 @@ use base64::Engine as _;
 use planc::model::CompiledTarget;
 use serde::de::DeserializeOwned;
 
-use crate::engine::ActionError;
+use crate::engine::{ActionError, BoxFuture};
 use crate::secrets::Secret;
+
+/// A key service a seal uses, as `preflight.key-access` and `keys.disable` see it. Each kind
+/// (Azure Key Vault, AWS KMS, Cloud KMS, transit) implements it in its own module; [`for_target`]
+/// picks the one a target is.
+pub trait KeyService: Send + Sync {
+    /// Check that the seal can use the key (for the cloud services: that `identity`, the
+    /// identity the Vault pods use, holds what it needs, `role` on an Azure Key Vault in RBAC
+    /// mode); a one-line summary.
+    fn check_access<'a>(
+        &'a self,
+        identity: &'a str,
+        role: &'a str,
+    ) -> BoxFuture<'a, Result<String, ActionError>>;
+
+    /// Find what grants `identity` the use of the key, to withdraw. Changes nothing.
+    fn plan_withdrawal<'a>(
+        &'a self,
+        identity: &'a str,
+        role: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Withdrawal + 'a>, ActionError>>;
+}
+
+/// The withdrawal of access a [`KeyService`] found: each removal made on its own (the caller
+/// journals each as an effect), then a summary, or a failure naming what planx leaves to the
+/// operator.
+pub trait Withdrawal: Send {
+    /// Nothing grants the access any more: a step in doubt is done.
+    fn is_withdrawn(&self) -> bool;
+
+    /// The removals to make, in order, each said as the effect the journal records.
+    fn removals(&self) -> Vec<String>;
+
+    /// Make removal `index` of [`Withdrawal::removals`].
+    fn remove(&mut self, index: usize) -> BoxFuture<'_, Result<(), ActionError>>;
+
+    /// Once every removal is made: what was done, or why access remains.
+    fn finish(&mut self) -> BoxFuture<'_, Result<String, ActionError>>;
+}
+
+/// The key service a target is, with the operator's credentials from the environment (the
+/// cloud services) or the seal's `token` (transit).
+pub fn for_target(
+    target: &CompiledTarget,
+    token: Option<Secret>,
+) -> Result<Box<dyn KeyService>, ActionError> {
+    use planc_schema::plan::TargetKind;
+    Ok(match target.kind {
+        TargetKind::Azurekeyvault => Box::new(azure::AzureKeyService {
+            endpoints: azure::AzureEndpoints::from_env(),
+            credential: azure::AzureCredential::from_env(),
+            target: azure::KeyVaultTarget::from_compiled(target)?,
+        }),
+        TargetKind::Awskms => Box::new(awskms::AwsKmsService {
+            endpoint: awskms::KmsEndpoint::from_env(),
+            credentials: awskms::AwsCredentials::from_env()?,
+            target: awskms::KmsKeyTarget::from_compiled(target)?,
+        }),
+        TargetKind::Gcpckms => Box::new(gcpckms::CloudKmsService {
+            endpoint: gcpckms::CloudKmsEndpoint::from_env(),
+            credential: gcpckms::GcpCredential::from_env(),
+            target: gcpckms::CryptoKeyTarget::from_compiled(target)?,
+        }),
+        TargetKind::Transit => Box::new(transit::TransitService {
+            key: transit::TransitKey::from_compiled(target),
+            token: token.ok_or_else(|| {
+                ActionError::permanent(format!("the transit target `{}` has no token", target.id))
+            })?,
+        }),
+        other => {
+            return Err(ActionError::permanent(format!(
+                "`{}` is a {} target, not a key service",
+                target.id,
+                other.name()
+            )));
+        }
+    })
+}
 
 /// Bytes of the random plaintext a round trip encrypts.
 const PROBE_BYTES: usize = 32;
@@ -83,24 +166,20 @@ impl From<KeyServiceError> for ActionError {
     }
 }
 
-/// A client builder with the process's TLS provider installed and planx's timeouts.
-pub fn client_builder() -> reqwest::ClientBuilder {
-    crate::vault::install_crypto_provider();
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-}
+/// How long one call to a key service may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The HTTP client for `service`'s API (`Azure`, `AWS KMS`, ...): rustls, and no redirects, so a
-/// token goes to no host planx did not address.
+/// The HTTP client for `service`'s API (`Azure`, `AWS KMS`, transit, ...): planx's HTTP policy
+/// (no redirects, so a token goes to no host planx did not address) and a limit per call.
 pub fn http_client(service: &str) -> Result<reqwest::Client, KeyServiceError> {
-    client_builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .tls_backend_rustls()
+    let cannot = |e: String| {
+        KeyServiceError::Check(format!("cannot build the HTTP client for {service}: {e}"))
+    };
+    crate::adapters::http::builder(&[])
+        .map_err(cannot)?
+        .timeout(CALL_TIMEOUT)
         .build()
-        .map_err(|e| {
-            KeyServiceError::Check(format!("cannot build the HTTP client for {service}: {e}"))
-        })
+        .map_err(|e| cannot(e.to_string()))
 }
 
 /// Send `request`, named `call` in errors: the answer's status and body.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::keyservice::{self, KeyServiceError, Probe};
+use crate::keyservices::{self, KeyServiceError, Probe};
 use crate::secrets::Secret;
 
 const DEFAULT_CLOUD_KMS_URL: &str = "https://cloudkms.googleapis.com/v1";
@@ -43,7 +43,7 @@ impl CloudKmsEndpoint {
 
     /// As [`CloudKmsEndpoint::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> CloudKmsEndpoint {
-        keyservice::url_variable(&lookup, "PLANX_GCP_KMS_URL")
+        keyservices::url_variable(&lookup, "PLANX_GCP_KMS_URL")
             .map_or_else(CloudKmsEndpoint::default, |url| CloudKmsEndpoint { url })
     }
 }
@@ -65,7 +65,7 @@ impl GcpCredential {
 
     /// As [`GcpCredential::from_env`], reading variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> GcpCredential {
-        keyservice::variable(&lookup, "GOOGLE_OAUTH_ACCESS_TOKEN").map_or_else(
+        keyservices::variable(&lookup, "GOOGLE_OAUTH_ACCESS_TOKEN").map_or_else(
             || GcpCredential::Gcloud {
                 program: PathBuf::from("gcloud"),
             },
@@ -95,7 +95,7 @@ impl CryptoKeyTarget {
     /// The attributes of a compiled `gcpckms` target.
     pub fn from_compiled(target: &CompiledTarget) -> Result<CryptoKeyTarget, GcpKmsError> {
         let required = |name: &str| {
-            keyservice::required_attribute(target, "gcpckms", name)
+            keyservices::required_attribute(target, "gcpckms", name)
                 .map(|value| value.trim().to_owned())
         };
         Ok(CryptoKeyTarget {
@@ -420,7 +420,7 @@ impl<'a> CloudKmsClient<'a> {
         target: &'a CryptoKeyTarget,
     ) -> Result<CloudKmsClient<'a>, GcpKmsError> {
         Ok(CloudKmsClient {
-            http: keyservice::http_client("Cloud KMS")?,
+            http: keyservices::http_client("Cloud KMS")?,
             url: format!("{}/{}", endpoint.url, target.resource_name()),
             token: credential.access_token().await?,
             target,
@@ -518,16 +518,16 @@ impl<'a> CloudKmsClient<'a> {
         let request = request
             .bearer_auth(self.token.expose())
             .header("Accept", "application/json");
-        let (status, body) = keyservice::exchange(&call, request).await?;
+        let (status, body) = keyservices::exchange(&call, request).await?;
         if (200..300).contains(&status) {
-            return keyservice::parse_answer(&call, &body);
+            return keyservices::parse_answer(&call, &body);
         }
         let parsed: Value = serde_json::from_str(&body).unwrap_or_default();
         let code = parsed["error"]["status"].as_str().unwrap_or("error");
         let message = parsed["error"]["message"]
             .as_str()
             .map(str::to_owned)
-            .unwrap_or_else(|| keyservice::body_excerpt(&body));
+            .unwrap_or_else(|| keyservices::body_excerpt(&body));
         if status == 404 {
             return Err(GcpKmsError::Check(format!(
                 "Cloud KMS has no key {name} ({code}: {message}); check the target's `project`, `region`, `key_ring` and `crypto_key`"
@@ -552,7 +552,7 @@ impl<'a> CloudKmsClient<'a> {
 
 /// `gcloud auth print-access-token`; the token is read from stdout and never shown.
 async fn gcloud_access_token(program: &Path) -> Result<Secret, GcpKmsError> {
-    keyservice::cli_token(
+    keyservices::cli_token(
         program,
         &["auth", "print-access-token"],
         "set GOOGLE_OAUTH_ACCESS_TOKEN, or install the Google Cloud CLI and run `gcloud auth login`",
@@ -563,4 +563,61 @@ async fn gcloud_access_token(program: &Path) -> Result<Secret, GcpKmsError> {
         },
     )
     .await
+}
+
+/// Google Cloud KMS as a [`KeyService`](super::KeyService).
+pub struct CloudKmsService {
+    pub endpoint: CloudKmsEndpoint,
+    pub credential: GcpCredential,
+    pub target: CryptoKeyTarget,
+}
+
+impl super::KeyService for CloudKmsService {
+    fn check_access<'a>(
+        &'a self,
+        identity: &'a str,
+        _role: &'a str,
+    ) -> crate::engine::BoxFuture<'a, Result<String, crate::engine::ActionError>> {
+        Box::pin(async move {
+            Ok(check_key_access(&self.endpoint, &self.credential, &self.target, identity).await?)
+        })
+    }
+
+    fn plan_withdrawal<'a>(
+        &'a self,
+        identity: &'a str,
+        _role: &'a str,
+    ) -> crate::engine::BoxFuture<
+        'a,
+        Result<Box<dyn super::Withdrawal + 'a>, crate::engine::ActionError>,
+    > {
+        Box::pin(async move {
+            let withdrawal =
+                plan_withdrawal(&self.endpoint, &self.credential, &self.target, identity).await?;
+            Ok(Box::new(withdrawal) as Box<dyn super::Withdrawal + 'a>)
+        })
+    }
+}
+
+impl super::Withdrawal for KeyAccessWithdrawal<'_> {
+    fn is_withdrawn(&self) -> bool {
+        KeyAccessWithdrawal::is_withdrawn(self)
+    }
+
+    fn removals(&self) -> Vec<String> {
+        self.effect().into_iter().collect()
+    }
+
+    fn remove(
+        &mut self,
+        _index: usize,
+    ) -> crate::engine::BoxFuture<'_, Result<(), crate::engine::ActionError>> {
+        Box::pin(async move { Ok(self.apply().await?) })
+    }
+
+    fn finish(
+        &mut self,
+    ) -> crate::engine::BoxFuture<'_, Result<String, crate::engine::ActionError>> {
+        Box::pin(async move { Ok(self.summary()) })
+    }
 }

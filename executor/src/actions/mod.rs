@@ -1,0 +1,756 @@
+//! The catalog's actions on the real APIs: each step's typed inputs turned into calls on the
+//! Kubernetes and Vault adapters, every change wrapped in a journaled effect, the objects changed
+//! with planc's edit functions (the ones the preview showed), and an `observe` per action for
+//! steps left in doubt by a crash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use planc::CompiledPlan;
+use planc::drift::Expectation;
+use planc::edit::k8s;
+use planc::expr::Resolved;
+use planc::model::{CompiledTarget, VaultTarget};
+use planc_schema::ActionKind;
+use planc_schema::actions as inputs;
+use planc_schema::plan::TargetKind;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::adapters::cluster::{Cluster, ClusterError, PortForward};
+use crate::adapters::vault::{Vault, VaultError};
+use crate::engine::{
+    ActionError, Actions, ActivityUnit, BoxFuture, Effects, Outputs, Progress, StepRun,
+};
+use crate::rundir::{ObjectRecord, RunDir};
+use crate::secrets::Secret;
+
+mod keys;
+mod kubernetes;
+mod preflight;
+mod seals;
+mod vault;
+
+impl From<ClusterError> for ActionError {
+    fn from(error: ClusterError) -> ActionError {
+        ActionError {
+            transient: error.is_transient(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<VaultError> for ActionError {
+    fn from(error: VaultError) -> ActionError {
+        ActionError {
+            transient: error.is_transient(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// The actions of a run: one client per kubernetes target, the resolved secret parameters, the
+/// run directory for backups and snapshots, and name overrides (`--resolve host=ip:port`).
+pub struct Live {
+    plan: CompiledPlan,
+    clusters: HashMap<String, Cluster>,
+    secrets: HashMap<String, Secret>,
+    run_dir: RunDir,
+    resolve: Vec<(String, SocketAddr)>,
+    forwards: Mutex<HashMap<(String, String), PortForward>>,
+    /// How long a restart or a seal change may take.
+    pub wait: Duration,
+    /// From a saved plan: the objects each step is the first to edit, as they were observed.
+    expectations: BTreeMap<String, Vec<Expectation>>,
+    /// When planx waited on the servers (restarts, elections, seal changes), for the summary.
+    waits: std::sync::Mutex<Vec<(Instant, Instant)>>,
+    /// Where activities inside a step are reported (snapshot bytes, waits).
+    progress: Option<Arc<dyn Fn(Progress) + Send + Sync>>,
+}
+
+impl Live {
+    pub fn new(
+        plan: CompiledPlan,
+        clusters: HashMap<String, Cluster>,
+        secrets: HashMap<String, Secret>,
+        run_dir: RunDir,
+        resolve: Vec<(String, SocketAddr)>,
+    ) -> Live {
+        Live {
+            plan,
+            clusters,
+            secrets,
+            run_dir,
+            resolve,
+            forwards: Mutex::new(HashMap::new()),
+            wait: Duration::from_secs(180),
+            expectations: BTreeMap::new(),
+            waits: std::sync::Mutex::new(Vec::new()),
+            progress: None,
+        }
+    }
+
+    /// Report activities inside steps (snapshot bytes, waits) to `progress`.
+    pub fn report_to(&mut self, progress: Arc<dyn Fn(Progress) + Send + Sync>) {
+        self.progress = Some(progress);
+    }
+
+    fn report_waiting(&self, what: &str, waited: Duration) {
+        if let Some(progress) = &self.progress {
+            progress(Progress::Activity {
+                what: format!("waiting for {what}"),
+                unit: ActivityUnit::Seconds,
+                done: waited.as_secs(),
+                total: Some(self.wait.as_secs()),
+            });
+        }
+    }
+
+    /// A reporter of bytes moved: at the first chunk, then at most every 200 ms, and at the end
+    /// of a known total.
+    fn byte_reporter(
+        &self,
+        what: String,
+        total: Option<u64>,
+    ) -> impl FnMut(u64) + Send + Sync + 'static {
+        let progress = self.progress.clone();
+        let mut last: Option<Instant> = None;
+        move |bytes| {
+            let due = last.is_none_or(|at| at.elapsed() >= Duration::from_millis(200));
+            if let Some(progress) = &progress
+                && (due || total == Some(bytes))
+            {
+                last = Some(Instant::now());
+                progress(Progress::Activity {
+                    what: what.clone(),
+                    unit: ActivityUnit::Bytes,
+                    done: bytes,
+                    total,
+                });
+            }
+        }
+    }
+
+    /// Run `wait`, its time counted as waiting on the servers.
+    async fn waiting<T>(&self, wait: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = wait.await;
+        self.count_wait(started);
+        result
+    }
+
+    fn count_wait(&self, started: Instant) {
+        self.waits
+            .lock()
+            .expect("the waits lock is never poisoned")
+            .push((started, Instant::now()));
+    }
+
+    /// How long, between `from` and `to`, planx was waiting on the servers: pod restarts,
+    /// elections, seal changes (overlapping waits counted once).
+    pub fn waited_between(&self, from: Instant, to: Instant) -> Duration {
+        let mut spans: Vec<(Instant, Instant)> = self
+            .waits
+            .lock()
+            .expect("the waits lock is never poisoned")
+            .iter()
+            .map(|&(start, end)| (start.max(from), end.min(to)))
+            .filter(|(start, end)| start < end)
+            .collect();
+        spans.sort();
+        let mut total = Duration::ZERO;
+        let mut covered_until = from;
+        for (start, end) in spans {
+            let start = start.max(covered_until);
+            if end > start {
+                total += end - start;
+                covered_until = end;
+            }
+        }
+        total
+    }
+
+    /// Check, before each step that edits an object first, that it is as the saved plan saw it.
+    pub fn expect(&mut self, expectations: BTreeMap<String, Vec<Expectation>>) {
+        self.expectations = expectations;
+    }
+
+    /// Refuse the step when an object it edits moved since the saved plan observed it.
+    async fn refuse_drift(&self, run: &StepRun) -> Result<(), ActionError> {
+        let Some(expectations) = self.expectations.get(&run.step.id) else {
+            return Ok(());
+        };
+        let drifted = drift_reports(expectations, &self.clusters).await?;
+        if drifted.is_empty() {
+            return Ok(());
+        }
+        Err(ActionError::permanent(format!(
+            "refusing to edit what changed since the plan was saved:\n{}\nmake the plan again with `planx plan` and review its previews, or put the object back",
+            drifted.join("\n").trim_end()
+        )))
+    }
+
+    fn target(&self, id: &str) -> Result<&CompiledTarget, ActionError> {
+        self.plan
+            .targets
+            .get(id)
+            .ok_or_else(|| ActionError::permanent(format!("unknown target `{id}`")))
+    }
+
+    /// The vault target `id`, typed.
+    fn vault_target(&self, id: &str) -> Result<VaultTarget<'_>, ActionError> {
+        let target = self.target(id)?;
+        target.vault().ok_or_else(|| {
+            ActionError::permanent(format!(
+                "`{id}` is a {} target, not a vault",
+                target.kind.name()
+            ))
+        })
+    }
+
+    /// The cluster a kubernetes target is, or a vault target lives in.
+    fn cluster(&self, target: &str) -> Result<&Cluster, ActionError> {
+        let target = self.target(target)?;
+        let id = match (target.kind, target.vault()) {
+            (TargetKind::Kubernetes, _) => target.id.as_str(),
+            (_, Some(vault)) => vault.cluster,
+            (other, None) => {
+                return Err(ActionError::permanent(format!(
+                    "a {} target has no cluster",
+                    other.name()
+                )));
+            }
+        };
+        self.clusters
+            .get(id)
+            .ok_or_else(|| ActionError::permanent(format!("no connection to cluster `{id}`")))
+    }
+
+    /// A secret input: a parameter's resolved value, or an earlier step's in-memory output.
+    fn secret(&self, run: &StepRun, input: &str) -> Result<Secret, ActionError> {
+        match run.inputs.get(input) {
+            Some(Resolved::Secret { param, reference }) => {
+                if reference.starts_with("step:") {
+                    run.step_secrets.get(reference).cloned().ok_or_else(|| {
+                        ActionError::permanent(format!(
+                            "`{input}` needs the output `{param}`, which this run does not hold (it is never journaled); resume runs the step that makes it again"
+                        ))
+                    })
+                } else {
+                    self.secrets.get(param).cloned().ok_or_else(|| {
+                        ActionError::permanent(format!(
+                            "secret parameter `{param}` was not resolved"
+                        ))
+                    })
+                }
+            }
+            _ => Err(ActionError::permanent(format!(
+                "`{input}` is not a secret reference"
+            ))),
+        }
+    }
+
+    fn secret_attribute(&self, target: &CompiledTarget, name: &str) -> Option<Secret> {
+        match target.attributes.get(name)? {
+            Resolved::Secret { param, .. } => self.secrets.get(param).cloned(),
+            Resolved::Str(text) => Some(Secret::new(text.clone())),
+            _ => None,
+        }
+    }
+
+    /// A Vault client for one pod of a vault target: through a port-forward, or at its address.
+    async fn vault_on(&self, vault: &str, pod: &str) -> Result<Vault, ActionError> {
+        let target = self.vault_target(vault)?;
+        let port = target.port;
+        if let Some(template) = target.address_template {
+            return Ok(Vault::new(&template.replace("{pod}", pod), &self.resolve)?);
+        }
+        let cluster = self.cluster(vault)?;
+        let key = (cluster.context().to_string(), pod.to_string());
+        let mut forwards = self.forwards.lock().await;
+        if !forwards.contains_key(&key) {
+            let forward = cluster.port_forward(pod, port).await?;
+            forwards.insert(key.clone(), forward);
+        }
+        let local = forwards[&key].local;
+        Ok(Vault::new(&format!("http://{local}"), &self.resolve)?)
+    }
+
+    /// The pods of a vault target, by name.
+    async fn vault_pods(&self, vault: &str) -> Result<Vec<String>, ActionError> {
+        let selector = self.vault_target(vault)?.selector;
+        let pods = self.cluster(vault)?.pods(selector).await?;
+        Ok(pods
+            .iter()
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Where the data of a vault target is served now: the target itself, or, once its
+    /// StatefulSet runs `sleep` (disabled) and the plan restores its snapshot into another vault
+    /// target, that one. A token of the source is valid there after the restore.
+    async fn serving_vault(&self, vault: &str) -> Result<String, ActionError> {
+        let target = self.vault_target(vault)?;
+        let (name, container) = (target.statefulset, target.container);
+        let statefulset = self.cluster(vault)?.get("StatefulSet", name).await?;
+        let disabled = statefulset
+            .as_ref()
+            .and_then(|s| k8s::container_args(s, container))
+            .is_some_and(|args| {
+                args.first()
+                    .is_some_and(|a| a.trim_start().starts_with("sleep"))
+            });
+        if !disabled {
+            return Ok(vault.to_string());
+        }
+        let saves: Vec<&str> = self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.action == ActionKind::SnapshotSave && s.on == vault)
+            .map(|s| s.id.as_str())
+            .collect();
+        self.plan
+            .steps
+            .iter()
+            .find(|s| {
+                s.action == ActionKind::SnapshotRestore
+                    && matches!(s.with.get("snapshot"), Some(Resolved::StepOutput { step, .. }) if saves.contains(&step.as_str()))
+            })
+            .map(|s| s.on.clone())
+            .ok_or_else(|| {
+                ActionError::permanent(format!(
+                    "`{vault}` is disabled (its StatefulSet runs sleep) and the plan restores its data nowhere"
+                ))
+            })
+    }
+
+    /// The active pod and the standbys, asked of each pod's Vault. An election may be under
+    /// way after a restart: wait for a leader, up to `self.wait`.
+    async fn leader(&self, vault: &str) -> Result<(String, Vec<String>), ActionError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let mut election_since: Option<Instant> = None;
+        loop {
+            let mut leader = None;
+            let mut followers = Vec::new();
+            for pod in self.vault_pods(vault).await? {
+                let client = self.vault_on(vault, &pod).await?;
+                match client.leader().await {
+                    Ok(answer) if answer.is_self => leader = Some(pod),
+                    _ => followers.push(pod),
+                }
+            }
+            if let Some(leader) = leader {
+                if let Some(since) = election_since {
+                    self.count_wait(since);
+                }
+                return Ok((leader, followers));
+            }
+            election_since.get_or_insert_with(Instant::now);
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ActionError::transient(format!(
+                    "no pod of `{vault}` became the active node within {}s",
+                    self.wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Record an object as it is before a step changes it (`null` when it does not exist).
+    async fn record_before(
+        &self,
+        run: &StepRun,
+        target: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), ActionError> {
+        let cluster = self.cluster(target)?;
+        let current = cluster.get(kind, name).await?;
+        let path = self
+            .run_dir
+            .object_record_path(&run.key, target, kind, name);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            // A retry or a resume: the first record is the one that counts.
+            return Ok(());
+        }
+        let record = ObjectRecord {
+            target: target.to_string(),
+            kind: kind.to_string(),
+            namespace: cluster.namespace().to_string(),
+            name: name.to_string(),
+            object: current
+                .map(|o| k8s::clean_for_backup(&o))
+                .unwrap_or(Value::Null),
+        };
+        let value = serde_json::to_value(&record)
+            .map_err(|e| ActionError::permanent(format!("cannot record {kind} {name}: {e}")))?;
+        self.write_backup(&path, &value).await
+    }
+
+    /// Undo a step of the run: what its catalog line says (`Undo`), on the step's own records
+    /// (`keys`: the step's key and its items' `id[item]`) and `journaled` outputs. Returns what
+    /// it did, line by line; what cannot be done is said, not failed (a token already gone).
+    pub async fn undo_step(
+        &self,
+        step: &planc::model::CompiledStep,
+        keys: &[&String],
+        journaled: Option<&BTreeMap<String, Value>>,
+    ) -> Result<Vec<String>, ActionError> {
+        match planc::catalog::spec(step.action).undo {
+            planc::catalog::Undo::RestoreRecorded => {
+                let mut done = Vec::new();
+                for key in keys {
+                    done.extend(self.put_back_records(key).await?);
+                }
+                if step.action == ActionKind::PatchArgs {
+                    done.extend(kubernetes::restart_after_undo(self, step).await?);
+                }
+                Ok(done)
+            }
+            planc::catalog::Undo::Action(action) => {
+                let accessor = journaled
+                    .and_then(|o| o.get("accessor"))
+                    .and_then(Value::as_str);
+                Ok(vec![match accessor {
+                    Some(accessor) => vault::revoke_created_token(self, step, accessor)
+                        .await
+                        .unwrap_or_else(|e| {
+                            format!(
+                                "{action} failed ({}); revoke accessor {accessor} by hand",
+                                e.message
+                            )
+                        }),
+                    None => format!("{action}: no accessor journaled, nothing to revoke"),
+                }])
+            }
+            planc::catalog::Undo::NotNeeded | planc::catalog::Undo::None(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Put back every object state recorded before the step (or item) `key`; returns what it
+    /// did.
+    async fn put_back_records(&self, key: &str) -> Result<Vec<String>, ActionError> {
+        let folder = self.run_dir.before_folder(key);
+        let mut done = Vec::new();
+        let Ok(mut entries) = tokio::fs::read_dir(&folder).await else {
+            return Ok(done);
+        };
+        let mut files = Vec::new();
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            files.push(entry.path());
+        }
+        files.sort();
+        for path in files {
+            let record: ObjectRecord =
+                serde_json::from_value(self.read_backup(&path.display().to_string()).await?)
+                    .map_err(|e| {
+                        ActionError::permanent(format!(
+                            "{} is not an object record planx made: {e}",
+                            path.display()
+                        ))
+                    })?;
+            let ObjectRecord {
+                target,
+                kind,
+                name: object,
+                object: before,
+                ..
+            } = record;
+            let cluster = self.cluster(&target)?;
+            let now = cluster
+                .get(&kind, &object)
+                .await?
+                .map(|o| k8s::clean_for_backup(&o));
+            let unchanged = match (&now, before.is_null()) {
+                (None, true) => true,
+                (Some(now), false) => strip_volatile(now) == strip_volatile(&before),
+                _ => false,
+            };
+            if unchanged {
+                done.push(format!(
+                    "{kind} {object} in {target} is as it was; nothing to put back"
+                ));
+                continue;
+            }
+            if before.is_null() {
+                cluster.delete(&kind, &object, None, self.wait).await?;
+                done.push(format!(
+                    "deleted {kind} {object} in {target}, which the step created"
+                ));
+            } else {
+                self.put(cluster, &before).await?;
+                done.push(format!("put {kind} {object} in {target} back as it was"));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Poll `check` every 250 ms until it holds, at most `self.wait`.
+    async fn wait_for<'c, F>(&self, what: &str, mut check: F) -> Result<(), ActionError>
+    where
+        F: FnMut() -> BoxFuture<'c, bool> + Send,
+    {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let started = Instant::now();
+        let mut reported = None;
+        loop {
+            if check().await {
+                self.count_wait(started);
+                return Ok(());
+            }
+            // Once a second is enough for a person or a log.
+            let waited = started.elapsed();
+            if reported != Some(waited.as_secs()) {
+                reported = Some(waited.as_secs());
+                self.report_waiting(what, waited);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ActionError::permanent(format!(
+                    "timed out after {}s waiting for {what}",
+                    self.wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn wait_unsealed(&self, vault: &str, pod: &str, sealed: bool) -> Result<(), ActionError> {
+        let client = self.vault_on(vault, pod).await?;
+        let client = &client;
+        let what = format!("pod `{pod}` to report sealed: {sealed}");
+        self.wait_for(&what, move || {
+            Box::pin(async move {
+                client
+                    .seal_status()
+                    .await
+                    .is_ok_and(|s| s.initialized && s.sealed == sealed)
+            })
+        })
+        .await
+    }
+
+    /// Restart one pod of a vault target and wait as the step says.
+    async fn restart(
+        &self,
+        vault: &str,
+        pod: &str,
+        wait: inputs::RestartWait,
+        effects: &Effects,
+    ) -> Result<(), ActionError> {
+        let cluster = self.cluster(vault)?;
+        effects
+            .perform(&format!("delete pod {pod} of {vault}"), async {
+                self.waiting(cluster.restart_pod(pod, self.wait))
+                    .await
+                    .map(drop)
+                    .map_err(ActionError::from)
+            })
+            .await?;
+        match wait {
+            inputs::RestartWait::Running => Ok(()),
+            inputs::RestartWait::Unsealed => self.wait_unsealed(vault, pod, false).await,
+            inputs::RestartWait::Sealed => self.wait_unsealed(vault, pod, true).await,
+        }
+    }
+
+    /// The secret values of the run as they appear inside JSON text, with the marker that
+    /// stands for each in a record: `{{planx-secret:PARAM}}`.
+    fn secret_markers(&self) -> Vec<(String, String)> {
+        let mut markers: Vec<(String, String)> = self
+            .secrets
+            .iter()
+            .filter(|(_, secret)| secret.expose().len() >= 8 && !secret.expose().contains('\n'))
+            .map(|(param, secret)| {
+                let quoted = serde_json::to_string(secret.expose()).expect("strings serialise");
+                (
+                    quoted[1..quoted.len() - 1].to_string(),
+                    format!("{{{{planx-secret:{param}}}}}"),
+                )
+            })
+            .collect();
+        // Longest first, so a secret that contains another is replaced whole.
+        markers.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        markers
+    }
+
+    /// Write an object record (0600), every secret value of the run replaced by its marker: a
+    /// ConfigMap holding a seal's KMS token is recorded without it.
+    async fn write_backup(&self, path: &Path, object: &Value) -> Result<(), ActionError> {
+        let mut text = serde_json::to_string_pretty(object)
+            .map_err(|e| ActionError::permanent(e.to_string()))?;
+        for (value, marker) in self.secret_markers() {
+            text = text.replace(&value, &marker);
+        }
+        let parent = path.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(parent).await.map_err(|e| {
+            ActionError::permanent(format!("cannot create {}: {e}", parent.display()))
+        })?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options
+            .open(path)
+            .await
+            .map_err(|e| ActionError::permanent(format!("cannot write {}: {e}", path.display())))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, text.as_bytes())
+            .await
+            .and(file.sync_all().await)
+            .map_err(|e| ActionError::permanent(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Read an object record, putting the run's secret values back in place of their markers.
+    async fn read_backup(&self, path: &str) -> Result<Value, ActionError> {
+        let mut text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|e| ActionError::permanent(format!("cannot read the backup {path}: {e}")))?;
+        for (value, marker) in self.secret_markers() {
+            text = text.replace(&marker, &value);
+        }
+        if let Some(start) = text.find("{{planx-secret:") {
+            let param: String = text[start + 15..]
+                .chars()
+                .take_while(|c| *c != '}')
+                .collect();
+            return Err(ActionError::permanent(format!(
+                "the backup {path} holds the secret parameter `{param}` by reference, and this plan has no such secret: give the plan a secret parameter `{param}` with the same value"
+            )));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| ActionError::permanent(format!("the backup {path} is not an object: {e}")))
+    }
+
+    /// Create the object, or replace the live one (carrying its resourceVersion).
+    async fn put(&self, cluster: &Cluster, object: &Value) -> Result<(), ActionError> {
+        let (kind, _, name) = k8s::identity(object);
+        match cluster.get(&kind, &name).await? {
+            None => cluster.create(object).await.map(drop)?,
+            Some(live) => {
+                let mut replacement = object.clone();
+                replacement["metadata"]["resourceVersion"] =
+                    live["metadata"]["resourceVersion"].clone();
+                cluster.replace(&replacement).await.map(drop)?
+            }
+        }
+        Ok(())
+    }
+
+    async fn resolve_host(&self, host: &str) -> Result<String, ActionError> {
+        if let Some((_, address)) = self.resolve.iter().find(|(name, _)| name == host) {
+            return Ok(address.ip().to_string());
+        }
+        let mut found = tokio::net::lookup_host((host, 443))
+            .await
+            .map_err(|e| ActionError::transient(format!("cannot resolve {host}: {e}")))?;
+        found
+            .find(|a| a.is_ipv4())
+            .map(|a| a.ip().to_string())
+            .ok_or_else(|| ActionError::permanent(format!("{host} has no IPv4 address")))
+    }
+
+    async fn apply_step(&self, run: &StepRun, effects: &Effects) -> Result<Outputs, ActionError> {
+        use ActionKind as A;
+        match run.step.action {
+            A::PreflightCluster => preflight::cluster(self, run, effects).await,
+            A::PreflightReplicas => preflight::replicas(self, run, effects).await,
+            A::PreflightSealOverrides => preflight::seal_overrides(self, run, effects).await,
+            A::PreflightKeyAccess => preflight::key_access(self, run, effects).await,
+            A::PreflightRecoveryKeys => preflight::recovery_keys(self, run, effects).await,
+            A::TokenCreate => vault::token_create(self, run, effects).await,
+            A::TokenRevoke => vault::token_revoke(self, run, effects).await,
+            A::Backup => kubernetes::backup(self, run, effects).await,
+            A::Delete => kubernetes::delete(self, run, effects).await,
+            A::Restore => kubernetes::restore(self, run, effects).await,
+            A::PatchArgs => kubernetes::patch_args(self, run, effects).await,
+            A::ProxyService => kubernetes::proxy_service(self, run, effects).await,
+            A::IngressRewrite => kubernetes::ingress_rewrite(self, run, effects).await,
+            A::Restart => vault::restart(self, run, effects).await,
+            A::SnapshotSave => vault::snapshot_save(self, run, effects).await,
+            A::SnapshotRestore => vault::snapshot_restore(self, run, effects).await,
+            A::SealPointAtKey => seals::point_at_key(self, run, effects).await,
+            A::SealDisableAndAdd => seals::disable_and_add(self, run, effects).await,
+            A::SealRemoveDisabled => seals::remove_disabled(self, run, effects).await,
+            A::Leader => vault::leader(self, run, effects).await,
+            A::SealMigrate => seals::migrate(self, run, effects).await,
+            A::StepDown => vault::step_down(self, run, effects).await,
+            A::Verify => vault::verify(self, run, effects).await,
+            A::KeysDisable => keys::disable(self, run, effects).await,
+        }
+    }
+
+    /// For a step left in doubt: its outputs when its effect is found done, `None` when it
+    /// must run again. Actions without an observation run again.
+    async fn observe_step(&self, run: &StepRun) -> Result<Option<Outputs>, ActionError> {
+        use ActionKind as A;
+        match run.step.action {
+            A::Delete => kubernetes::delete_done(self, run).await,
+            A::PatchArgs => kubernetes::patch_args_done(self, run).await,
+            A::SealMigrate => seals::migrate_done(self, run).await,
+            A::KeysDisable => keys::disable_done(self, run).await,
+            _ => Ok(None),
+        }
+    }
+}
+
+/// What moved of the objects expected, read from the live clusters: one report per object.
+pub async fn drift_reports(
+    expectations: &[Expectation],
+    clusters: &HashMap<String, Cluster>,
+) -> Result<Vec<String>, ActionError> {
+    let mut reports = Vec::new();
+    for expectation in expectations {
+        let object = &expectation.object;
+        let cluster = clusters.get(&object.target).ok_or_else(|| {
+            ActionError::permanent(format!("no connection to cluster `{}`", object.target))
+        })?;
+        let live = cluster.get(&object.kind, &object.name).await?;
+        reports.extend(planc::drift::check(expectation, live.as_ref()));
+    }
+    Ok(reports)
+}
+
+impl Actions for Live {
+    fn apply<'a>(
+        &'a self,
+        run: &'a StepRun,
+        effects: &'a Effects,
+    ) -> BoxFuture<'a, Result<Outputs, ActionError>> {
+        Box::pin(async move {
+            self.refuse_drift(run).await?;
+            self.apply_step(run, effects).await
+        })
+    }
+
+    fn observe<'a>(
+        &'a self,
+        run: &'a StepRun,
+    ) -> BoxFuture<'a, Result<Option<Outputs>, ActionError>> {
+        Box::pin(self.observe_step(run))
+    }
+}
+
+/// An object without what the server adds on its own (managed fields, timestamps), for
+/// comparing states.
+fn strip_volatile(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        metadata
+            .retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations"));
+    }
+    object
+}
+
+/// The step's inputs as the action's input type (secrets stand in as placeholders).
+fn typed<T: serde::de::DeserializeOwned>(run: &StepRun) -> Result<T, ActionError> {
+    let json: serde_json::Map<String, Value> = run
+        .inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_check_json()))
+        .collect();
+    serde_json::from_value(Value::Object(json))
+        .map_err(|e| ActionError::permanent(format!("inputs of `{}`: {e}", run.key)))
+}

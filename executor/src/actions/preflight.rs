@@ -1,0 +1,188 @@
+//! The `preflight.*` actions: read-only checks before anything changes (the cluster's API
+//! versions, replicas, seal overrides in the container's environment, key access, the recovery
+//! keys).
+
+use planc_schema::actions as inputs;
+use serde_json::{Value, json};
+
+use super::{Live, Outputs, typed};
+use crate::adapters::cluster::Cluster;
+use crate::engine::{ActionError, Effects, StepRun};
+
+/// `preflight.cluster`.
+pub(super) async fn cluster(
+    live: &Live,
+    run: &StepRun,
+    _: &Effects,
+) -> Result<Outputs, ActionError> {
+    let on = run.step.on.as_str();
+    let mut outputs = Outputs::new();
+    let input: inputs::PreflightClusterInput = typed(run)?;
+    let cluster = live.cluster(on)?;
+    let version = cluster.server_version().await?;
+    let missing = cluster.missing_api_versions(&input.api_versions).await?;
+    if !missing.is_empty() {
+        return Err(ActionError::permanent(format!(
+            "`{}` does not serve {}",
+            cluster.context(),
+            missing.join(", ")
+        )));
+    }
+    // The namespace is readable.
+    let _: Option<Value> = cluster.get("ConfigMap", "planx-preflight-probe").await?;
+    outputs.insert("server_version", json!(version));
+    Ok(outputs)
+}
+
+/// `preflight.replicas`.
+pub(super) async fn replicas(
+    live: &Live,
+    run: &StepRun,
+    _: &Effects,
+) -> Result<Outputs, ActionError> {
+    let on = run.step.on.as_str();
+    let mut outputs = Outputs::new();
+    let input: inputs::PreflightReplicasInput = typed(run)?;
+    let name = live.vault_target(on)?.statefulset;
+    let statefulset = live
+        .cluster(on)?
+        .get("StatefulSet", name)
+        .await?
+        .ok_or_else(|| ActionError::permanent(format!("StatefulSet `{name}` does not exist")))?;
+    let available = statefulset["status"]["availableReplicas"]
+        .as_u64()
+        .or(statefulset["status"]["readyReplicas"].as_u64())
+        .unwrap_or(0);
+    if available < u64::from(input.expected) {
+        return Err(ActionError::permanent(format!(
+            "StatefulSet `{name}` has {available} available replicas, the plan expects {}",
+            input.expected
+        )));
+    }
+    outputs.insert("available", json!(available));
+    Ok(outputs)
+}
+
+/// `preflight.seal-overrides`.
+pub(super) async fn seal_overrides(
+    live: &Live,
+    run: &StepRun,
+    _: &Effects,
+) -> Result<Outputs, ActionError> {
+    let on = run.step.on.as_str();
+    let target = live.vault_target(on)?;
+    let (name, container) = (target.statefulset, target.container);
+    let statefulset = live
+        .cluster(on)?
+        .get("StatefulSet", name)
+        .await?
+        .unwrap_or(Value::Null);
+    let spec = statefulset["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == container))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let overriding = seal_overriding_variables(live.cluster(on)?, &spec).await?;
+    if !overriding.is_empty() {
+        return Err(ActionError::permanent(format!(
+            "the container `{container}` sets {}, which override the seal configuration: both seal blocks would point at one key",
+            overriding.join(", ")
+        )));
+    }
+    Ok(Outputs::new())
+}
+
+/// `preflight.key-access`.
+pub(super) async fn key_access(
+    live: &Live,
+    run: &StepRun,
+    _: &Effects,
+) -> Result<Outputs, ActionError> {
+    let on = run.step.on.as_str();
+    let mut outputs = Outputs::new();
+    let input: inputs::PreflightKeyAccessInput = typed(run)?;
+    let summary = live
+        .key_service(on)?
+        .check_access(input.identity.as_deref().unwrap_or_default(), &input.role)
+        .await?;
+    outputs.insert("summary", json!(summary));
+    Ok(outputs)
+}
+
+/// `preflight.recovery-keys`.
+pub(super) async fn recovery_keys(
+    live: &Live,
+    run: &StepRun,
+    effects: &Effects,
+) -> Result<Outputs, ActionError> {
+    let on = run.step.on.as_str();
+    let keys = live.secret(run, "recovery_keys")?.lines();
+    let token = live.secret(run, "token")?;
+    let (leader, _) = live.leader(on).await?;
+    let client = live.vault_on(on, &leader).await?;
+    effects
+        .perform(
+            &format!("prove the recovery keys on {on} (a root token generated and revoked)"),
+            async {
+                client
+                    .prove_keys(&token, &keys)
+                    .await
+                    .map_err(ActionError::from)
+            },
+        )
+        .await?;
+    Ok(Outputs::new())
+}
+
+/// The environment variables of a container spec that override a seal's configuration:
+/// from `env`, and from the ConfigMaps and Secrets of `envFrom` (their keys, with the
+/// source's prefix), each named with where it comes from. Only key names are read.
+async fn seal_overriding_variables(
+    cluster: &Cluster,
+    container: &Value,
+) -> Result<Vec<String>, ActionError> {
+    let overrides = |name: &str| {
+        name.starts_with("VAULT_SEAL_")
+            || name.starts_with("VAULT_AZUREKEYVAULT_")
+            || name.starts_with("VAULT_TRANSIT_SEAL_")
+            || name.starts_with("VAULT_AWSKMS_SEAL_")
+            || name.starts_with("VAULT_GCPCKMS_SEAL_")
+            || name == "AZURE_TENANT_ID"
+            || name == "AZURE_CLIENT_ID"
+    };
+    let mut found: Vec<String> = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str())
+        .filter(|n| overrides(n))
+        .map(str::to_owned)
+        .collect();
+    for source in container["envFrom"].as_array().into_iter().flatten() {
+        let prefix = source["prefix"].as_str().unwrap_or_default();
+        let (kind, name) = match (
+            source["configMapRef"]["name"].as_str(),
+            source["secretRef"]["name"].as_str(),
+        ) {
+            (Some(name), _) => ("ConfigMap", name),
+            (None, Some(name)) => ("Secret", name),
+            (None, None) => continue,
+        };
+        // A missing optional source adds nothing; a missing required one keeps the pod
+        // from starting, which the restart reports.
+        let Some(object) = cluster.get(kind, name).await? else {
+            continue;
+        };
+        let keys = ["data", "binaryData", "stringData"]
+            .into_iter()
+            .filter_map(|field| object[field].as_object())
+            .flat_map(|map| map.keys());
+        for key in keys {
+            let variable = format!("{prefix}{key}");
+            if overrides(&variable) {
+                found.push(format!("{variable} (from {kind} `{name}`)"));
+            }
+        }
+    }
+    Ok(found)
+}
