@@ -90,6 +90,67 @@ pub fn objects_needed(plan: &CompiledPlan) -> BTreeSet<ObjectRef> {
     needed
 }
 
+/// An object a step changes: the kubernetes target it lives in, its kind and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub target: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// The objects a step changes, from its typed inputs (`inputs`: the inputs as checked, apply-time
+/// values standing as `<step.output>` in a preview and resolved in planx): what the preview
+/// diffs and what planx records before the step, planned here once. A `k8s.restore` changes the
+/// object of a backup file, known only once the file is read, and is not listed.
+pub fn objects_written(
+    plan: &CompiledPlan,
+    action: ActionKind,
+    on: &str,
+    inputs: &Value,
+) -> Vec<Written> {
+    fn typed<T: serde::de::DeserializeOwned>(inputs: &Value) -> Option<T> {
+        serde_json::from_value(inputs.clone()).ok()
+    }
+    let object = |target: &str, kind: &str, name: &str| Written {
+        target: target.to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+    };
+    let written = match action {
+        ActionKind::Delete => typed::<DeleteInput>(inputs)
+            .map(|input| vec![object(on, input.kind.as_str(), &input.name)]),
+        ActionKind::PatchArgs => typed::<PatchArgsInput>(inputs)
+            .map(|input| vec![object(on, "StatefulSet", &input.statefulset)]),
+        ActionKind::ProxyService => typed::<ProxyServiceInput>(inputs).map(|input| {
+            vec![
+                object(on, "Service", &input.name),
+                object(on, "EndpointSlice", &input.name),
+            ]
+        }),
+        ActionKind::IngressRewrite => typed::<IngressRewriteInput>(inputs)
+            .map(|input| vec![object(on, "Ingress", &input.ingress)]),
+        ActionKind::SealPointAtKey
+        | ActionKind::SealDisableAndAdd
+        | ActionKind::SealRemoveDisabled => plan
+            .targets
+            .get(on)
+            .and_then(|t| t.vault())
+            .map(|vault| vec![object(vault.cluster, "ConfigMap", vault.configmap)]),
+        _ => None,
+    };
+    written.unwrap_or_default()
+}
+
+/// A step's inputs as checked: apply-time values stand as `<step.output>`.
+pub fn checked_inputs<'a>(inputs: impl IntoIterator<Item = (&'a String, &'a Resolved)>) -> Value {
+    Value::Object(
+        inputs
+            .into_iter()
+            .map(|(name, value)| (name.clone(), value.to_check_json()))
+            .collect(),
+    )
+}
+
 /// The edits of every step in execution order, unredacted, and every object of the starting
 /// state a step read or changed.
 pub fn apply_edits(
@@ -138,12 +199,8 @@ struct Run<'p> {
 }
 
 fn input<T: serde::de::DeserializeOwned>(step: &CompiledStep) -> T {
-    let json: serde_json::Map<String, Value> = step
-        .with
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_check_json()))
-        .collect();
-    serde_json::from_value(Value::Object(json)).expect("inputs were checked when the plan compiled")
+    serde_json::from_value(checked_inputs(&step.with))
+        .expect("inputs were checked when the plan compiled")
 }
 
 /// An apply-time value stands in the compiled inputs as `<step.output>`.
@@ -185,7 +242,7 @@ impl<'p> Run<'p> {
             }
             ActionKind::Delete => {
                 let input: DeleteInput = input(step);
-                let key = self.key(step, &step.on, input.kind.as_str(), &input.name)?;
+                let key = self.written(step, 0)?;
                 if input.if_exists && !self.exists(&key) {
                     notes.push(format!(
                         "{} `{}` does not exist: nothing to delete",
@@ -212,7 +269,7 @@ impl<'p> Run<'p> {
             }
             ActionKind::PatchArgs => {
                 let input: PatchArgsInput = input(step);
-                let key = self.key(step, &step.on, "StatefulSet", &input.statefulset)?;
+                let key = self.written(step, 0)?;
                 let before = self.read(step, &key)?;
                 let after = k8s::set_container_args(&before, &input.container, &input.args)
                     .map_err(|e| self.impossible(step, &key, &e.0))?;
@@ -232,8 +289,8 @@ impl<'p> Run<'p> {
                     port_name: input.port_name,
                     address: format!("<address of {}>", input.target_host),
                 });
-                let service_key = self.key(step, &step.on, "Service", &input.name)?;
-                let slice_key = self.key(step, &step.on, "EndpointSlice", &input.name)?;
+                let service_key = self.written(step, 0)?;
+                let slice_key = self.written(step, 1)?;
                 Ok(vec![
                     self.write(service_key, service),
                     self.write(slice_key, slice),
@@ -241,7 +298,7 @@ impl<'p> Run<'p> {
             }
             ActionKind::IngressRewrite => {
                 let input: IngressRewriteInput = input(step);
-                let key = self.key(step, &step.on, "Ingress", &input.ingress)?;
+                let key = self.written(step, 0)?;
                 let source = match (&input.from_backup, self.backup_of(step, "from_backup")) {
                     (Some(_), Some(backup)) => {
                         if let Some(Resolved::StepOutput { step: source, .. }) =
@@ -318,6 +375,19 @@ impl<'p> Run<'p> {
             .kubernetes()
             .map(|k| k.namespace.to_string())
             .unwrap_or_default()
+    }
+
+    /// The `nth` object the step changes, as [`objects_written`] plans it.
+    fn written(&self, step: &CompiledStep, nth: usize) -> Result<ObjectRef, Box<Diagnostic>> {
+        let inputs = checked_inputs(&step.with);
+        match objects_written(self.plan, step.action, &step.on, &inputs).get(nth) {
+            Some(object) => self.key(step, &object.target, &object.kind, &object.name),
+            None => Err(Box::new(Diagnostic::new(
+                Code::EditImpossible,
+                step.span,
+                format!("step `{}` names no object to change", step.id),
+            ))),
+        }
     }
 
     fn key(
@@ -440,12 +510,8 @@ impl<'p> Run<'p> {
         let Some(vault) = self.target(&step.on).vault() else {
             return Ok(Vec::new());
         };
-        let (cluster, configmap, config_key) = (
-            vault.cluster.to_string(),
-            vault.configmap.to_string(),
-            vault.config_key.to_string(),
-        );
-        let key = self.key(step, &cluster, "ConfigMap", &configmap)?;
+        let config_key = vault.config_key.to_string();
+        let key = self.written(step, 0)?;
         let before = self.read(step, &key)?;
         let text = k8s::configmap_value(&before, &config_key)
             .map_err(|e| self.impossible(step, &key, &e.0))?;

@@ -51,8 +51,6 @@ pub(super) async fn delete(
     let on = run.step.on.as_str();
     let input: inputs::DeleteInput = typed(run)?;
     let cluster = live.cluster(on)?;
-    live.record_before(run, on, input.kind.as_str(), &input.name)
-        .await?;
     effects
         .perform(
             &format!("delete {} {} in {on}", input.kind.as_str(), input.name),
@@ -115,8 +113,6 @@ pub(super) async fn patch_args(
         })?;
     let patched = k8s::set_container_args(&statefulset, &input.container, &input.args)
         .map_err(|e| ActionError::permanent(e.0))?;
-    live.record_before(run, on, "StatefulSet", &input.statefulset)
-        .await?;
     effects
         .perform(
             &format!(
@@ -153,9 +149,6 @@ pub(super) async fn proxy_service(
         port_name: input.port_name.clone(),
         address: address.clone(),
     });
-    live.record_before(run, on, "Service", &input.name).await?;
-    live.record_before(run, on, "EndpointSlice", &input.name)
-        .await?;
     effects
         .perform(
             &format!("create the proxy {} to {address} in {on}", input.name),
@@ -193,8 +186,6 @@ pub(super) async fn ingress_rewrite(
     };
     let rewritten = k8s::rewrite_ingress(&source, &k8s::IngressRewrite::from_input(&input))
         .map_err(|e| ActionError::permanent(e.0))?;
-    live.record_before(run, on, "Ingress", &input.ingress)
-        .await?;
     effects
         .perform(
             &format!("rewrite Ingress {} in {on}", input.ingress),

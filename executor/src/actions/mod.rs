@@ -360,6 +360,19 @@ impl Live {
         }
     }
 
+    /// Record every object the step changes, as planc plans them (what `planc diff` showed),
+    /// before it runs.
+    async fn record_written(&self, run: &StepRun) -> Result<(), ActionError> {
+        let inputs = planc::preview::checked_inputs(&run.inputs);
+        let written =
+            planc::preview::objects_written(&self.plan, run.step.action, &run.step.on, &inputs);
+        for object in written {
+            self.record_before(run, &object.target, &object.kind, &object.name)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Record an object as it is before a step changes it (`null` when it does not exist).
     async fn record_before(
         &self,
@@ -721,6 +734,7 @@ impl Actions for Live {
     ) -> BoxFuture<'a, Result<Outputs, ActionError>> {
         Box::pin(async move {
             self.refuse_drift(run).await?;
+            self.record_written(run).await?;
             self.apply_step(run, effects).await
         })
     }
@@ -746,11 +760,6 @@ fn strip_volatile(object: &Value) -> Value {
 
 /// The step's inputs as the action's input type (secrets stand in as placeholders).
 fn typed<T: serde::de::DeserializeOwned>(run: &StepRun) -> Result<T, ActionError> {
-    let json: serde_json::Map<String, Value> = run
-        .inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_check_json()))
-        .collect();
-    serde_json::from_value(Value::Object(json))
+    serde_json::from_value(planc::preview::checked_inputs(&run.inputs))
         .map_err(|e| ActionError::permanent(format!("inputs of `{}`: {e}", run.key)))
 }

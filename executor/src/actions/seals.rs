@@ -20,7 +20,7 @@ pub(super) async fn point_at_key(
         selector: selector(&input.seal),
         attributes,
     };
-    live.edit_seal(run, on, edit, effects).await?;
+    live.edit_seal(on, edit, effects).await?;
     Ok(Outputs::new())
 }
 
@@ -39,7 +39,7 @@ pub(super) async fn disable_and_add(
         new_name: input.name.clone().filter(|n| !n.is_empty()),
         attributes,
     };
-    live.edit_seal(run, on, edit, effects).await?;
+    live.edit_seal(on, edit, effects).await?;
     Ok(Outputs::new())
 }
 
@@ -54,7 +54,7 @@ pub(super) async fn remove_disabled(
     let edit = seal::SealEdit::RemoveDisabled {
         selector: input.seal.as_ref().map(selector),
     };
-    live.edit_seal(run, on, edit, effects).await?;
+    live.edit_seal(on, edit, effects).await?;
     Ok(Outputs::new())
 }
 
@@ -150,7 +150,6 @@ impl Live {
     /// Read the vault target's ConfigMap, apply a seal edit, write it back (conflicts surface).
     async fn edit_seal(
         &self,
-        run: &StepRun,
         vault: &str,
         edit: seal::SealEdit,
         effects: &Effects,
@@ -171,8 +170,6 @@ impl Live {
         })?;
         let updated = k8s::set_configmap_value(&configmap, key, &edited)
             .map_err(|e| ActionError::permanent(e.0))?;
-        self.record_before(run, target.cluster, "ConfigMap", name)
-            .await?;
         effects
             .perform(&format!("update ConfigMap {name} of {vault}"), async {
                 cluster

@@ -482,11 +482,7 @@ impl<'a> Session<'a> {
     ) -> Result<Secret, AzureError> {
         let url = format!("{}/{tenant_id}/oauth2/v2.0/token", self.endpoints.authority);
         let call = format!("token for {scope} from {url}");
-        let request = self
-            .http
-            .post(&url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form_urlencoded(form));
+        let request = self.http.post(&url).form(form);
         let (status, body) = keyservices::exchange(&call, request).await?;
         if !(200..300).contains(&status) {
             return Err(status_error(
@@ -1182,29 +1178,6 @@ fn is_guid(text: &str) -> bool {
             8 | 13 | 18 | 23 => c == '-',
             _ => c.is_ascii_hexdigit(),
         })
-}
-
-/// `application/x-www-form-urlencoded`, as the token endpoint takes it.
-fn form_urlencoded(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(name, value)| format!("{}={}", form_escape(name), form_escape(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn form_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                escaped.push(char::from(byte))
-            }
-            b' ' => escaped.push('+'),
-            _ => escaped.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    escaped
 }
 
 /// Azure Key Vault as a [`KeyService`](super::KeyService).
