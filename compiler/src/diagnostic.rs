@@ -24,6 +24,7 @@ macro_rules! codes {
         /// Stable diagnostic codes. Never renumber one: CI configurations and docs refer to them.
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+            schemars::JsonSchema,
         )]
         pub enum Code {
             $( $variant, )*

@@ -11,7 +11,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 /// A value after compile-time evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub enum Resolved {
     Null,
     Bool(bool),

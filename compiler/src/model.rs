@@ -14,7 +14,7 @@ use crate::source::Span;
 
 /// A compiled plan. It serialises as its parts (the graph as each step's direct dependencies)
 /// and is rebuilt from them when read back, so a stored plan is ordered exactly as compiled.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(into = "PlanParts", try_from = "PlanParts")]
 pub struct CompiledPlan {
     pub name: String,
@@ -25,7 +25,7 @@ pub struct CompiledPlan {
     pub graph: ExecutionGraph,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompiledParam {
     pub name: String,
@@ -35,7 +35,7 @@ pub struct CompiledParam {
     pub value: Resolved,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompiledTarget {
     pub id: String,
@@ -118,14 +118,14 @@ pub struct VaultTarget<'a> {
     pub address_template: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     pub attempts: u32,
     pub backoff_secs: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompiledStep {
     /// Namespaced by the module instances it sits in: `cutover.snapshot`.
@@ -191,7 +191,7 @@ impl CompiledPlan {
 }
 
 /// What a compiled plan is stored as: everything but the derived graph.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PlanParts {
     name: String,

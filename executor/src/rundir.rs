@@ -16,8 +16,9 @@ use crate::error::PlanxError;
 /// The format of `run.json`; bump the version on any incompatible change.
 pub const RUN_FORMAT: &str = "planx.run/v2";
 
-/// What a run was started with, written once to `RUN/run.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a run was started with, written once to `RUN/run.json`; its JSON Schema is
+/// `schema/run.schema.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRecord {
     pub format: String,
@@ -46,7 +47,7 @@ pub struct RunRecord {
 }
 
 /// The plan, parameter files and `--set` arguments a run was compiled from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoredRequest {
     pub plan: PathBuf,
@@ -114,6 +115,15 @@ impl RunRecord {
         }
         sources
     }
+}
+
+/// The JSON Schema of `run.json` (`planx.run/v2`).
+pub fn run_schema_json() -> String {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let schema = generator.into_root_schema_for::<RunRecord>();
+    let mut text = serde_json::to_string_pretty(&schema).expect("schema serialises");
+    text.push('\n');
+    text
 }
 
 /// SHA-256 of a compiled plan's rendering, source positions left out.

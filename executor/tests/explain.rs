@@ -1,4 +1,5 @@
-//! `planx explain` on the AKS plan: run order, undo and points of no return.
+//! `planx explain` on the AKS plan: run order, undo and points of no return; and where the
+//! outage window of the shipped plans starts.
 
 use std::path::Path;
 use std::process::Command;
@@ -54,4 +55,34 @@ fn a_broken_plan_exits_one_with_diagnostics() {
         .expect("planx runs");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("L102"));
+}
+
+/// Where the outage window starts is the lints' own notion of "writes blocked": in every shipped
+/// migration, the Ingress deleted by `cutover.block-writes`, and nothing before it.
+#[test]
+fn the_outage_window_starts_where_the_lints_say_writes_are_blocked() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace");
+    for plan in ["vault-aks-migration", "vault-transit-migration"] {
+        let compiled = planx::run::compile(&planc::CompileRequest {
+            plan: root.join(format!("plans/{plan}.yaml")),
+            params_files: vec![root.join(format!("plans/{plan}.params.yaml"))],
+            set: Vec::new(),
+        })
+        .expect("compiles");
+        let blocking = planc::lints::writes_blocking_steps(&compiled.plan);
+        assert_eq!(blocking, ["cutover.block-writes"], "{plan}");
+    }
+    // The in-place seal rotation keeps serving: no step blocks writes, so no outage window.
+    let rotation = planx::run::compile(&planc::CompileRequest {
+        plan: root.join("plans/vault-seal-rotation.yaml"),
+        params_files: vec![root.join("plans/vault-seal-rotation.params.yaml")],
+        set: Vec::new(),
+    })
+    .expect("compiles");
+    assert_eq!(
+        planc::lints::writes_blocking_steps(&rotation.plan),
+        Vec::<String>::new()
+    );
 }

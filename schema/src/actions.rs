@@ -424,7 +424,9 @@ macro_rules! action_catalog {
     ($( $variant:ident => $name:literal, $input:ty; )*) => {
         /// Every action a step can `use`. The catalog is closed: a plan names one of these.
         /// Serialised as its name (`vault.snapshot-save`).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+        )]
         pub enum ActionKind {
             $( #[serde(rename = $name)] $variant, )*
         }
