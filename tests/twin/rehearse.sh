@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rehearse the whole Vault move on the local twin: two Kubernetes-compatible clusters whose Vault
 # pods are real OpenBao processes. Installs OpenBao (once), builds planc/planx/twin, starts the
-# vault-pair scenario, checks and applies plans/vault-transit-migration.yaml with planx, reads a
-# secret back through the old domain (now served by the new Vault through the proxy), and stops
-# everything it started.
+# vault-pair scenario, checks and applies plans/vault-transit-migration.yaml with planx, shows
+# the run's status from another folder, reads a secret back through the old domain (now served by
+# the new Vault through the proxy), and stops everything it started.
 #
 #   tests/twin/rehearse.sh              # bed in a temporary folder, removed at the end
 #   KEEP=1 tests/twin/rehearse.sh       # leave the twin running; stop it with `twin down --dir DIR`
@@ -39,6 +39,10 @@ for pair in $RESOLVE; do resolve+=(--resolve "$pair"); done
 cd "$bed"
 "$bin/planx" apply "$root/plans/vault-transit-migration.yaml" --params "$PARAMS_FILE" \
   --kubeconfig "$KUBECONFIG" "${resolve[@]}" --approve-all --yes
+
+echo "== planx status, from another folder: the run directory holds everything it needs"
+run="$(ls -d "$bed"/runs/*)"
+(cd / && "$bin/planx" status "$run" | sed -n 1,4p && echo "  ...")
 
 echo "== a secret of the old Vault, through the old domain, now served by the new Vault"
 old_gateway="$(printf '%s\n' $RESOLVE | sed -n 's/^vault\.old\.test=//p')"
