@@ -57,7 +57,6 @@ pub struct StoredRequest {
 
 impl RunRecord {
     /// The record of a new run of `plan`, compiled from `sources`.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         run_id: String,
         request: &planc::CompileRequest,
