@@ -286,7 +286,7 @@ fn file_safe(name: &str) -> String {
 }
 
 /// Create `path` (and its parents) as a directory only its owner may enter.
-pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(path)?;
     set_private(path)
 }
@@ -301,7 +301,7 @@ fn set_private(path: &Path) -> std::io::Result<()> {
 }
 
 /// Write a new file only its owner may read.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PlanxError> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PlanxError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
