@@ -158,32 +158,25 @@ pub fn rollback(plan: &CompiledPlan, states: &BTreeMap<String, StepState>) -> Ro
         let step = &plan.steps[index];
         let spec = catalog::spec(step.action);
         let progress = step_progress(&step.id, states);
-        let state = match &progress.state {
-            // A `for_each` step stopped part-way: it ran if one of its items did.
-            StepState::Failed { .. } | StepState::Interrupted | StepState::StartedNoEffect
-                if items_ran(&progress.items) =>
-            {
-                let doubt = progress
-                    .items
-                    .iter()
-                    .any(|(_, s)| !matches!(s, StepState::Succeeded { .. }));
-                if doubt {
-                    &StepState::UndoInDoubt
-                } else {
-                    &StepState::Succeeded {
-                        outputs: BTreeMap::new(),
-                    }
-                }
-            }
-            state => state,
-        };
         let item_succeeded = progress
             .items
             .iter()
             .any(|(_, s)| matches!(s, StepState::Succeeded { .. }));
-        let ran = match state {
+        // Whether the step ran, and if so whether its effect is in doubt. A `for_each` step
+        // stopped part-way ran if one of its items did, in doubt unless every item succeeded.
+        let ran = match &progress.state {
             StepState::Succeeded { .. } => Some(false),
             StepState::InDoubt { .. } | StepState::UndoInDoubt => Some(true),
+            StepState::Failed { .. } | StepState::Interrupted | StepState::StartedNoEffect
+                if items_ran(&progress.items) =>
+            {
+                Some(
+                    progress
+                        .items
+                        .iter()
+                        .any(|(_, s)| !matches!(s, StepState::Succeeded { .. })),
+                )
+            }
             _ => None,
         };
         let Some(in_doubt) = ran else { continue };
