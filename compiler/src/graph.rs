@@ -6,10 +6,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 
-use petgraph::algo::tarjan_scc;
-use petgraph::algo::tred::{dag_to_toposorted_adjacency_list, dag_transitive_reduction_closure};
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::visit::IntoNeighbors;
 use serde_json::json;
 
 use crate::catalog::SideEffect;
@@ -37,6 +35,9 @@ pub struct ExecutionGraph {
     /// Longest distance from a step without dependencies.
     pub levels: Vec<usize>,
 }
+
+/// Ancestor visits the transitive reduction may make before it shows direct dependencies.
+pub const REDUCTION_BUDGET: usize = 50_000_000;
 
 /// Output formats of `planc graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,30 +106,51 @@ impl ExecutionGraph {
     }
 
     /// The dependencies left after the transitive reduction, per node, in declaration order.
+    ///
+    /// A dependency is dropped when another dependency of the same step already needs it,
+    /// directly or not. Each step with two or more dependencies walks its ancestors once, with
+    /// no closure matrix, so a chain of 200,000 steps costs nothing; a graph that would take
+    /// more than [`REDUCTION_BUDGET`] visits keeps its direct dependencies instead.
     pub fn reduced_deps(&self) -> Vec<Vec<usize>> {
-        let mut graph: DiGraph<(), (), u32> = DiGraph::with_capacity(self.nodes.len(), 0);
-        for _ in &self.nodes {
-            graph.add_node(());
+        let count = self.nodes.len();
+        let mut position = vec![0; count];
+        for (at, &node) in self.order.iter().enumerate() {
+            position[node] = at;
         }
-        for (node, list) in self.deps.iter().enumerate() {
-            for &dep in list {
-                graph.add_edge(NodeIndex::new(dep), NodeIndex::new(node), ());
+        let mut budget = REDUCTION_BUDGET;
+        // `marked[a] == node` when `a` is an ancestor of a dependency of `node` already kept.
+        let mut marked = vec![usize::MAX; count];
+        let mut stack = Vec::new();
+        let mut reduced = Vec::with_capacity(count);
+        for (node, deps) in self.deps.iter().enumerate() {
+            if deps.len() < 2 {
+                reduced.push(deps.clone());
+                continue;
             }
-        }
-        let toposort: Vec<NodeIndex> = self.order.iter().map(|&n| NodeIndex::new(n)).collect();
-        let (adjacency, revmap) = dag_to_toposorted_adjacency_list::<_, u32>(&graph, &toposort);
-        let (reduction, _closure) = dag_transitive_reduction_closure(&adjacency);
-        let mut reduced = vec![Vec::new(); self.nodes.len()];
-        for position in reduction.node_indices() {
-            let from = self.order[position as usize];
-            for next in reduction.neighbors(position) {
-                let to = self.order[next as usize];
-                reduced[to].push(from);
+            let mut latest_first = deps.clone();
+            latest_first.sort_unstable_by_key(|&dep| Reverse(position[dep]));
+            let mut kept = Vec::new();
+            for dep in latest_first {
+                if marked[dep] == node {
+                    continue;
+                }
+                kept.push(dep);
+                stack.push(dep);
+                while let Some(at) = stack.pop() {
+                    for &ancestor in &self.deps[at] {
+                        if marked[ancestor] != node {
+                            marked[ancestor] = node;
+                            stack.push(ancestor);
+                            budget = budget.saturating_sub(1);
+                        }
+                    }
+                }
+                if budget == 0 {
+                    return self.deps.clone();
+                }
             }
-        }
-        let _ = revmap;
-        for list in &mut reduced {
-            list.sort_unstable();
+            kept.sort_unstable();
+            reduced.push(kept);
         }
         reduced
     }
@@ -301,26 +323,32 @@ fn find_cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
         }
     }
     let mut cycles = Vec::new();
-    for component in tarjan_scc(&graph) {
+    // Kosaraju's walk is iterative: a cycle through 200,000 steps must not overflow the stack
+    // (petgraph's Tarjan recurses once per node).
+    let mut component_of = vec![usize::MAX; deps.len()];
+    for (index, component) in kosaraju_scc(&graph).into_iter().enumerate() {
         let members: Vec<usize> = component.iter().map(|n| n.index()).collect();
         let self_loop = members.len() == 1 && deps[members[0]].contains(&members[0]);
         if members.len() < 2 && !self_loop {
             continue;
         }
+        for &member in &members {
+            component_of[member] = index;
+        }
         let start = *members.iter().min().expect("component is not empty");
-        cycles.push(path_back_to(start, deps, &members));
+        cycles.push(path_back_to(start, deps, &component_of));
     }
     cycles.sort();
     cycles
 }
 
-/// A shortest path start -> ... -> start following "depends on" edges inside one component.
-fn path_back_to(start: usize, deps: &[Vec<usize>], members: &[usize]) -> Vec<usize> {
+/// A shortest path start -> ... -> start following "depends on" edges inside start's component.
+fn path_back_to(start: usize, deps: &[Vec<usize>], component_of: &[usize]) -> Vec<usize> {
     let mut previous: std::collections::HashMap<usize, usize> = Default::default();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
         for &next in &deps[node] {
-            if !members.contains(&next) {
+            if component_of[next] != component_of[start] {
                 continue;
             }
             if next == start {
@@ -381,5 +409,53 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(cycles, vec![vec![0, 2, 1, 0]]);
+    }
+
+    /// The reduction keeps exactly the dependencies no other dependency reaches, checked
+    /// against a reachability matrix on many small random graphs.
+    #[test]
+    fn reduction_matches_reachability() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |bound: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % bound.max(1)
+        };
+        for _ in 0..300 {
+            let count = 1 + next(12);
+            let deps: Vec<Vec<usize>> = (0..count)
+                .map(|n| {
+                    (0..next(4))
+                        .map(|_| next(n.max(1)))
+                        .filter(|&d| d < n)
+                        .collect()
+                })
+                .collect();
+            let nodes = (0..count).map(|n| node(&format!("s{n}"))).collect();
+            let graph = ExecutionGraph::build(nodes, deps).expect("acyclic by construction");
+            let mut reaches = vec![vec![false; count]; count];
+            for n in 0..count {
+                for &d in &graph.deps[n] {
+                    reaches[n][d] = true;
+                    for a in 0..count {
+                        if reaches[d][a] {
+                            reaches[n][a] = true;
+                        }
+                    }
+                }
+            }
+            let expected: Vec<Vec<usize>> = (0..count)
+                .map(|n| {
+                    let direct = &graph.deps[n];
+                    direct
+                        .iter()
+                        .copied()
+                        .filter(|&d| !direct.iter().any(|&other| other != d && reaches[other][d]))
+                        .collect()
+                })
+                .collect();
+            assert_eq!(graph.reduced_deps(), expected, "deps {:?}", graph.deps);
+        }
     }
 }

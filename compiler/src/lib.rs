@@ -24,6 +24,7 @@ pub mod render;
 pub mod report;
 pub mod source;
 pub mod state;
+pub mod suggest;
 pub mod syntax;
 pub mod yaml;
 
@@ -184,7 +185,7 @@ fn compile_plan(
                     Diagnostic::new(
                         Code::Cycle,
                         cycle[0].1,
-                        format!("dependency cycle: {}", names.join(" -> ")),
+                        format!("dependency cycle: {}", cycle_path(&names)),
                     )
                     .with_help("each arrow reads \"needs\"; remove one of these dependencies"),
                 );
@@ -194,4 +195,19 @@ fn compile_plan(
     };
     lints::check(&plan.steps, &plan.targets, &plan.graph, diagnostics);
     Some(plan)
+}
+
+/// `a -> b -> c -> a`, with the middle of a long cycle elided so one diagnostic stays one line.
+fn cycle_path(names: &[&str]) -> String {
+    const HEAD: usize = 8;
+    const TAIL: usize = 3;
+    if names.len() <= HEAD + TAIL + 1 {
+        return names.join(" -> ");
+    }
+    format!(
+        "{} -> ... {} more steps ... -> {}",
+        names[..HEAD].join(" -> "),
+        names.len() - HEAD - TAIL,
+        names[names.len() - TAIL..].join(" -> ")
+    )
 }

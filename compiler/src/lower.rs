@@ -18,7 +18,8 @@ use crate::expr::{self, Expression, Resolved, TemplateContext};
 use crate::model::{CompiledParam, CompiledStep, CompiledTarget, Retry};
 use crate::params::{self, Supplied};
 use crate::source::{FileId, SourceMap, Span};
-use crate::syntax::{self, Document, DocumentKind, StepDecl, closest, parse_duration};
+use crate::suggest::{self, Suggester};
+use crate::syntax::{self, Document, DocumentKind, StepDecl, parse_duration};
 use crate::yaml::{Node, Pos, Value};
 
 /// How deep modules may include modules.
@@ -76,6 +77,7 @@ struct Lowering<'a> {
     used_params: HashSet<(FileId, String)>,
     /// (file, parameter) pairs declared; one without a value was reported when it was bound.
     declared_params: HashSet<(FileId, String)>,
+    suggester: Suggester,
 }
 
 pub fn lower(
@@ -96,6 +98,7 @@ pub fn lower(
         targets: IndexMap::new(),
         used_params: HashSet::new(),
         declared_params: HashSet::new(),
+        suggester: Suggester::default(),
     };
     let root_file = root.file;
     lowering.declare_params(&root);
@@ -104,6 +107,7 @@ pub fn lower(
         root_file,
         supplied,
         None,
+        &mut lowering.suggester,
         lowering.diagnostics,
     );
     let compiled_params = root
@@ -255,14 +259,15 @@ impl Lowering<'_> {
                     ),
                 ),
                 None => {
-                    let names: Vec<&str> = self.targets.keys().map(String::as_str).collect();
                     let diagnostic = Diagnostic::new(
                         Code::UnknownReference,
                         node.pos.span(file),
                         format!("unknown target `{cluster}`"),
                     );
-                    self.diagnostics
-                        .push(with_suggestion(diagnostic, &cluster, &names));
+                    let near = self
+                        .suggester
+                        .closest(&cluster, self.targets.keys().map(String::as_str));
+                    self.diagnostics.push(with_suggestion(diagnostic, near));
                 }
             }
         }
@@ -547,6 +552,7 @@ impl Lowering<'_> {
             module.file,
             supplied,
             Some(step_span),
+            &mut self.suggester,
             self.diagnostics,
         );
         let mut target_bindings = HashMap::new();
@@ -577,14 +583,15 @@ impl Lowering<'_> {
                     ),
                 ),
                 None => {
-                    let names: Vec<&str> = self.targets.keys().map(String::as_str).collect();
                     let diagnostic = Diagnostic::new(
                         Code::UnknownReference,
                         span,
                         format!("unknown target `{target}`"),
                     );
-                    self.diagnostics
-                        .push(with_suggestion(diagnostic, target, &names));
+                    let near = self
+                        .suggester
+                        .closest(target, self.targets.keys().map(String::as_str));
+                    self.diagnostics.push(with_suggestion(diagnostic, near));
                 }
             }
         }
@@ -790,7 +797,7 @@ impl Lowering<'_> {
                     uses.pos.span(file),
                     format!("unknown action `{}`", uses.value),
                 );
-                let diagnostic = match closest(&uses.value, &names) {
+                let diagnostic = match suggest::closest(&uses.value, &names) {
                     Some(near) => diagnostic.with_help(format!("did you mean `{near}`?")),
                     None => diagnostic.with_help("`planc actions` lists the catalog"),
                 };
@@ -958,12 +965,6 @@ impl Lowering<'_> {
                 Some(Named::Step(index)) => deps.push(*index),
                 Some(Named::Module(members)) => deps.extend(members.iter().copied()),
                 None => {
-                    let local: Vec<&str> = self.scopes[scope]
-                        .document
-                        .steps
-                        .iter()
-                        .map(|s| s.id.value.as_str())
-                        .collect();
                     let diagnostic = Diagnostic::new(
                         Code::UnknownDependency,
                         need.pos.span(file),
@@ -972,8 +973,11 @@ impl Lowering<'_> {
                             step.id.value, need.value
                         ),
                     );
-                    self.diagnostics
-                        .push(with_suggestion(diagnostic, &need.value, &local));
+                    let local = self.scopes[scope].document.steps.iter();
+                    let near = self
+                        .suggester
+                        .closest(&need.value, local.map(|s| s.id.value.as_str()));
+                    self.diagnostics.push(with_suggestion(diagnostic, near));
                 }
             }
         }
@@ -1039,14 +1043,15 @@ impl Lowering<'_> {
             on.value.clone()
         };
         let Some(target) = self.targets.get(&target_id) else {
-            let names: Vec<&str> = self.targets.keys().map(String::as_str).collect();
             let diagnostic = Diagnostic::new(
                 Code::UnknownReference,
                 span,
                 format!("unknown target `{}`", on.value),
             );
-            self.diagnostics
-                .push(with_suggestion(diagnostic, &on.value, &names));
+            let near = self
+                .suggester
+                .closest(&on.value, self.targets.keys().map(String::as_str));
+            self.diagnostics.push(with_suggestion(diagnostic, near));
             return None;
         };
         if let Some(action) = action {
@@ -1178,8 +1183,9 @@ impl Lowering<'_> {
                     match self.scopes[scope].values.get(&name) {
                         Some(value) => Some(value.clone()),
                         None => {
-                            let values = self.scopes[scope].values.clone();
+                            let values = std::mem::take(&mut self.scopes[scope].values);
                             self.unknown_param(&name, span, &values);
+                            self.scopes[scope].values = values;
                             None
                         }
                     }
@@ -1214,8 +1220,9 @@ impl Lowering<'_> {
                     }
                     Some(_) => true,
                     None => {
-                        let values = self.scopes[scope].values.clone();
+                        let values = std::mem::take(&mut self.scopes[scope].values);
                         self.unknown_param(name, span, &values);
+                        self.scopes[scope].values = values;
                         false
                     }
                 }
@@ -1231,19 +1238,19 @@ impl Lowering<'_> {
                     Some(name.to_string())
                 };
                 let Some(target) = target_id.and_then(|id| self.targets.get(&id)) else {
-                    let names: Vec<String> = if in_module {
-                        self.scopes[scope].target_bindings.keys().cloned().collect()
+                    let near = if in_module {
+                        let bindings = self.scopes[scope].target_bindings.keys();
+                        self.suggester.closest(name, bindings.map(String::as_str))
                     } else {
-                        self.targets.keys().cloned().collect()
+                        let targets = self.targets.keys();
+                        self.suggester.closest(name, targets.map(String::as_str))
                     };
-                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
                     let diagnostic = Diagnostic::new(
                         Code::UnknownReference,
                         span,
                         format!("unknown target `{name}`"),
                     );
-                    self.diagnostics
-                        .push(with_suggestion(diagnostic, name, &names));
+                    self.diagnostics.push(with_suggestion(diagnostic, near));
                     return false;
                 };
                 if let Some(attribute) = attribute
@@ -1259,8 +1266,8 @@ impl Lowering<'_> {
                         span,
                         format!("a {} target has no attribute `{attribute}`", kind.name()),
                     );
-                    self.diagnostics
-                        .push(with_suggestion(diagnostic, attribute, &known));
+                    let near = suggest::closest(attribute, &known);
+                    self.diagnostics.push(with_suggestion(diagnostic, near));
                     return false;
                 }
                 if let Some(attribute) = attribute
@@ -1443,14 +1450,15 @@ impl Lowering<'_> {
                     sound = false;
                 }
                 None => {
-                    let names: Vec<&str> = self.targets.keys().map(String::as_str).collect();
                     let diagnostic = Diagnostic::new(
                         Code::UnknownReference,
                         field_span(name),
                         format!("unknown target `{target}`"),
                     );
-                    self.diagnostics
-                        .push(with_suggestion(diagnostic, target, &names));
+                    let near = self
+                        .suggester
+                        .closest(target, self.targets.keys().map(String::as_str));
+                    self.diagnostics.push(with_suggestion(diagnostic, near));
                     sound = false;
                 }
             }
@@ -1531,14 +1539,15 @@ impl Lowering<'_> {
         {
             return;
         }
-        let names: Vec<&str> = values.keys().map(String::as_str).collect();
         let diagnostic = Diagnostic::new(
             Code::UnknownReference,
             span,
             format!("unknown parameter `{name}`"),
         );
-        self.diagnostics
-            .push(with_suggestion(diagnostic, name, &names));
+        let near = self
+            .suggester
+            .closest(name, values.keys().map(String::as_str));
+        self.diagnostics.push(with_suggestion(diagnostic, near));
     }
 
     fn secret_interpolated(&mut self, name: &str, span: Span) {
@@ -1661,17 +1670,10 @@ fn argument_span(step: &StepDecl, name: &str, file: FileId) -> Option<Span> {
     step.with.as_ref()?.get(name).map(|n| n.pos.span(file))
 }
 
-fn with_suggestion(diagnostic: Diagnostic, name: &str, known: &[&str]) -> Diagnostic {
-    match closest(name, known) {
+fn with_suggestion(diagnostic: Diagnostic, near: Option<&str>) -> Diagnostic {
+    match near {
         Some(near) => diagnostic.with_help(format!("did you mean `{near}`?")),
-        None if known.is_empty() => diagnostic,
-        None => {
-            let mut sorted = known.to_vec();
-            sorted.sort_unstable();
-            sorted.dedup();
-            sorted.truncate(12);
-            diagnostic.with_help(format!("known: {}", sorted.join(", ")))
-        }
+        None => diagnostic,
     }
 }
 

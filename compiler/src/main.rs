@@ -33,6 +33,10 @@ Examples:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Show at most this many diagnostics to people (sorted by position), then "and N more" and
+    /// the count per code; 0 shows every one. `--format json` and `github` always carry all.
+    #[arg(long, global = true, value_name = "N", default_value_t = report::DEFAULT_SHOWN)]
+    max_diagnostics: usize,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +141,7 @@ enum GraphOutput {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let max_diagnostics = cli.max_diagnostics;
     match cli.command {
         Command::Check { input, format } => {
             let format = match format {
@@ -147,12 +152,12 @@ fn main() -> ExitCode {
             let Some(compilation) = compile(&input) else {
                 return ExitCode::from(2);
             };
-            let colour = use_colour(std::io::stdout().is_terminal());
+            let options = report_options(std::io::stdout().is_terminal(), max_diagnostics);
             emit(&report::render(
                 &compilation.diagnostics,
                 &compilation.sources,
                 format,
-                colour,
+                &options,
             ));
             exit_code(&compilation)
         }
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
             };
             with_plan(
                 &input,
+                max_diagnostics,
                 |plan, _| Ok(plan.graph.render(&plan.name, format)),
                 None,
             )
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
             output,
         } => with_plan(
             &input,
+            max_diagnostics,
             |plan, sources| {
                 let mut text =
                     serde_json::to_string_pretty(&render::compiled_plan_json(plan, sources))
@@ -188,12 +195,18 @@ fn main() -> ExitCode {
             input,
             state: Some(state),
             output,
-        } => with_previews(&input, &state, output, |plan, sources, previews| {
-            let saved = render::saved_plan(&request(&input), plan, sources, previews);
-            let mut text = serde_json::to_string_pretty(&saved).expect("saved plan serialises");
-            text.push('\n');
-            Ok(text)
-        }),
+        } => with_previews(
+            &input,
+            max_diagnostics,
+            &state,
+            output,
+            |plan, sources, previews| {
+                let saved = render::saved_plan(&request(&input), plan, sources, previews);
+                let mut text = serde_json::to_string_pretty(&saved).expect("saved plan serialises");
+                text.push('\n');
+                Ok(text)
+            },
+        ),
         Command::Diff {
             input,
             state,
@@ -201,23 +214,29 @@ fn main() -> ExitCode {
             comments_dir,
         } => {
             let colour = use_colour(std::io::stdout().is_terminal());
-            with_previews(&input, &state, None, |plan, _, previews| match format {
-                DiffOutput::Text => Ok(diff_view::text(plan, &previews.steps, colour)),
-                DiffOutput::Json => Ok(diff_view::json(plan, &previews.steps)),
-                DiffOutput::Markdown => {
-                    let parts = diff_view::markdown(plan, &previews.steps);
-                    if let Some(dir) = &comments_dir {
-                        std::fs::create_dir_all(dir)
-                            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                        for (index, part) in parts.iter().enumerate() {
-                            let path = dir.join(format!("comment-{}.md", index + 1));
-                            std::fs::write(&path, part)
-                                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            with_previews(
+                &input,
+                max_diagnostics,
+                &state,
+                None,
+                |plan, _, previews| match format {
+                    DiffOutput::Text => Ok(diff_view::text(plan, &previews.steps, colour)),
+                    DiffOutput::Json => Ok(diff_view::json(plan, &previews.steps)),
+                    DiffOutput::Markdown => {
+                        let parts = diff_view::markdown(plan, &previews.steps);
+                        if let Some(dir) = &comments_dir {
+                            std::fs::create_dir_all(dir)
+                                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                            for (index, part) in parts.iter().enumerate() {
+                                let path = dir.join(format!("comment-{}.md", index + 1));
+                                std::fs::write(&path, part)
+                                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                            }
                         }
+                        Ok(parts.join("\n"))
                     }
-                    Ok(parts.join("\n"))
-                }
-            })
+                },
+            )
         }
         Command::Actions { name } => actions(name.as_deref()),
         Command::Schema => {
@@ -252,6 +271,7 @@ fn compile(input: &PlanInput) -> Option<Compilation> {
 /// Compile, print diagnostics to stderr, and on success write what `produce` makes.
 fn with_plan(
     input: &PlanInput,
+    max_diagnostics: usize,
     produce: impl FnOnce(&planc::CompiledPlan, &planc::SourceMap) -> Result<String, String>,
     output: Option<PathBuf>,
 ) -> ExitCode {
@@ -259,14 +279,13 @@ fn with_plan(
         return ExitCode::from(2);
     };
     if !compilation.diagnostics.is_empty() {
-        let colour = use_colour(std::io::stderr().is_terminal());
         eprint!(
             "{}",
             report::render(
                 &compilation.diagnostics,
                 &compilation.sources,
                 ReportFormat::Human,
-                colour
+                &report_options(std::io::stderr().is_terminal(), max_diagnostics),
             )
         );
     }
@@ -287,6 +306,7 @@ fn with_plan(
 /// success write what `produce` makes.
 fn with_previews(
     input: &PlanInput,
+    max_diagnostics: usize,
     state_dir: &std::path::Path,
     output: Option<PathBuf>,
     produce: impl FnOnce(
@@ -316,10 +336,14 @@ fn with_previews(
     let mut all = compilation.diagnostics.clone();
     all.extend(diagnostics.into_sorted());
     if !all.is_empty() {
-        let colour = use_colour(std::io::stderr().is_terminal());
         eprint!(
             "{}",
-            report::render(&all, &compilation.sources, ReportFormat::Human, colour)
+            report::render(
+                &all,
+                &compilation.sources,
+                ReportFormat::Human,
+                &report_options(std::io::stderr().is_terminal(), max_diagnostics),
+            )
         );
     }
     let (Some(plan), Some(previews)) = (&compilation.plan, previews) else {
@@ -356,6 +380,14 @@ fn exit_code(compilation: &Compilation) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Colour on a terminal unless `NO_COLOR` is set; `max_diagnostics` 0 means every one.
+fn report_options(terminal: bool, max_diagnostics: usize) -> report::Options {
+    report::Options {
+        colour: use_colour(terminal),
+        shown: (max_diagnostics > 0).then_some(max_diagnostics),
     }
 }
 

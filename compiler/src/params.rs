@@ -2,13 +2,16 @@
 //! against the declarations (type, allowed values, pattern, secret references) with defaults
 //! filled in.
 
+use std::collections::HashSet;
+
 use indexmap::IndexMap;
 use planc_schema::plan::ParamType;
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::expr::Resolved;
 use crate::source::{FileId, Span};
-use crate::syntax::{ParamDecl, closest};
+use crate::suggest::Suggester;
+use crate::syntax::ParamDecl;
 use crate::yaml::{self, Node, Value};
 
 /// One value given for a parameter.
@@ -95,16 +98,18 @@ pub fn bind(
     declaration_file: FileId,
     supplied: Vec<Supplied>,
     missing_at: Option<Span>,
+    suggester: &mut Suggester,
     diagnostics: &mut Diagnostics,
 ) -> IndexMap<String, Resolved> {
     let mut given: IndexMap<String, Supplied> = IndexMap::new();
     let names: Vec<&str> = declarations.iter().map(|d| d.name.value.as_str()).collect();
+    let declared: HashSet<&str> = names.iter().copied().collect();
     for value in supplied {
-        if !names.contains(&value.name.as_str()) {
-            let help = match closest(&value.name, &names) {
+        if !declared.contains(value.name.as_str()) {
+            let help = match suggester.closest(&value.name, names.iter().copied()) {
                 Some(near) => format!("did you mean `{near}`?"),
                 None if names.is_empty() => "this plan declares no parameters".to_string(),
-                None => format!("declared parameters: {}", names.join(", ")),
+                None => format!("declared parameters: {}", first_few(&names)),
             };
             diagnostics.push(
                 Diagnostic::new(
@@ -122,7 +127,7 @@ pub fn bind(
     let mut values = IndexMap::new();
     for declaration in declarations {
         let name = &declaration.name.value;
-        let checked = if let Some(value) = given.shift_remove(name) {
+        let checked = if let Some(value) = given.swap_remove(name) {
             check(declaration, &value.value, value.value_span, value.from_text)
         } else if let Some(default) = &declaration.default {
             let span = default.pos.span(declaration_file);
@@ -343,6 +348,16 @@ fn param_type_phrase(param_type: ParamType) -> &'static str {
         ParamType::Secret => "a secret reference",
         ParamType::Target => "a target id",
     }
+}
+
+/// Up to ten names, then how many more: a help line stays short however many there are.
+fn first_few(names: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    let mut list = names[..names.len().min(SHOWN)].join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    list
 }
 
 #[cfg(test)]

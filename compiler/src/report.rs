@@ -1,5 +1,6 @@
-//! The one reporter: renders diagnostics for people (with the source line and a caret), as JSON
-//! for tools, or as GitHub workflow annotations for pull requests.
+//! The one reporter: renders diagnostics for people (with the source line and a caret, the first
+//! ones up to a limit and counts per code), as JSON for tools, or as GitHub workflow annotations
+//! for pull requests (every one in both). Linear in the number of diagnostics.
 
 use std::fmt::Write as _;
 
@@ -16,15 +17,51 @@ pub enum ReportFormat {
     Github,
 }
 
-/// Render every diagnostic, then a summary line (human) or an envelope (JSON).
+/// How many diagnostics people see by default; `--max-diagnostics` changes it.
+pub const DEFAULT_SHOWN: usize = 50;
+
+/// Annotations of each severity GitHub shows per workflow step; the rest stay in the log
+/// (actions/toolkit, docs/problem-matchers.md: "10 warning annotations, 10 error annotations,
+/// and 10 notice annotations per step", 50 per job).
+pub const GITHUB_ANNOTATIONS_PER_STEP: usize = 10;
+
+/// What the human view shows: colour, and how many diagnostics before "and N more".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub colour: bool,
+    /// `None` shows every diagnostic.
+    pub shown: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            colour: false,
+            shown: Some(DEFAULT_SHOWN),
+        }
+    }
+}
+
+impl Options {
+    /// Every diagnostic, no colour.
+    pub fn all_shown() -> Options {
+        Options {
+            colour: false,
+            shown: None,
+        }
+    }
+}
+
+/// Render diagnostics (sorted by position, as [`crate::Compilation`] holds them), then a summary
+/// line (human) or an envelope (JSON). Only the human view is limited by `options.shown`.
 pub fn render(
     diagnostics: &[Diagnostic],
     sources: &SourceMap,
     format: ReportFormat,
-    colour: bool,
+    options: &Options,
 ) -> String {
     match format {
-        ReportFormat::Human => human(diagnostics, sources, colour),
+        ReportFormat::Human => human(diagnostics, sources, options),
         ReportFormat::Json => {
             let mut text = serde_json::to_string_pretty(&to_json(diagnostics, sources))
                 .expect("diagnostics serialise");
@@ -57,10 +94,11 @@ impl Paint {
     }
 }
 
-fn human(diagnostics: &[Diagnostic], sources: &SourceMap, colour: bool) -> String {
-    let paint = Paint { on: colour };
+fn human(diagnostics: &[Diagnostic], sources: &SourceMap, options: &Options) -> String {
+    let paint = Paint { on: options.colour };
     let mut out = String::new();
-    for diagnostic in diagnostics {
+    let shown = options.shown.unwrap_or(usize::MAX).min(diagnostics.len());
+    for diagnostic in &diagnostics[..shown] {
         let (label, style) = match diagnostic.severity {
             Severity::Error => ("error", "1;31"),
             Severity::Warning => ("warning", "1;33"),
@@ -121,13 +159,36 @@ fn human(diagnostics: &[Diagnostic], sources: &SourceMap, colour: bool) -> Strin
         }
         out.push('\n');
     }
+    let hidden = diagnostics.len() - shown;
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "... and {hidden} more not shown (`planc check --max-diagnostics 0` shows all, `--format json` lists all)\n"
+        );
+    }
     let (errors, warnings) = counts(diagnostics);
     let summary = match (errors, warnings) {
         (0, 0) => "no problems found".to_string(),
         (e, w) => format!("{} and {}", plural(e, "error"), plural(w, "warning")),
     };
     let _ = writeln!(out, "{summary}");
+    if hidden > 0 {
+        let per_code = per_code(diagnostics)
+            .into_iter()
+            .map(|(code, count)| format!("{} {}", code.as_str(), count))
+            .collect::<Vec<_>>();
+        let _ = writeln!(out, "by code: {}", per_code.join(", "));
+    }
     out
+}
+
+/// How many diagnostics of each code, in code order.
+pub fn per_code(diagnostics: &[Diagnostic]) -> Vec<(Code, usize)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for diagnostic in diagnostics {
+        *counts.entry(diagnostic.code).or_insert(0) += 1;
+    }
+    counts.into_iter().collect()
 }
 
 fn plural(count: usize, word: &str) -> String {
@@ -161,10 +222,15 @@ pub fn to_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> serde_json::V
             item
         })
         .collect();
-    json!({ "errors": errors, "warnings": warnings, "diagnostics": items })
+    let by_code: serde_json::Map<String, serde_json::Value> = per_code(diagnostics)
+        .into_iter()
+        .map(|(code, count)| (code.as_str().to_string(), json!(count)))
+        .collect();
+    json!({ "errors": errors, "warnings": warnings, "by_code": by_code, "diagnostics": items })
 }
 
-/// `::error file=...,line=...,col=...,title=...::message`, escaped as the runner expects.
+/// `::error file=...,line=...,col=...,title=...::message`, escaped as the runner expects, for
+/// every diagnostic; then, when GitHub will show only some as annotations, a line that says so.
 fn github(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
     let mut out = String::new();
     for d in diagnostics {
@@ -192,6 +258,15 @@ fn github(diagnostics: &[Diagnostic], sources: &SourceMap) -> String {
             d.severity.as_str(),
             properties.join(","),
             escape_data(&message)
+        );
+    }
+    let (errors, warnings) = counts(diagnostics);
+    if errors.max(warnings) > GITHUB_ANNOTATIONS_PER_STEP {
+        let _ = writeln!(
+            out,
+            "planc: {} and {}; GitHub shows the first {GITHUB_ANNOTATIONS_PER_STEP} errors and {GITHUB_ANNOTATIONS_PER_STEP} warnings of a step as annotations, every one is in this log",
+            plural(errors, "error"),
+            plural(warnings, "warning")
         );
     }
     out

@@ -300,7 +300,7 @@ impl Reader<'_> {
         };
         for (key, _) in entries {
             if !known.contains(&key.name.as_str()) {
-                let help = match closest(&key.name, known) {
+                let help = match crate::suggest::closest(&key.name, known) {
                     Some(near) => format!("did you mean `{near}`?"),
                     None => format!("known fields: {}", known.join(", ")),
                 };
@@ -701,34 +701,6 @@ pub fn parse_duration(text: &str) -> Option<u64> {
     (any && number.is_empty()).then_some(total)
 }
 
-/// The known name closest to a misspelt one, if it is close enough to be a likely typo.
-pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            current.push(
-                (previous[j] + cost)
-                    .min(previous[j + 1] + 1)
-                    .min(current[j] + 1),
-            );
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,11 +712,5 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration(""), None);
-    }
-
-    #[test]
-    fn suggestions() {
-        assert_eq!(closest("neds", STEP_FIELDS), Some("needs"));
-        assert_eq!(closest("completely-else", STEP_FIELDS), None);
     }
 }

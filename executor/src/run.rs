@@ -79,7 +79,7 @@ pub fn compile(request: &CompileRequest) -> Result<Compiled, PlanxError> {
                 &compilation.diagnostics,
                 &compilation.sources,
                 planc::report::ReportFormat::Human,
-                false,
+                &planc::report::Options::default(),
             )
             .trim_end()
             .to_string(),
@@ -161,7 +161,7 @@ pub async fn make_saved_plan(
             diagnostics,
             sources,
             planc::report::ReportFormat::Human,
-            false,
+            &planc::report::Options::default(),
         )
     };
     let Some(plan) = compilation.plan.take() else {
