@@ -437,11 +437,10 @@ mod tests {
             let mut reaches = vec![vec![false; count]; count];
             for n in 0..count {
                 for &d in &graph.deps[n] {
+                    let through_d = reaches[d].clone();
                     reaches[n][d] = true;
-                    for a in 0..count {
-                        if reaches[d][a] {
-                            reaches[n][a] = true;
-                        }
+                    for (reached, via) in reaches[n].iter_mut().zip(through_d) {
+                        *reached |= via;
                     }
                 }
             }
