@@ -152,9 +152,7 @@ impl Broken {
                     "  - id: s-{i}\n    uses: k8s.backup\n    on: k\n    with: {{kind: Ingress, name: vault}}\n    needs: [s-{}]\n",
                     (i + 1) % steps
                 ),
-                Broken::DuplicateIds => format!(
-                    "  - id: same\n    uses: k8s.backup\n    on: k\n    with: {{kind: Ingress, name: vault}}\n"
-                ),
+                Broken::DuplicateIds => "  - id: same\n    uses: k8s.backup\n    on: k\n    with: {kind: Ingress, name: vault}\n".to_string(),
             };
             text.push_str(&step);
         }
