@@ -326,3 +326,67 @@ fn a_secret_literal_is_reported_without_being_shown() {
     assert!(!text(&out.stdout).contains("CAESIJlU9JMYEhOPYv4KEvKZ2QpC"));
     assert!(!text(&out.stdout).contains("Qf1s5zigZ4OX6akYjQXJC1jY"));
 }
+
+/// A plan of `steps` steps that each use an unknown action: one error each.
+fn plan_with_unknown_actions(steps: usize) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("planc-many-{}-{steps}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from(
+        "version: 1\nname: many\ntargets:\n  k:\n    kind: kubernetes\n    context: old\n    namespace: vault\nsteps:\n",
+    );
+    for i in 0..steps {
+        text.push_str(&format!(
+            "  - id: s-{i}\n    uses: k8s.nope-{i}\n    on: k\n"
+        ));
+    }
+    let plan = dir.join("many.yaml");
+    std::fs::write(&plan, text).unwrap();
+    plan
+}
+
+#[test]
+fn people_see_the_first_diagnostics_and_tools_get_every_one() {
+    let plan = plan_with_unknown_actions(120);
+    let plan = plan.to_str().unwrap();
+
+    let out = planc(&["check", plan]);
+    assert_eq!(out.status.code(), Some(1));
+    let human = text(&out.stdout);
+    assert_eq!(human.matches("error[E006]").count(), 50, "{human}");
+    let lines: Vec<u32> = human
+        .lines()
+        .filter_map(|l| l.split(&format!("{plan}:")).nth(1))
+        .map(|at| at.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(lines.windows(2).all(|w| w[0] < w[1]), "sorted by position");
+    assert!(human.contains("`k8s.nope-0`") && human.contains("`k8s.nope-49`"));
+    assert!(!human.contains("`k8s.nope-50`"), "the 51st is not shown");
+    assert!(human.contains("... and 70 more not shown"), "{human}");
+    assert!(
+        human.ends_with("120 errors and 0 warnings\nby code: E006 120\n"),
+        "{human}"
+    );
+
+    let out = planc(&["check", plan, "--max-diagnostics", "5"]);
+    assert_eq!(text(&out.stdout).matches("error[E006]").count(), 5);
+    let out = planc(&["check", plan, "--max-diagnostics", "0"]);
+    let all = text(&out.stdout);
+    assert_eq!(all.matches("error[E006]").count(), 120);
+    assert!(!all.contains("more not shown") && !all.contains("by code"));
+
+    let out = planc(&["check", plan, "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["diagnostics"].as_array().unwrap().len(), 120);
+    assert_eq!(json["by_code"]["E006"], 120);
+
+    let out = planc(&["check", plan, "--format", "github"]);
+    let github = text(&out.stdout);
+    assert_eq!(
+        github.lines().filter(|l| l.starts_with("::error ")).count(),
+        120
+    );
+    assert!(
+        github.ends_with("GitHub shows the first 10 errors and 10 warnings of a step as annotations, every one is in this log\n"),
+        "{github}"
+    );
+}

@@ -199,3 +199,56 @@ fn missing_plan_and_parameter_files_are_input_errors() {
     .expect("missing file");
     assert!(error.to_string().contains("/nonexistent/plan.yaml"));
 }
+
+/// Found by the error-heavy benchmark: a cycle through 100,000 steps overflowed the stack in
+/// the cycle search (petgraph's Tarjan recurses once per node). A test thread's 2 MiB stack
+/// shows it at 30,000. The message elides the middle of the path.
+#[test]
+fn a_cycle_through_thirty_thousand_steps_is_one_short_diagnostic() {
+    let steps = 30_000;
+    let mut text = String::from(
+        "version: 1\nname: ring\ntargets:\n  k:\n    kind: kubernetes\n    context: old\n    namespace: vault\nsteps:\n",
+    );
+    for i in 0..steps {
+        text.push_str(&format!(
+            "  - id: s-{i}\n    uses: k8s.backup\n    on: k\n    with: {{kind: Ingress, name: vault}}\n    needs: [s-{}]\n",
+            (i + 1) % steps
+        ));
+    }
+    let compilation = compile_text(&text);
+    assert_rejected(&compilation, Code::Cycle);
+    let cycle = &compilation.diagnostics[0];
+    assert_eq!(
+        cycle.message,
+        "dependency cycle: s-0 -> s-1 -> s-2 -> s-3 -> s-4 -> s-5 -> s-6 -> s-7 -> ... 29990 more steps ... -> s-29998 -> s-29999 -> s-0"
+    );
+}
+
+/// Every need dangling: each gets its own diagnostic, and suggestions stop at the budget
+/// instead of searching every id for every miss.
+#[test]
+fn thousands_of_dangling_needs_each_get_a_diagnostic() {
+    let steps = 5_000;
+    let mut text = String::from(
+        "version: 1\nname: dangling\ntargets:\n  k:\n    kind: kubernetes\n    context: old\n    namespace: vault\nsteps:\n",
+    );
+    for i in 0..steps {
+        text.push_str(&format!(
+            "  - id: step-{i}\n    uses: k8s.backup\n    on: k\n    with: {{kind: Ingress, name: vault}}\n    needs: [stepp-{i}]\n"
+        ));
+    }
+    let compilation = compile_text(&text);
+    assert_rejected(&compilation, Code::UnknownDependency);
+    assert_eq!(compilation.diagnostics.len(), steps);
+    assert_eq!(
+        compilation.diagnostics[0].help.as_deref(),
+        Some("did you mean `step-0`?"),
+        "the first misses are searched"
+    );
+    let searched = compilation
+        .diagnostics
+        .iter()
+        .filter(|d| d.help.is_some())
+        .count();
+    assert_eq!(searched, planc::suggest::BUDGET / steps);
+}
