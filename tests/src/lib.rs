@@ -1,5 +1,8 @@
 //! Shared helpers for the workspace-level tests: the workspace root, golden files rewritten by
-//! `UPDATE_EXPECT=1`, inline diagnostic annotations, and a loader with in-memory files.
+//! `UPDATE_EXPECT=1`, inline diagnostic annotations, a loader with in-memory files, and the
+//! seeded input mutator ([`mutate`]).
+
+pub mod mutate;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
