@@ -184,6 +184,7 @@ pub fn classify(text: &str) -> Result<Expression, String> {
             },
         });
     }
+    refuse_deep_unary(text, true)?;
     let template = environment()
         .template_from_str(text)
         .map_err(|e| describe_error(&e))?;
@@ -214,6 +215,7 @@ fn single_reference(text: &str) -> Option<&str> {
 
 /// Render a compile-time template with `params` and `targets`.
 pub fn render(text: &str, context: &minijinja::Value) -> Result<String, String> {
+    refuse_deep_unary(text, true)?;
     environment()
         .render_str(text, context)
         .map_err(|e| describe_error(&e))
@@ -222,6 +224,7 @@ pub fn render(text: &str, context: &minijinja::Value) -> Result<String, String> 
 /// Evaluate a `when:` condition, written as a bare expression or inside `{{ }}`.
 pub fn condition_references(source: &str) -> Result<Vec<String>, String> {
     let source = strip_braces(source);
+    refuse_deep_unary(source, false)?;
     let expression = environment()
         .compile_expression(source)
         .map_err(|e| describe_error(&e))?;
@@ -232,6 +235,7 @@ pub fn condition_references(source: &str) -> Result<Vec<String>, String> {
 
 pub fn evaluate_condition(source: &str, context: &minijinja::Value) -> Result<bool, String> {
     let source = strip_braces(source);
+    refuse_deep_unary(source, false)?;
     let expression = environment()
         .compile_expression(source)
         .map_err(|e| describe_error(&e))?;
@@ -239,6 +243,66 @@ pub fn evaluate_condition(source: &str, context: &minijinja::Value) -> Result<bo
         .eval(context)
         .map(|value| value.is_true())
         .map_err(|e| describe_error(&e))
+}
+
+/// Unary operators (`-`, `not`) one inside the other that an expression may hold. minijinja
+/// parses each with a recursive call and no limit: a `when:` of 40,000 `- ` overflowed the stack
+/// (found by `tests/tests/fuzz.rs`, kept in `tests/cases/fuzz/`).
+pub const MAX_UNARY_NESTING: usize = 64;
+
+/// Refuse an expression with more than [`MAX_UNARY_NESTING`] unary operators in a row, before
+/// minijinja parses it. `template` when `text` is a template (only `{{ }}` and `{% %}` hold
+/// expressions), else the whole text is one expression.
+fn refuse_deep_unary(text: &str, template: bool) -> Result<(), String> {
+    let mut run = 0usize;
+    let mut inside = !template;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !inside {
+            if c == '{' && matches!(chars.peek(), Some('{' | '%')) {
+                chars.next();
+                inside = true;
+                run = 0;
+            }
+            continue;
+        }
+        match c {
+            '}' | '%' if template && chars.peek() == Some(&'}') => {
+                chars.next();
+                inside = false;
+            }
+            '\'' | '"' => {
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    if d == c && !escaped {
+                        break;
+                    }
+                    escaped = d == '\\' && !escaped;
+                }
+                run = 0;
+            }
+            '-' => run += 1,
+            c if c.is_whitespace() => {}
+            c if c.is_alphanumeric() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some(&d) = chars.peek() {
+                    if !(d.is_alphanumeric() || d == '_') {
+                        break;
+                    }
+                    word.push(d);
+                    chars.next();
+                }
+                run = if word == "not" { run + 1 } else { 0 };
+            }
+            _ => run = 0,
+        }
+        if run > MAX_UNARY_NESTING {
+            return Err(format!(
+                "the expression nests more than {MAX_UNARY_NESTING} `-` or `not` operators one inside the other"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn strip_braces(source: &str) -> &str {
@@ -326,5 +390,23 @@ mod tests {
             evaluate_condition("params.domain != ''", &context.to_value()),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn deep_unary_chains_are_refused_before_minijinja_sees_them() {
+        let context = TemplateContext::default().to_value();
+        let deep = "- ".repeat(40_000) + "1";
+        assert!(
+            evaluate_condition(&deep, &context)
+                .unwrap_err()
+                .contains("more than 64")
+        );
+        let nots = "not ".repeat(65) + "true";
+        assert!(condition_references(&nots).is_err());
+        assert!(classify(&format!("{{{{ {deep} }}}}")).is_err());
+        // Dashes outside an expression, or inside a string, are not operators.
+        assert!(refuse_deep_unary(&format!("{} {{{{ 1 }}}}", "-".repeat(200)), true).is_ok());
+        assert!(refuse_deep_unary(&format!("'{}' == 'x'", "-".repeat(200)), false).is_ok());
+        assert_eq!(evaluate_condition("not not - -1 < 0", &context), Ok(false));
     }
 }

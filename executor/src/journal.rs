@@ -203,8 +203,9 @@ impl Journal {
     }
 }
 
-/// The events of a journal text and the length of its intact prefix. A torn last line is
-/// dropped; a damaged line before the last is an error.
+/// The events of a journal text and the length of its intact prefix. A torn last line (cut
+/// short by a crash: it has no line end) is dropped; any other damaged line, the last complete
+/// one included, is an error.
 pub fn read(text: &str) -> Result<(Vec<Event>, usize), JournalError> {
     let mut events = Vec::new();
     let mut intact = 0;
@@ -229,7 +230,7 @@ pub fn read(text: &str) -> Result<(Vec<Event>, usize), JournalError> {
                 events.push(record.event);
                 intact += line.len();
             }
-            Err(_) if last => break,
+            Err(_) if last && !line.ends_with('\n') => break,
             Err(reason) => {
                 return Err(JournalError::Corrupt {
                     line: index + 1,
@@ -438,6 +439,18 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_damaged_complete_last_line_is_refused_not_dropped() {
+        let text = write(&sample());
+        let last = text[..text.len() - 1].rfind('\n').unwrap() + 1;
+        let damaged = format!(
+            "{}{}",
+            &text[..last],
+            text[last..].replacen("\"seq\"", "\"seq \"", 1)
+        );
+        assert!(matches!(read(&damaged), Err(JournalError::Corrupt { .. })));
     }
 
     #[test]

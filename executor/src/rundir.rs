@@ -10,6 +10,7 @@ use planc::CompiledPlan;
 use planc::expr::Resolved;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::error::PlanxError;
 
@@ -164,13 +165,14 @@ impl RunDir {
             path: path.to_path_buf(),
         };
         let record_path = run.record_path();
-        let text = std::fs::read_to_string(&record_path).map_err(|e| {
-            PlanxError::input(format!(
+        if let Err(e) = std::fs::metadata(&record_path) {
+            return Err(PlanxError::input(format!(
                 "{} is not a run directory ({}: {e}); give the folder `planx apply` printed as `run directory:`",
                 path.display(),
                 record_path.display()
-            ))
-        })?;
+            )));
+        }
+        let text = read_checked(&record_path).map_err(PlanxError::input)?;
         let head: Value = serde_json::from_str(&text)
             .map_err(|e| PlanxError::input(format!("{} is damaged: {e}", record_path.display())))?;
         let format = head.get("format").and_then(Value::as_str).unwrap_or("");
@@ -300,14 +302,82 @@ fn set_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Write a new file only its owner may read.
+/// Write a new file only its owner may read, with its checksum beside it; refuses an existing
+/// one.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PlanxError> {
+    if path.exists() {
+        return Err(PlanxError::input(format!(
+            "cannot write {}: it exists already",
+            path.display()
+        )));
+    }
+    write_checked(path, bytes).map_err(PlanxError::input)
+}
+
+/// The file beside `path` that holds its SHA-256: `NAME.sha256`.
+pub fn checksum_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Whether `path` is a file of its own, not the checksum or the half-written copy that
+/// [`write_checked`] leaves beside one.
+pub fn is_record(path: &Path) -> bool {
+    !path
+        .extension()
+        .is_some_and(|e| e == "sha256" || e == "partial")
+}
+
+/// Write a file planx reads back later (the run record, an object record, a backup, the saved
+/// plan), readable by its owner only, with its SHA-256 in `NAME.sha256` beside it as
+/// `sha256sum` writes it. The checksum goes first and the file is moved into place last, so a
+/// file that exists always has its checksum, and a crash leaves the old file or the new one.
+pub fn write_checked(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let line = format!("{}  {name}\n", planc::hex::encode(&Sha256::digest(bytes)));
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(".partial");
+    let staged = PathBuf::from(staged);
+    write_synced(&checksum_path(path), line.as_bytes()).map_err(cannot)?;
+    write_synced(&staged, bytes).map_err(cannot)?;
+    std::fs::rename(&staged, path).map_err(cannot)
+}
+
+/// Read a file written by [`write_checked`], refusing it when it does not match its checksum:
+/// planx never acts on a damaged record.
+pub fn read_checked(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let sums = checksum_path(path);
+    let recorded = std::fs::read_to_string(&sums).map_err(|e| {
+        format!(
+            "{} has no readable checksum beside it ({}: {e}): planx did not write it, or it was damaged; planx will not act on it (a file made by hand needs `sha256sum FILE > FILE.sha256`)",
+            path.display(),
+            sums.display()
+        )
+    })?;
+    let recorded = recorded.split_whitespace().next().unwrap_or("");
+    let actual = planc::hex::encode(&Sha256::digest(&bytes));
+    if recorded != actual {
+        return Err(format!(
+            "{} is damaged: its SHA-256 is {actual}, {} says {recorded}; planx will not act on it: put the file back as it was, or finish by hand",
+            path.display(),
+            sums.display()
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", path.display()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
-        .map_err(|e| PlanxError::input(format!("cannot write {}: {e}", path.display())))
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

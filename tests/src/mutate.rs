@@ -69,7 +69,9 @@ impl Tree {
                 None => Tree::Float(n.as_f64().unwrap_or(0.0)),
             },
             serde_json::Value::String(s) => Tree::Str(s.clone()),
-            serde_json::Value::Array(items) => Tree::Seq(items.iter().map(Tree::from_json).collect()),
+            serde_json::Value::Array(items) => {
+                Tree::Seq(items.iter().map(Tree::from_json).collect())
+            }
             serde_json::Value::Object(map) => Tree::Map(
                 map.iter()
                     .map(|(k, v)| (k.clone(), Tree::from_json(v)))
@@ -98,7 +100,27 @@ impl Tree {
         out
     }
 
-    /// How many nodes: the range of `path_at`.
+    /// As JSON: anchors and tags dropped, aliases become null (JSON has neither).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Tree::Null | Tree::Alias(_) => serde_json::Value::Null,
+            Tree::Bool(b) => (*b).into(),
+            Tree::Int(i) => (*i).into(),
+            Tree::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
+            Tree::Str(s) => s.clone().into(),
+            Tree::Seq(items) => items.iter().map(Tree::to_json).collect(),
+            Tree::Map(entries) => entries
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
+            Tree::Anchored(_, inner) | Tree::Tagged(_, inner) => inner.to_json(),
+        }
+    }
+
+    /// How many nodes: the range of `node_mut`.
     pub fn count(&self) -> usize {
         1 + match self {
             Tree::Seq(items) => items.iter().map(Tree::count).sum(),
@@ -233,7 +255,9 @@ const ODD_STRINGS: &[&str] = &[
     "vault.step-down",
 ];
 
-const TAGS: &[&str] = &["!!str", "!!int", "!!bool", "!!null", "!!binary", "!custom", "!"];
+const TAGS: &[&str] = &[
+    "!!str", "!!int", "!!bool", "!!null", "!!binary", "!custom", "!",
+];
 
 /// One structural mutation of `tree`, chosen by `rng`.
 pub fn mutate_tree(tree: &mut Tree, rng: &mut Rng) {
@@ -405,7 +429,24 @@ pub fn mutate_text(text: &str, rng: &mut Rng) -> String {
         }
         2 => {
             let at = rng.below(bytes.len() + 1);
-            let insert = rng.pick(&[":", "- ", "\t", "{", "[", "&x ", "*x", "!!", "\"", "'", "#", "\u{feff}", "%YAML 1.1\n", "---\n", "...\n", "? "]);
+            let insert = rng.pick(&[
+                ":",
+                "- ",
+                "\t",
+                "{",
+                "[",
+                "&x ",
+                "*x",
+                "!!",
+                "\"",
+                "'",
+                "#",
+                "\u{feff}",
+                "%YAML 1.1\n",
+                "---\n",
+                "...\n",
+                "? ",
+            ]);
             lossy([&bytes[..at], insert.as_bytes(), &bytes[at..]].concat())
         }
         3 if !lines.is_empty() => {
@@ -433,7 +474,9 @@ pub fn mutate_text(text: &str, rng: &mut Rng) -> String {
         6 => text.replacen("  ", "\t", 1 + rng.below(3)),
         _ => {
             let at = rng.below(bytes.len() + 1);
-            let noise: Vec<u8> = (0..1 + rng.below(8)).map(|_| rng.below(256) as u8).collect();
+            let noise: Vec<u8> = (0..1 + rng.below(8))
+                .map(|_| rng.below(256) as u8)
+                .collect();
             lossy([&bytes[..at], &noise, &bytes[at..]].concat())
         }
     }
@@ -454,6 +497,25 @@ pub fn mutant(text: &str, seed: u64) -> String {
         None => text.to_string(),
     };
     if rng.chance(3) || out == text {
+        out = mutate_text(&out, &mut rng);
+    }
+    out
+}
+
+/// A mutant of a JSON document that stays JSON most of the time (files planx reads back are
+/// JSON): a few structural mutations, sometimes then a lexical one.
+pub fn json_mutant(text: &str, seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let mut out = match Tree::parse(text).filter(|_| !rng.chance(5)) {
+        Some(mut tree) => {
+            for _ in 0..1 + rng.below(3) {
+                mutate_tree(&mut tree, &mut rng);
+            }
+            serde_json::to_string_pretty(&tree.to_json()).expect("json values serialise")
+        }
+        None => text.to_string(),
+    };
+    if rng.chance(4) || out == text {
         out = mutate_text(&out, &mut rng);
     }
     out

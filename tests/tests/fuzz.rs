@@ -82,7 +82,13 @@ fn corpus() -> Vec<Seat> {
             request: aks.clone(),
         });
     }
-    for name in ["dozen-mistakes", "lints", "module-errors", "references", "clean"] {
+    for name in [
+        "dozen-mistakes",
+        "lints",
+        "module-errors",
+        "references",
+        "clean",
+    ] {
         let plan = PathBuf::from(format!("tests/cases/check/{name}.yaml"));
         seats.push(Seat {
             mutated: plan.clone(),
@@ -209,8 +215,11 @@ fn compile_mutant(seat: &Seat, text: String) -> Result<Vec<&'static str>, String
             return Err("the same input gave different output".into());
         }
         let compilation = planc::compile(&request, &loader).map_err(|e| e.to_string())?;
-        let mut codes: Vec<&'static str> =
-            compilation.diagnostics.iter().map(|d| d.code.as_str()).collect();
+        let mut codes: Vec<&'static str> = compilation
+            .diagnostics
+            .iter()
+            .map(|d| d.code.as_str())
+            .collect();
         codes.dedup();
         if compilation.plan.is_some() {
             codes.push("compiled");
@@ -259,7 +268,11 @@ fn mutated_plans_modules_and_parameters() {
     for seed in start..start + cases() {
         let seat = &seats[(seed % seats.len() as u64) as usize];
         let text = mutant(&originals[&seat.mutated], seed);
-        match compile_mutant(seat, text.clone()) {
+        // A stack overflow aborts the whole process: the input being checked stays on disk.
+        let current = keep_failure("running", seed, &seat.mutated, &text);
+        let outcome = compile_mutant(seat, text.clone());
+        std::fs::remove_file(&current).ok();
+        match outcome {
             Ok(codes) => {
                 for code in codes {
                     *seen.entry(code).or_insert(0) += 1;
@@ -295,7 +308,10 @@ fn every_truncation_of_a_small_plan() {
         let truncated = text[..cut].to_string();
         if let Err(problem) = compile_mutant(&seat, truncated.clone()) {
             let kept = keep_failure("truncated", cut as u64, &plan, &truncated);
-            failures.push(format!("cut at byte {cut}: {problem}\n  input: {}", kept.display()));
+            failures.push(format!(
+                "cut at byte {cut}: {problem}\n  input: {}",
+                kept.display()
+            ));
         }
     }
     report_failures(failures);
@@ -340,7 +356,12 @@ fn preview_outcome(
     located(&diagnostics, &sources)?;
     Ok(format!(
         "{}\n{}\n{}",
-        report::render(&diagnostics, &sources, ReportFormat::Json, &report::Options::default()),
+        report::render(
+            &diagnostics,
+            &sources,
+            ReportFormat::Json,
+            &report::Options::default()
+        ),
         planc::diff_view::json(plan, &previews.steps),
         planc::diff_view::markdown(plan, &previews.steps).join("\n")
     ))

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ use crate::adapters::vault::{Vault, VaultError};
 use crate::engine::{
     ActionError, Actions, ActivityUnit, BoxFuture, Effects, Outputs, Progress, StepRun,
 };
-use crate::rundir::{ObjectRecord, RunDir};
+use crate::rundir::{self, ObjectRecord, RunDir};
 use crate::secrets::Secret;
 
 mod keys;
@@ -454,7 +454,9 @@ impl Live {
         };
         let mut files = Vec::new();
         while let Ok(Some(entry)) = entries.next_entry().await {
-            files.push(entry.path());
+            if rundir::is_record(&entry.path()) {
+                files.push(entry.path());
+            }
         }
         files.sort();
         for path in files {
@@ -602,25 +604,20 @@ impl Live {
         tokio::fs::create_dir_all(parent).await.map_err(|e| {
             ActionError::permanent(format!("cannot create {}: {e}", parent.display()))
         })?;
-        let mut options = tokio::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        options.mode(0o600);
-        let mut file = options
-            .open(path)
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || rundir::write_checked(&path, text.as_bytes()))
             .await
-            .map_err(|e| ActionError::permanent(format!("cannot write {}: {e}", path.display())))?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, text.as_bytes())
-            .await
-            .and(file.sync_all().await)
-            .map_err(|e| ActionError::permanent(format!("cannot write {}: {e}", path.display())))
+            .map_err(|e| ActionError::permanent(e.to_string()))?
+            .map_err(ActionError::permanent)
     }
 
     /// Read an object record, putting the run's secret values back in place of their markers.
     async fn read_backup(&self, path: &str) -> Result<Value, ActionError> {
-        let mut text = tokio::fs::read_to_string(path)
+        let owned = PathBuf::from(path);
+        let mut text = tokio::task::spawn_blocking(move || rundir::read_checked(&owned))
             .await
-            .map_err(|e| ActionError::permanent(format!("cannot read the backup {path}: {e}")))?;
+            .map_err(|e| ActionError::permanent(e.to_string()))?
+            .map_err(|e| ActionError::permanent(format!("the backup: {e}")))?;
         for (value, marker) in self.secret_markers() {
             text = text.replace(&marker, &value);
         }
