@@ -66,14 +66,25 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(path: impl Into<PathBuf>, text: String) -> SourceFile {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
-            .collect();
+        // YAML's line breaks: LF, CRLF, and a CR alone (the parser counts lines by them).
+        let bytes = text.as_bytes();
+        let mut line_starts = vec![0];
+        for (at, &byte) in bytes.iter().enumerate() {
+            let breaks = byte == b'\n' || (byte == b'\r' && bytes.get(at + 1) != Some(&b'\n'));
+            if breaks {
+                line_starts.push(at + 1);
+            }
+        }
         SourceFile {
             path: path.into(),
             text,
             line_starts,
         }
+    }
+
+    /// How many lines the file has (a last line without a break counts; an empty file has one).
+    pub fn line_count(&self) -> u32 {
+        self.line_starts.len() as u32
     }
 
     /// The text of a 1-based line, without its line break.
@@ -83,8 +94,9 @@ impl SourceFile {
         let end = self
             .line_starts
             .get(index + 1)
-            .map_or(self.text.len(), |next| next - 1);
+            .map_or(self.text.len(), |&next| next);
         let line = &self.text[start..end];
+        let line = line.strip_suffix('\n').unwrap_or(line);
         Some(line.strip_suffix('\r').unwrap_or(line))
     }
 }
@@ -119,5 +131,21 @@ impl SourceMap {
             .iter()
             .position(|f| f.path == path)
             .map(|i| FileId(i as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_break_where_yaml_breaks_them() {
+        let file = SourceFile::new("f.yaml", "a\nb\r\nc\rd\n".to_string());
+        let lines: Vec<&str> = (1..=file.line_count()).filter_map(|n| file.line(n)).collect();
+        assert_eq!(lines, ["a", "b", "c", "d", ""]);
+        assert_eq!(file.line(6), None);
+        assert_eq!(file.line(0), None);
+        let empty = SourceFile::new("e.yaml", String::new());
+        assert_eq!((empty.line_count(), empty.line(1)), (1, Some("")));
     }
 }

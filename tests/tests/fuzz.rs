@@ -152,7 +152,7 @@ fn located(diagnostics: &[planc::Diagnostic], sources: &SourceMap) -> Result<(),
             return Err(format!("no position: {diagnostic:?}"));
         };
         let file = sources.get(span.file);
-        let lines = file.text.split('\n').count() as u32;
+        let lines = file.line_count();
         if span.line > lines {
             return Err(format!(
                 "line {} of a {lines}-line file {}: {diagnostic:?}",
