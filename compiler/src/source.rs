@@ -141,7 +141,9 @@ mod tests {
     #[test]
     fn lines_break_where_yaml_breaks_them() {
         let file = SourceFile::new("f.yaml", "a\nb\r\nc\rd\n".to_string());
-        let lines: Vec<&str> = (1..=file.line_count()).filter_map(|n| file.line(n)).collect();
+        let lines: Vec<&str> = (1..=file.line_count())
+            .filter_map(|n| file.line(n))
+            .collect();
         assert_eq!(lines, ["a", "b", "c", "d", ""]);
         assert_eq!(file.line(6), None);
         assert_eq!(file.line(0), None);

@@ -15,13 +15,18 @@
 //! for planx's save, which hashes what it writes. Run with
 //! `cargo bench -p planx --bench snapshot`.
 //!
-//! What an earlier breakdown (scratch copies of both paths, one step changed at a time) found:
-//! with unbuffered per-chunk file writes on save, and 4 KiB reads plus a tokio-file hash on
-//! restore, planx restored at 0.27x curl and saved at 0.41-0.55x. With the fix now in
-//! `executor/src/vault.rs` (a 1 MiB `BufWriter` on save, 256 KiB reads on restore, the up-front
-//! hash with blocking 1 MiB reads) restore runs at ~1.07-1.11x curl and save at ~0.59-0.72x.
-//! Save's remaining gap is work curl does not do: the SHA-256, the fsync and the archive check;
-//! `curl -o && sha256sum` alone runs at 0.40-0.45x of curl.
+//! Under the tables: `curl -o FILE && sync FILE` (planx syncs what it saves) and `&& sha256sum
+//! FILE` as like-for-like comparisons, and where a save's time goes: CPU seconds of the client
+//! (`/proc/PID/stat` of the child, `/usr/bin/time` of curl) and of the server while it ran.
+//!
+//! What the breakdowns found. Save: unbuffered per-chunk writes gave 0.41-0.55x curl; a 1 MiB
+//! buffer 0.59-0.72x; then receiving on a multi-threaded runtime alone (no hash, no write) took
+//! 0.29 s for 110 MB against curl's whole 0.24 s: every network chunk was handed between the
+//! connection's task and the reader on another worker. The save now receives on a thread with a
+//! single-threaded runtime of its own (receiving alone: 0.215 s), hands 1 MiB batches to a
+//! writer thread (SHA-256, vectored write, a flush every 16 MiB so the final sync has little
+//! left; the sync alone costs curl 0.07-0.11 s) and a checker thread. Restore: 4 KiB reads gave
+//! 0.27x; 256 KiB reads and the up-front hash with 1 MiB blocking reads give ~1x.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -86,7 +91,30 @@ fn child(args: &[String]) {
             other => panic!("unknown child mode {other}"),
         }
     });
-    println!("sha256={sha256} bytes={bytes} vmhwm_kb={}", vmhwm_kb());
+    println!(
+        "sha256={sha256} bytes={bytes} vmhwm_kb={} cpu_s={}",
+        vmhwm_kb(),
+        cpu_seconds("self")
+    );
+}
+
+/// User plus system CPU time of a process (`self` or a pid), every thread, from
+/// `/proc/PID/stat` (clock ticks of 10 ms, Linux's `USER_HZ`).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Peak resident set of this process, in KiB.
@@ -107,6 +135,9 @@ struct Run {
     seconds: f64,
     bytes: u64,
     rss_kb: Option<u64>,
+    /// CPU seconds of the client, and of the server while the transfer ran.
+    cpu: f64,
+    server_cpu: f64,
     sha256: String,
     /// After a restore: how long the node took to come back, active, with the snapshot's data.
     settled: f64,
@@ -236,15 +267,36 @@ fn bench() {
     }
     println!();
     println!(
-        "like for like with planx save, which hashes what it writes: `curl -o FILE && sha256sum FILE` (median of {RUNS}):"
+        "like for like with planx save, which syncs what it writes: `curl -o FILE && sync FILE`, and with the hash too: `&& sha256sum FILE` (median of {RUNS}):"
     );
     for row in &rows {
         println!(
-            "  {:.1} MB snapshot: {:.1} MB/s, {:.2}x curl -o; planx save runs at {:.2}x of it",
+            "  {:.1} MB snapshot: curl -o && sync {:.1} MB/s (planx save at {:.2}x of it); && sha256sum {:.1} MB/s (planx save at {:.2}x of it)",
             row.bytes as f64 / MB,
+            row.curl_synced_save,
+            row.planx_save / row.curl_synced_save,
             row.curl_sha256sum_save,
-            row.curl_sha256sum_save / row.curl_save,
             row.planx_save / row.curl_sha256sum_save,
+        );
+    }
+    println!();
+    println!(
+        "where a save's time goes (median of {RUNS}; {} cores here): CPU seconds of the client and of the server while it ran, and the cores they kept busy together",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!(
+        "| size MB | planx wall s | planx CPU s | server CPU s | cores busy | curl wall s | curl CPU s | server CPU s | cores busy |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let [planx_cpu, planx_server, curl_cpu, curl_server] = row.cpu;
+        let [planx_wall, curl_wall] = row.seconds;
+        println!(
+            "| {:.1} | {planx_wall:.2} | {planx_cpu:.2} | {planx_server:.2} | {:.2} | {curl_wall:.2} | {curl_cpu:.2} | {curl_server:.2} | {:.2} |",
+            row.bytes as f64 / MB,
+            (planx_cpu + planx_server) / planx_wall,
+            (curl_cpu + curl_server) / curl_wall,
         );
     }
     if bench.time_curl_rss {
@@ -268,8 +320,14 @@ struct Row {
     bytes: u64,
     planx_save: f64,
     curl_save: f64,
-    /// `curl -o FILE` then `sha256sum FILE`, timed together.
+    /// `curl -o FILE`, `sync FILE`, then `sha256sum FILE`, timed together.
     curl_sha256sum_save: f64,
+    /// `curl -o FILE` then `sync FILE`: what planx's save does but the hash and the check.
+    curl_synced_save: f64,
+    /// Median CPU seconds: planx save, the server during it, curl save, the server during it.
+    cpu: [f64; 4],
+    /// Median wall seconds of a save: planx, curl.
+    seconds: [f64; 2],
     planx_restore: f64,
     curl_restore: f64,
     rss_save_kb: u64,
@@ -413,9 +471,11 @@ impl Bench {
             .env(TOKEN_ENV, &self.token)
             .stdin(Stdio::null())
             .stderr(Stdio::inherit());
+        let server = self.server_cpu();
         let start = Instant::now();
         let output = command.output().expect("the child runs");
         let seconds = start.elapsed().as_secs_f64();
+        let server_cpu = self.server_cpu() - server;
         assert!(output.status.success(), "planx {mode} child failed");
         let stdout = String::from_utf8_lossy(&output.stdout);
         let field = |name: &str| {
@@ -435,9 +495,16 @@ impl Bench {
             seconds,
             bytes,
             rss_kb: field("vmhwm_kb").parse().ok(),
+            cpu: field("cpu_s").parse().unwrap_or(0.0),
+            server_cpu,
             sha256: field("sha256"),
             settled: 0.0,
         }
+    }
+
+    /// CPU seconds the server has used so far.
+    fn server_cpu(&self) -> f64 {
+        cpu_seconds(&self.node.pid().to_string())
     }
 
     /// `curl -sS -o FILE -H @header URL`.
@@ -446,12 +513,16 @@ impl Bench {
         let mut args = vec!["-sS".into(), "-o".into(), path.display().to_string()];
         args.extend(self.curl_common());
         args.push(url);
-        let (seconds, code, rss_kb) = self.curl(&args);
+        let server = self.server_cpu();
+        let (seconds, code, rss_kb, cpu) = self.curl(&args);
+        let server_cpu = self.server_cpu() - server;
         assert_eq!(code, "200", "curl save");
         Run {
             seconds,
             bytes: std::fs::metadata(path).expect("curl's snapshot").len(),
             rss_kb,
+            cpu,
+            server_cpu,
             sha256: String::new(),
             settled: 0.0,
         }
@@ -471,12 +542,14 @@ impl Bench {
         ];
         args.extend(self.curl_common());
         args.push(url);
-        let (seconds, code, rss_kb) = self.curl(&args);
+        let (seconds, code, rss_kb, cpu) = self.curl(&args);
         assert!(code == "200" || code == "204", "curl restore: HTTP {code}");
         Run {
             seconds,
             bytes: std::fs::metadata(path).expect("the snapshot").len(),
             rss_kb,
+            cpu,
+            server_cpu: 0.0,
             sha256: String::new(),
             settled: 0.0,
         }
@@ -506,14 +579,24 @@ impl Bench {
         ]
     }
 
-    /// Run curl (under `/usr/bin/time` for its peak RSS when there is one), timed from here.
-    fn curl(&self, args: &[String]) -> (f64, String, Option<u64>) {
+    /// `sync FILE` (an fsync of it) right after curl saved it, as planx syncs what it saves; its
+    /// duration.
+    fn sync(&self, path: &Path) -> f64 {
+        let start = Instant::now();
+        let status = Command::new("sync").arg(path).status().expect("sync runs");
+        assert!(status.success(), "sync");
+        start.elapsed().as_secs_f64()
+    }
+
+    /// Run curl (under `/usr/bin/time` for its peak RSS and CPU time when there is one), timed
+    /// from here.
+    fn curl(&self, args: &[String]) -> (f64, String, Option<u64>, f64) {
         let rss_file = self.dir.join("curl.rss");
         let mut command = if self.time_curl_rss {
             let mut command = Command::new("/usr/bin/time");
             command
                 .arg("-f")
-                .arg("%M")
+                .arg("%M %U %S")
                 .arg("-o")
                 .arg(&rss_file)
                 .arg("curl");
@@ -529,13 +612,15 @@ impl Bench {
         let output = command.output().expect("curl runs");
         let seconds = start.elapsed().as_secs_f64();
         assert!(output.status.success(), "curl failed");
-        let rss_kb = std::fs::read_to_string(&rss_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
+        let measured = std::fs::read_to_string(&rss_file).unwrap_or_default();
+        let mut fields = measured.split_whitespace();
+        let rss_kb = fields.next().and_then(|s| s.parse().ok());
+        let cpu = fields.filter_map(|s| s.parse::<f64>().ok()).sum();
         (
             seconds,
             String::from_utf8_lossy(&output.stdout).trim().to_string(),
             rss_kb,
+            cpu,
         )
     }
 
@@ -561,7 +646,7 @@ impl Bench {
         let marker = format!("snapshot-{label}");
         self.set_marker(&marker);
         let (mut ps, mut cs, mut pr, mut cr) = (vec![], vec![], vec![], vec![]);
-        let mut chs = vec![];
+        let (mut chs, mut css) = (vec![], vec![]);
         for run in 0..RUNS {
             let planx_file = self.path(&format!("planx-{label}-{run}.snap"));
             let curl_file = self.path(&format!("curl-{label}-{run}.snap"));
@@ -569,11 +654,23 @@ impl Bench {
             let sha256 = save.sha256.clone();
             ps.push(save);
             let curl = self.curl_save(&curl_file);
+            let synced = self.sync(&curl_file);
             let hashed = self.sha256sum(&curl_file);
-            chs.push(Run {
-                seconds: curl.seconds + hashed,
+            css.push(Run {
+                seconds: curl.seconds + synced,
                 bytes: curl.bytes,
                 rss_kb: None,
+                cpu: 0.0,
+                server_cpu: 0.0,
+                sha256: String::new(),
+                settled: 0.0,
+            });
+            chs.push(Run {
+                seconds: curl.seconds + synced + hashed,
+                bytes: curl.bytes,
+                rss_kb: None,
+                cpu: 0.0,
+                server_cpu: 0.0,
                 sha256: String::new(),
                 settled: 0.0,
             });
@@ -583,11 +680,16 @@ impl Bench {
             let _ = std::fs::remove_file(&planx_file);
             let _ = std::fs::remove_file(&curl_file);
             println!(
-                "  {label} MB run {}: save planx {:.2} s / curl {:.2} s (+ sha256sum {:.2} s); restore planx {:.2} s / curl {:.2} s (back active after {:.1} s / {:.1} s)",
+                "  {label} MB run {}: save planx {:.2} s (CPU {:.2} s, server {:.2} s) / curl {:.2} s (CPU {:.2} s, server {:.2} s; + sync {:.2} s, + sha256sum {:.2} s); restore planx {:.2} s / curl {:.2} s (back active after {:.1} s / {:.1} s)",
                 run + 1,
                 ps[run].seconds,
+                ps[run].cpu,
+                ps[run].server_cpu,
                 cs[run].seconds,
-                chs[run].seconds - cs[run].seconds,
+                cs[run].cpu,
+                cs[run].server_cpu,
+                css[run].seconds - cs[run].seconds,
+                chs[run].seconds - css[run].seconds,
                 pr[run].seconds,
                 cr[run].seconds,
                 pr[run].settled,
@@ -600,6 +702,17 @@ impl Bench {
             planx_save: median(&ps),
             curl_save: median(&cs),
             curl_sha256sum_save: median(&chs),
+            curl_synced_save: median(&css),
+            cpu: [
+                middle(ps.iter().map(|r| r.cpu)),
+                middle(ps.iter().map(|r| r.server_cpu)),
+                middle(cs.iter().map(|r| r.cpu)),
+                middle(cs.iter().map(|r| r.server_cpu)),
+            ],
+            seconds: [
+                middle(ps.iter().map(|r| r.seconds)),
+                middle(cs.iter().map(|r| r.seconds)),
+            ],
             planx_restore: median(&pr),
             curl_restore: median(&cr),
             rss_save_kb: max_rss(&ps),
@@ -608,6 +721,13 @@ impl Bench {
             curl_rss_restore_kb: max_rss(&cr),
         }
     }
+}
+
+/// The median of some figures.
+fn middle(figures: impl Iterator<Item = f64>) -> f64 {
+    let mut figures: Vec<f64> = figures.collect();
+    figures.sort_by(f64::total_cmp);
+    figures[figures.len() / 2]
 }
 
 /// Median throughput of the runs, MB/s.

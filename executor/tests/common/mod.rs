@@ -41,6 +41,11 @@ pub struct BaoNode {
 }
 
 impl BaoNode {
+    /// The server's process id (the benches read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(ip: &str) -> BaoNode {
         let dir = std::env::temp_dir().join(format!("planx-bao-{}-{ip}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
