@@ -61,7 +61,8 @@ struct Rows {
 }
 
 impl Rows {
-    /// The Levenshtein distance from `a` to `b` when it is at most `limit`.
+    /// The Levenshtein distance from `a` to `b` when it is at most `limit`: only the cells
+    /// within `limit` of the diagonal are computed, and a row past the limit stops the search.
     fn distance_within(&mut self, a: &[char], b: &str, limit: usize) -> Option<usize> {
         self.candidate.clear();
         self.candidate.extend(b.chars());
@@ -69,19 +70,27 @@ impl Rows {
         if a.len().abs_diff(b.len()) > limit {
             return None;
         }
+        let beyond = limit + 1;
         self.previous.clear();
-        self.previous.extend(0..=b.len());
-        for (i, ca) in a.iter().enumerate() {
+        self.previous
+            .extend((0..=b.len()).map(|j| if j <= limit { j } else { beyond }));
+        for i in 1..=a.len() {
             self.current.clear();
-            self.current.push(i + 1);
-            for (j, cb) in b.iter().enumerate() {
-                let cost = usize::from(ca != cb);
-                let value = (self.previous[j] + cost)
-                    .min(self.previous[j + 1] + 1)
-                    .min(self.current[j] + 1);
-                self.current.push(value);
+            self.current.resize(b.len() + 1, beyond);
+            if i <= limit {
+                self.current[0] = i;
             }
-            if self.current.iter().min().is_some_and(|&m| m > limit) {
+            let mut row_min = self.current[0];
+            for j in i.saturating_sub(limit).max(1)..=(i + limit).min(b.len()) {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let value = (self.previous[j - 1] + cost)
+                    .min(self.previous[j] + 1)
+                    .min(self.current[j - 1] + 1)
+                    .min(beyond);
+                self.current[j] = value;
+                row_min = row_min.min(value);
+            }
+            if row_min > limit {
                 return None;
             }
             std::mem::swap(&mut self.previous, &mut self.current);
@@ -104,6 +113,57 @@ mod tests {
             closest("vault.step-dwon", &["vault.step-down"]),
             Some("vault.step-down")
         );
+    }
+
+    /// The banded distance agrees with the full table wherever it answers.
+    #[test]
+    fn the_band_gives_the_full_distance() {
+        fn full(a: &str, b: &str) -> usize {
+            let b: Vec<char> = b.chars().collect();
+            let mut previous: Vec<usize> = (0..=b.len()).collect();
+            for (i, ca) in a.chars().enumerate() {
+                let mut current = vec![i + 1];
+                for (j, cb) in b.iter().enumerate() {
+                    let cost = usize::from(ca != *cb);
+                    current.push(
+                        (previous[j] + cost)
+                            .min(previous[j + 1] + 1)
+                            .min(current[j] + 1),
+                    );
+                }
+                previous = current;
+            }
+            previous[b.len()]
+        }
+        let words = [
+            "",
+            "a",
+            "ab",
+            "ba",
+            "abc",
+            "neds",
+            "needs",
+            "vault.step-down",
+            "vault.stepdown",
+            "k8s.nope-1",
+            "k8s.backup",
+            "ünï",
+            "uni",
+        ];
+        let mut rows = Rows::default();
+        for a in words {
+            for b in words {
+                let chars: Vec<char> = a.chars().collect();
+                for limit in 0..5 {
+                    let expected = Some(full(a, b)).filter(|&d| d <= limit);
+                    assert_eq!(
+                        rows.distance_within(&chars, b, limit),
+                        expected,
+                        "{a} {b} {limit}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
