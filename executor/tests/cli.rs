@@ -477,7 +477,8 @@ async fn a_run_continues_from_another_folder_without_its_plan_files() {
     let run = only_run(&bed.dir);
     let records: Vec<Value> = walk(&run.join("before"))
         .iter()
-        .map(|path| serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+        .filter(|path| planx::rundir::is_record(path))
+        .map(|path| serde_json::from_str(&planx::rundir::read_checked(path).unwrap()).unwrap())
         .collect();
     assert!(
         records.iter().any(|r| r["target"] == "aks-old"
