@@ -110,7 +110,8 @@ pub fn saved_plan(
 /// what runs): equal digests mean the same steps with the same inputs.
 pub fn compiled_digest(rendering: &Value) -> String {
     let mut rendering = rendering.clone();
-    if let Some(steps) = rendering["steps"].as_array_mut() {
+    // `get_mut`, not indexing: a damaged saved plan may hold anything here, even no mapping.
+    if let Some(steps) = rendering.get_mut("steps").and_then(Value::as_array_mut) {
         for step in steps {
             if let Some(step) = step.as_object_mut() {
                 step.remove("source");

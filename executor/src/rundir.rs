@@ -14,8 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::PlanxError;
 
-/// The format of `run.json`; bump the version on any incompatible change.
-pub const RUN_FORMAT: &str = "planx.run/v2";
+/// The format of `run.json` and its run directory; bump the version on any incompatible change
+/// (v3: every file planx reads back has its checksum beside it).
+pub const RUN_FORMAT: &str = "planx.run/v3";
 
 /// What a run was started with, written once to `RUN/run.json`; its JSON Schema is
 /// `schema/run.schema.json`.
@@ -117,7 +118,7 @@ impl RunRecord {
     }
 }
 
-/// The JSON Schema of `run.json` (`planx.run/v2`).
+/// The JSON Schema of `run.json` (`planx.run/v3`).
 pub fn run_schema_json() -> String {
     let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let schema = generator.into_root_schema_for::<RunRecord>();
@@ -172,10 +173,16 @@ impl RunDir {
                 record_path.display()
             )));
         }
-        let text = read_checked(&record_path).map_err(PlanxError::input)?;
-        let head: Value = serde_json::from_str(&text)
-            .map_err(|e| PlanxError::input(format!("{} is damaged: {e}", record_path.display())))?;
-        let format = head.get("format").and_then(Value::as_str).unwrap_or("");
+        // The format first, from the text as it is: a run of an older planx has no checksum
+        // beside its record, and deserves that answer rather than "damaged".
+        let unchecked: Option<Value> = std::fs::read_to_string(&record_path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let format = unchecked
+            .as_ref()
+            .and_then(|head| head.get("format"))
+            .and_then(Value::as_str)
+            .unwrap_or(RUN_FORMAT);
         if format != RUN_FORMAT {
             return Err(PlanxError::input(format!(
                 "{} is {}; this planx reads `{RUN_FORMAT}`: continue the run with the planx that started it",
@@ -187,6 +194,9 @@ impl RunDir {
                 }
             )));
         }
+        let text = read_checked(&record_path).map_err(PlanxError::input)?;
+        let head: Value = serde_json::from_str(&text)
+            .map_err(|e| PlanxError::input(format!("{} is damaged: {e}", record_path.display())))?;
         let record: RunRecord = serde_json::from_value(head)
             .map_err(|e| PlanxError::input(format!("{} is damaged: {e}", record_path.display())))?;
         let stored = digest(&record.compiled, &record.source_map());

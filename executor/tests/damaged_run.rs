@@ -45,8 +45,9 @@ struct Pristine {
     object_text: String,
 }
 
-fn pristine(listener: &TcpListener) -> Pristine {
-    let dir = std::env::temp_dir().join(format!("planx-damaged-{}", std::process::id()));
+/// `name` keeps the tests of this file, which run at once, in folders of their own.
+fn pristine(listener: &TcpListener, name: &str) -> Pristine {
+    let dir = std::env::temp_dir().join(format!("planx-damaged-{}-{name}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
@@ -226,7 +227,7 @@ fn keep_failure(seed: u64, file: &str, text: &str) -> PathBuf {
 #[test]
 fn saved_damage_is_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let pristine = pristine(&listener);
+    let pristine = pristine(&listener, "saved");
     let cases = root().join("tests/cases/damaged-run");
     let mut names: Vec<PathBuf> = std::fs::read_dir(&cases)
         .expect("tests/cases/damaged-run exists")
@@ -257,11 +258,36 @@ fn saved_damage_is_refused() {
     std::fs::remove_dir_all(&pristine.dir).ok();
 }
 
+/// A run directory of an older planx (its record without a checksum beside it) is refused as
+/// another format, not as damage.
+#[test]
+fn a_run_of_an_older_planx_is_sent_back_to_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pristine = pristine(&listener, "older");
+    let run = copy_run(&pristine, "older");
+    let mut record = pristine.record.clone();
+    record["format"] = json!("planx.run/v2");
+    std::fs::write(run.join("run.json"), record.to_string()).unwrap();
+    std::fs::remove_file(run.join("run.json.sha256")).unwrap();
+    let error = RunDir::open(&run).unwrap_err();
+    assert!(
+        error
+            .message
+            .contains("is `planx.run/v2`; this planx reads `planx.run/v3`")
+            && error
+                .message
+                .contains("continue the run with the planx that started it"),
+        "{}",
+        error.message
+    );
+    std::fs::remove_dir_all(&pristine.dir).ok();
+}
+
 #[test]
 fn damaged_run_directories_are_refused_never_misread() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let pristine = pristine(&listener);
+    let pristine = pristine(&listener, "mutants");
     // The pristine run reads back whole, and planx status shows it.
     assert_eq!(examine(&pristine, &pristine.run, "nothing"), None);
     let out = planx(&["status", pristine.run.to_str().unwrap()], &pristine.dir);
@@ -329,6 +355,49 @@ fn damaged_run_directories_are_refused_never_misread() {
     std::fs::remove_dir_all(&pristine.dir).ok();
 }
 
+/// Saved plans that once got through (`tests/cases/damaged-saved-plan/`, kept as found; their
+/// `request` is pointed at this checkout's plan files) are refused without a panic.
+#[test]
+fn saved_damaged_saved_plans_are_refused() {
+    let dir = std::env::temp_dir().join(format!("planx-damaged-cases-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let request = json!({
+        "plan": root().join("plans/vault-transit-migration.yaml"),
+        "params_files": [root().join("plans/vault-transit-migration.params.yaml")],
+        "set": [],
+    });
+    let cases = root().join("tests/cases/damaged-saved-plan");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&cases)
+        .expect("tests/cases/damaged-saved-plan exists")
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    assert!(
+        !names.is_empty(),
+        "the damaged saved plan cases went missing"
+    );
+    for case in names {
+        let mut saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&case).unwrap()).unwrap();
+        saved["request"] = request.clone();
+        let path = dir.join(case.file_name().unwrap());
+        std::fs::write(&path, saved.to_string()).unwrap();
+        let outcome = std::panic::catch_unwind(|| {
+            let saved = planx::run::read_saved_plan(&path)?;
+            planx::run::compile_saved(&path, &saved).map(drop)
+        });
+        let error = outcome
+            .unwrap_or_else(|_| panic!("{}: panicked", case.display()))
+            .expect_err("a damaged compiled plan is refused");
+        assert!(
+            error.message.contains(path.to_str().unwrap()),
+            "{}",
+            error.message
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn damaged_saved_plans_are_refused_never_applied() {
     let dir = std::env::temp_dir().join(format!("planx-damaged-saved-{}", std::process::id()));
@@ -362,23 +431,28 @@ fn damaged_saved_plans_are_refused_never_applied() {
             let saved = planx::run::read_saved_plan(&path)?;
             planx::run::compile_saved(&path, &saved).map(|compiled| (saved, compiled))
         });
-        match outcome {
-            Err(_) => failures.push(format!("seed {seed}: panicked")),
-            Ok(Err(error)) if !error.message.contains(path.to_str().unwrap()) => failures.push(
-                format!("seed {seed}: the refusal names no file: {}", error.message),
-            ),
-            Ok(Err(_)) => {}
+        let problem = match outcome {
+            Err(_) => Some("panicked".to_string()),
+            Ok(Err(error)) if !error.message.contains(path.to_str().unwrap()) => {
+                Some(format!("the refusal names no file: {}", error.message))
+            }
+            Ok(Err(_)) => None,
             Ok(Ok((saved, compiled))) => {
                 accepted += 1;
                 // Accepted only when the plan it applies (compiled again from the files) is the
                 // one the damaged file still vouches for: damage outside the compiled plan (the
                 // previews people read, what was observed) is caught by the drift check.
-                if planc::render::compiled_digest(&saved.compiled)
-                    != rundir::digest(&compiled.plan, &compiled.sources)
-                {
-                    failures.push(format!("seed {seed}: a damaged compiled plan was accepted"));
-                }
+                (planc::render::compiled_digest(&saved.compiled)
+                    != rundir::digest(&compiled.plan, &compiled.sources))
+                .then(|| "a damaged compiled plan was accepted".to_string())
             }
+        };
+        if let Some(problem) = problem {
+            let kept = keep_failure(seed, "saved.json", &damaged);
+            failures.push(format!(
+                "seed {seed}: {problem}\n  input: {}",
+                kept.display()
+            ));
         }
     }
     eprintln!("{accepted} damaged saved plans kept the compiled plan intact and were accepted");
