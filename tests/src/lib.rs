@@ -196,3 +196,18 @@ pub fn request_with_params(plan: &Path) -> planc::CompileRequest {
         set: Vec::new(),
     }
 }
+
+/// The files of a captured state folder (workspace-relative), with workspace-relative paths, as
+/// a person at the root would name them.
+pub fn state_files(folder: &Path) -> Vec<planc::state::StateFile> {
+    let mut files =
+        planc::state::read_folder(&workspace_root().join(folder)).expect("state folder");
+    for file in &mut files {
+        file.path = file
+            .path
+            .strip_prefix(workspace_root())
+            .expect("under the root")
+            .to_path_buf();
+    }
+    files
+}

@@ -329,14 +329,7 @@ fn state_seats() -> Vec<(planc::CompiledPlan, SourceMap, Vec<state::StateFile>)>
     .map(|(plan, folder)| {
         let compilation = workspace_tests::compile_with_params(Path::new(plan));
         let plan = compilation.plan.expect("the real plans compile");
-        let mut files = state::read_folder(&workspace_root().join(folder)).expect("state folder");
-        for file in &mut files {
-            file.path = file
-                .path
-                .strip_prefix(workspace_root())
-                .expect("under the root")
-                .to_path_buf();
-        }
+        let files = workspace_tests::state_files(Path::new(folder));
         (plan, compilation.sources, files)
     })
     .collect()

@@ -46,14 +46,7 @@ fn previewed(plan: &Path, state_dir: &Path) -> Previewed {
     let request = workspace_tests::request_with_params(plan);
     let mut compilation = compile_with_params(plan);
     assert!(!compilation.has_errors(), "{:?}", compilation.diagnostics);
-    let mut files = state::read_folder(&workspace_root().join(state_dir)).expect("state folder");
-    for file in &mut files {
-        file.path = file
-            .path
-            .strip_prefix(workspace_root())
-            .expect("under the root")
-            .to_path_buf();
-    }
+    let files = workspace_tests::state_files(state_dir);
     let mut diagnostics = Diagnostics::default();
     let plan = compilation.plan.clone().expect("clean");
     let state = state::read_state(files, &plan, &mut compilation.sources, &mut diagnostics);
