@@ -1,20 +1,18 @@
-//! What each action of the closed catalog is: the target kind it runs on, its side-effect class,
-//! its undo, its named outputs, which inputs are secrets or name targets, and the chapter of the
-//! seed procedure it automates.
+//! The closed catalog of actions as planc knows them: the types of a catalog line (target kind,
+//! side-effect class, undo, outputs, secret and target inputs), the [`Action`] trait each action
+//! implements once in [`crate::actions`], and [`action`], the one line per action that finds it.
 
 use planc_schema::ActionKind;
 use planc_schema::plan::TargetKind;
 use serde::Serialize;
+use serde_json::Value;
 
-/// The policy of the tokens `vault.token-create` makes: exactly what a migration needs
-/// (snapshot, snapshot-force, step-down, raft configuration, revoking itself), nothing else; the
-/// tokens get no `default` policy.
-pub const MIGRATION_POLICY: &str = r#"path "sys/step-down"                   { capabilities = ["update", "sudo"] }
-path "sys/storage/raft/snapshot"       { capabilities = ["read"] }
-path "sys/storage/raft/snapshot-force" { capabilities = ["update"] }
-path "sys/storage/raft/configuration"  { capabilities = ["read"] }
-path "auth/token/revoke-self"          { capabilities = ["update"] }
-"#;
+use crate::diagnostic::Diagnostic;
+use crate::lints::{Facts, Index};
+use crate::model::{CompiledPlan, CompiledStep};
+use crate::preview::{Change, PreviewRun, Written};
+
+pub use crate::actions::vault::MIGRATION_POLICY;
 
 /// The kind of target an action runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,297 +126,115 @@ pub struct ActionSpec {
     pub chapter: &'static str,
 }
 
-/// A plain (not sensitive) output, as a constant the catalog's tables can borrow for `'static`.
+/// An action's catalog line: its [`ActionSpec`] but the name, which the schema's catalog gives.
+pub struct Line {
+    pub summary: &'static str,
+    pub target: TargetRequirement,
+    pub side_effect: SideEffect,
+    pub undo: Undo,
+    pub outputs: &'static [Output],
+    pub secret_inputs: &'static [&'static str],
+    pub target_inputs: &'static [(&'static str, TargetRequirement)],
+    pub chapter: &'static str,
+}
+
+/// What one action means to planc, in one place: its catalog line, the objects it changes
+/// (planned here once: the preview diffs them, planx records them before the step), and its
+/// edits of those objects in a preview (the functions of [`crate::edit`] planx applies live).
+/// Actions that change no object keep the defaults.
+pub trait Action: Sync {
+    fn line(&self) -> Line;
+
+    /// The objects a step of this action changes, from its checked inputs (`None`: none, or
+    /// inputs of another shape).
+    fn writes(&self, _plan: &CompiledPlan, _on: &str, _inputs: &Value) -> Option<Vec<Written>> {
+        None
+    }
+
+    /// The step's changes to the objects of a preview, in order; notes say what is known only
+    /// when the step runs.
+    fn preview(
+        &self,
+        _run: &mut PreviewRun<'_>,
+        _step: &CompiledStep,
+        _notes: &mut Vec<String>,
+    ) -> Result<Vec<Change>, Box<Diagnostic>> {
+        Ok(Vec::new())
+    }
+
+    /// What a step of this action establishes for the ordering lints, changed in `facts` (the
+    /// facts before it): writes blocked, a Vault disabled or stepped down, a backup taken, a
+    /// key withdrawn. `false` when it changes nothing. The one definition of "blocks writes"
+    /// ([`crate::lints::writes_blocking_steps`]) reads what these say.
+    fn establish(
+        &self,
+        _step: &CompiledStep,
+        _position: usize,
+        _index: &Index<'_>,
+        _facts: &mut Facts,
+    ) -> bool {
+        false
+    }
+}
+
+/// A plain (not sensitive) output, as a constant a catalog line can borrow for `'static`.
 macro_rules! output {
     ($name:literal, $description:literal) => {
-        Output {
+        $crate::catalog::Output {
             name: $name,
             sensitive: false,
             description: $description,
         }
     };
 }
+pub(crate) use output;
 
-/// One row of the catalog table, in the order of [`ActionSpec`]'s fields after the name.
-type Row = (
-    &'static str,
-    TargetRequirement,
-    SideEffect,
-    Undo,
-    &'static [Output],
-    &'static [&'static str],
-    &'static [(&'static str, TargetRequirement)],
-    &'static str,
-);
-
-pub fn spec(action: ActionKind) -> ActionSpec {
+/// Where each action of the catalog lives: one line per action.
+pub fn action(kind: ActionKind) -> &'static dyn Action {
+    use crate::actions::{keys, kubernetes, preflight, seals, vault};
     use ActionKind as A;
-    use SideEffect::*;
-    use TargetRequirement::*;
-    let (summary, target, side_effect, undo, outputs, secret_inputs, target_inputs, chapter): Row =
-        match action {
-            A::PreflightCluster => (
-                "check that the context answers, the namespace is readable and the API groups are served",
-                Kubernetes,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[output!("server_version", "the API server's version")],
-                &[],
-                &[],
-                "1.3-1.4",
-            ),
-            A::PreflightReplicas => (
-                "check that the Vault StatefulSet has the expected available replicas",
-                Vault,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[output!("available", "available replicas")],
-                &[],
-                &[],
-                "1.5",
-            ),
-            A::PreflightKeyAccess => (
-                "check that the Vault identity can wrap and unwrap with the key",
-                KeyService,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[],
-                &[],
-                &[],
-                "1.6",
-            ),
-            A::PreflightRecoveryKeys => (
-                "prove that the recovery keys open the Vault (a root token generated and revoked at once)",
-                Vault,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[],
-                &["recovery_keys", "token"],
-                &[],
-                "8",
-            ),
-            A::PreflightSealOverrides => (
-                "check that no container environment variable overrides the seal configuration",
-                Vault,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[],
-                &[],
-                &[],
-                "1",
-            ),
-            A::TokenCreate => (
-                "create an orphan token with the least-privilege migration policy",
-                Vault,
-                Reversible,
-                Undo::Action("vault.token-revoke"),
-                &[
-                    Output {
-                        name: "token",
-                        sensitive: true,
-                        description: "the migration token (sensitive, held in memory only)",
-                    },
-                    output!("accessor", "the token's accessor, journaled for revocation"),
-                ],
-                &["admin_token"],
-                &[],
-                "2",
-            ),
-            A::TokenRevoke => (
-                "revoke a token",
-                Vault,
-                Irreversible,
-                Undo::None("a revoked token cannot be restored; create a new one"),
-                &[],
-                &["token"],
-                &[],
-                "end",
-            ),
-            A::Backup => (
-                "store an object, cleaned of server fields, in the run directory",
-                Kubernetes,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[output!("backup", "path of the backup in the run directory")],
-                &[],
-                &[],
-                "3",
-            ),
-            A::Delete => (
-                "delete an object and wait until it is gone",
-                Kubernetes,
-                Reversible,
-                Undo::RestoreRecorded,
-                &[],
-                &[],
-                &[],
-                "3",
-            ),
-            A::Restore => (
-                "write a backed-up object back",
-                Kubernetes,
-                Reversible,
-                Undo::RestoreRecorded,
-                &[],
-                &[],
-                &[],
-                "restore",
-            ),
-            A::PatchArgs => (
-                "set the args of a StatefulSet's container",
-                Kubernetes,
-                Reversible,
-                Undo::RestoreRecorded,
-                &[],
-                &[],
-                &[],
-                "4.4",
-            ),
-            A::ProxyService => (
-                "create a selectorless Service and an EndpointSlice to the address of a DNS name",
-                Kubernetes,
-                Reversible,
-                Undo::RestoreRecorded,
-                &[output!("address", "the IPv4 address the name resolved to")],
-                &[],
-                &[],
-                "12",
-            ),
-            A::IngressRewrite => (
-                "send an Ingress to another backend service",
-                Kubernetes,
-                Reversible,
-                Undo::RestoreRecorded,
-                &[],
-                &[],
-                &[],
-                "13",
-            ),
-            A::Restart => (
-                "delete pods with a uid precondition and wait for them to come back",
-                Vault,
-                Reversible,
-                Undo::NotNeeded,
-                &[],
-                &[],
-                &[],
-                "4, 6, 11",
-            ),
-            A::SnapshotSave => (
-                "stream a raft snapshot from the active node to the run directory",
-                Vault,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[
-                    output!("snapshot", "path of the snapshot in the run directory"),
-                    output!("sha256", "SHA-256 of the snapshot"),
-                    output!("bytes", "size of the snapshot"),
-                ],
-                &["token"],
-                &[],
-                "4.1-4.3",
-            ),
-            A::SnapshotRestore => (
-                "stream a snapshot into snapshot-force and wait until every node reports sealed",
-                Vault,
-                Irreversible,
-                Undo::None("the target's previous raft data is replaced"),
-                &[],
-                &["token"],
-                &[],
-                "5",
-            ),
-            A::SealPointAtKey => (
-                "point a seal block of the Vault configuration at another key",
-                Vault,
-                Reversible,
-                Undo::RestoreRecorded,
-                &[],
-                &[],
-                &[("key_service", KeyService)],
-                "6",
-            ),
-            A::SealDisableAndAdd => (
-                "mark a seal block disabled and add one for another key beside it",
-                Vault,
-                Reversible,
-                Undo::RestoreRecorded,
-                &[],
-                &[],
-                &[("key_service", KeyService)],
-                "7",
-            ),
-            A::SealRemoveDisabled => (
-                "remove the disabled seal block",
-                Vault,
-                Reversible,
-                Undo::RestoreRecorded,
-                &[],
-                &[],
-                &[],
-                "10",
-            ),
-            A::Leader => (
-                "look up the active node and the standbys",
-                Vault,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[
-                    output!("leader", "the active pod"),
-                    output!("followers", "the standby pods, in ordinal order"),
-                ],
-                &[],
-                &[],
-                "8",
-            ),
-            A::SealMigrate => (
-                "restart a follower into seal migration and unseal it with the recovery keys",
-                Vault,
-                Irreversible,
-                Undo::None(
-                    "the node runs the migration configuration; roll back to the source instead",
-                ),
-                &[],
-                &["recovery_keys"],
-                &[],
-                "8",
-            ),
-            A::StepDown => (
-                "step the active node down and wait for a leader that finished the seal migration",
-                Vault,
-                Irreversible,
-                Undo::None("the barrier keys are now wrapped by the new key"),
-                &[output!("leader", "the new active pod")],
-                &["token"],
-                &[],
-                "9",
-            ),
-            A::Verify => (
-                "log in through each URL and list the mounts",
-                Vault,
-                ReadOnly,
-                Undo::NotNeeded,
-                &[],
-                &["token"],
-                &[],
-                "14",
-            ),
-            A::KeysDisable => (
-                "withdraw the Vault identity's access to a key service",
-                KeyService,
-                Irreversible,
-                Undo::None("grant the access again by hand"),
-                &[output!(
-                    "summary",
-                    "what was withdrawn, or that nothing was left to withdraw"
-                )],
-                &[],
-                &[],
-                "after 14",
-            ),
-        };
+    match kind {
+        A::PreflightCluster => &preflight::Cluster,
+        A::PreflightReplicas => &preflight::Replicas,
+        A::PreflightKeyAccess => &preflight::KeyAccess,
+        A::PreflightRecoveryKeys => &preflight::RecoveryKeys,
+        A::PreflightSealOverrides => &preflight::SealOverrides,
+        A::TokenCreate => &vault::TokenCreate,
+        A::TokenRevoke => &vault::TokenRevoke,
+        A::Backup => &kubernetes::Backup,
+        A::Delete => &kubernetes::Delete,
+        A::Restore => &kubernetes::Restore,
+        A::PatchArgs => &kubernetes::PatchArgs,
+        A::ProxyService => &kubernetes::ProxyService,
+        A::IngressRewrite => &kubernetes::IngressRewrite,
+        A::Restart => &vault::Restart,
+        A::SnapshotSave => &vault::SnapshotSave,
+        A::SnapshotRestore => &vault::SnapshotRestore,
+        A::SealPointAtKey => &seals::PointAtKey,
+        A::SealDisableAndAdd => &seals::DisableAndAdd,
+        A::SealRemoveDisabled => &seals::RemoveDisabled,
+        A::Leader => &vault::Leader,
+        A::SealMigrate => &seals::Migrate,
+        A::StepDown => &vault::StepDown,
+        A::Verify => &vault::Verify,
+        A::KeysDisable => &keys::Disable,
+    }
+}
+
+/// The spec of an action: its catalog line, named.
+pub fn spec(kind: ActionKind) -> ActionSpec {
+    let Line {
+        summary,
+        target,
+        side_effect,
+        undo,
+        outputs,
+        secret_inputs,
+        target_inputs,
+        chapter,
+    } = action(kind).line();
     ActionSpec {
-        name: action.name(),
+        name: kind.name(),
         summary,
         target,
         side_effect,

@@ -4,8 +4,11 @@
 //!
 //! The pipeline, one line each: [`yaml`] parses with positions, [`syntax`] checks the document's
 //! shape, [`lower`] binds parameters, instantiates modules and resolves every step, [`graph`] orders
-//! the steps, [`lints`] applies the Vault ordering rules; [`report`] and [`render`] print.
+//! the steps, [`lints`] applies the Vault ordering rules; [`report`] and [`render`] print. What
+//! each action means (its catalog line, the objects it changes, its preview, what it establishes
+//! for the lints) lives with the action in [`actions`], found through [`catalog::action`].
 
+pub mod actions;
 pub mod catalog;
 pub mod diagnostic;
 pub mod diff;

@@ -16,23 +16,24 @@ use crate::model::{CompiledPlan, CompiledStep, CompiledTarget};
 
 /// What has happened to one Vault target before a step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct VaultFacts {
-    writes_blocked: bool,
-    args_sleep: bool,
-    disabled: bool,
-    stepped_down: bool,
-    disabled_seal_removed: bool,
-    final_restart: bool,
+pub struct VaultFacts {
+    pub(crate) writes_blocked: bool,
+    pub(crate) args_sleep: bool,
+    pub(crate) disabled: bool,
+    pub(crate) stepped_down: bool,
+    pub(crate) disabled_seal_removed: bool,
+    pub(crate) final_restart: bool,
 }
 
-/// Everything known to have happened before a step (on every path to it).
+/// Everything known to have happened before a step (on every path to it). Each action says
+/// what its steps establish ([`crate::catalog::Action::establish`]).
 #[derive(Debug, Clone, Default)]
-struct Facts {
-    vaults: HashMap<String, VaultFacts>,
+pub struct Facts {
+    pub(crate) vaults: HashMap<String, VaultFacts>,
     /// (kubernetes target, kind, name) of backed-up objects.
-    backups: HashSet<(String, String, String)>,
+    pub(crate) backups: HashSet<(String, String, String)>,
     /// Key services disabled, with the step that did it.
-    keys_disabled: HashMap<String, usize>,
+    pub(crate) keys_disabled: HashMap<String, usize>,
 }
 
 impl Facts {
@@ -52,13 +53,13 @@ impl Facts {
         }
     }
 
-    fn vault(&self, id: &str) -> VaultFacts {
+    pub(crate) fn vault(&self, id: &str) -> VaultFacts {
         self.vaults.get(id).copied().unwrap_or_default()
     }
 }
 
 /// What the rules look up: vaults by the cluster they run in, steps by id.
-struct Index<'a> {
+pub struct Index<'a> {
     steps: &'a [CompiledStep],
     targets: &'a IndexMap<String, CompiledTarget>,
     vaults_by_cluster: HashMap<&'a str, Vec<&'a CompiledTarget>>,
@@ -152,30 +153,40 @@ fn propagate(
             }
         };
         let step = &steps[position];
-        let facts_after = match establish(step, position, &index, &facts_before) {
-            Some(changed) => Rc::new(changed),
-            None => facts_before.clone(),
+        let mut changed = Facts::clone(&facts_before);
+        let facts_after = if crate::catalog::action(step.action).establish(
+            step,
+            position,
+            &index,
+            &mut changed,
+        ) {
+            Rc::new(changed)
+        } else {
+            facts_before.clone()
         };
         visit(&index, position, &facts_before, &facts_after);
         after[position] = Some(facts_after);
     }
 }
 
-fn text<'a>(step: &'a CompiledStep, input: &str) -> Option<&'a str> {
+/// A step's input as text, when it is known at compile time.
+pub(crate) fn text<'a>(step: &'a CompiledStep, input: &str) -> Option<&'a str> {
     step.with.get(input).and_then(Resolved::as_str)
 }
 
-/// The vault targets living in a kubernetes target.
-fn vaults_in<'a>(index: &'a Index, cluster: &str) -> impl Iterator<Item = &'a CompiledTarget> {
-    index
-        .vaults_by_cluster
-        .get(cluster)
-        .into_iter()
-        .flatten()
-        .copied()
+impl<'a> Index<'a> {
+    /// The vault targets living in a kubernetes target.
+    pub(crate) fn vaults_in(&self, cluster: &str) -> impl Iterator<Item = &'a CompiledTarget> {
+        self.vaults_by_cluster
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .copied()
+    }
 }
 
-fn is_sleep(args: Option<&Resolved>) -> bool {
+/// Whether a container's args run `sleep` (a Vault disabled in place).
+pub(crate) fn is_sleep(args: Option<&Resolved>) -> bool {
     let Some(Resolved::List(items)) = args else {
         return false;
     };
@@ -185,73 +196,6 @@ fn is_sleep(args: Option<&Resolved>) -> bool {
         .flat_map(str::split_whitespace)
         .collect();
     words.first() == Some(&"sleep")
-}
-
-/// The facts after a step, when it changes them.
-fn establish(step: &CompiledStep, position: usize, index: &Index, before: &Facts) -> Option<Facts> {
-    let mut facts = before.clone();
-    let on = step.on.as_str();
-    match step.action {
-        ActionKind::Backup => {
-            let (kind, name) = (text(step, "kind")?, text(step, "name")?);
-            facts.backups.insert((on.into(), kind.into(), name.into()));
-        }
-        ActionKind::Delete => {
-            let (kind, name) = (text(step, "kind")?, text(step, "name")?);
-            if kind != "Ingress" {
-                return None;
-            }
-            let blocked: Vec<String> = vaults_in(index, on)
-                .filter(|v| v.vault().is_some_and(|v| v.ingress == name))
-                .map(|v| v.id.clone())
-                .collect();
-            if blocked.is_empty() {
-                return None;
-            }
-            for vault in blocked {
-                facts.vaults.entry(vault).or_default().writes_blocked = true;
-            }
-        }
-        ActionKind::PatchArgs => {
-            let statefulset = text(step, "statefulset")?;
-            let sleep = is_sleep(step.with.get("args"));
-            let patched: Vec<String> = vaults_in(index, on)
-                .filter(|v| v.vault().is_some_and(|v| v.statefulset == statefulset))
-                .map(|v| v.id.clone())
-                .collect();
-            for vault in patched {
-                let entry = facts.vaults.entry(vault).or_default();
-                entry.args_sleep = sleep;
-                // Running Vault again (args restored) also unblocks a later disable check.
-                if !sleep {
-                    entry.disabled = false;
-                }
-            }
-        }
-        ActionKind::Restart => {
-            let entry = facts.vaults.entry(on.into()).or_default();
-            if entry.args_sleep {
-                entry.disabled = true;
-                entry.writes_blocked = true;
-            }
-            if entry.disabled_seal_removed {
-                entry.final_restart = true;
-            }
-        }
-        ActionKind::StepDown => facts.vaults.entry(on.into()).or_default().stepped_down = true,
-        ActionKind::SealRemoveDisabled => {
-            facts
-                .vaults
-                .entry(on.into())
-                .or_default()
-                .disabled_seal_removed = true
-        }
-        ActionKind::KeysDisable => {
-            facts.keys_disabled.entry(on.into()).or_insert(position);
-        }
-        _ => return None,
-    }
-    Some(facts)
 }
 
 fn check_step(

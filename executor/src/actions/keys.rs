@@ -13,6 +13,13 @@ use crate::engine::{ActionError, Effects, StepRun};
 use crate::keyservices::{self, KeyService};
 use crate::secrets::Secret;
 
+use super::live_action_fns;
+
+live_action_fns!(
+    /// `keys.disable`.
+    Disable: apply disable, observe disable_done
+);
+
 /// What a pass over a `keys.disable` step does once it has found what grants the access.
 #[derive(Clone, Copy)]
 enum Pass<'e> {

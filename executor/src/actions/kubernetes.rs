@@ -10,6 +10,68 @@ use serde_json::{Value, json};
 use super::{Live, Outputs, typed};
 use crate::engine::{ActionError, Effects, StepRun};
 
+use super::{LiveAction, live_action_fns};
+use crate::engine::BoxFuture;
+use planc::model::CompiledStep;
+
+live_action_fns!(
+    /// `k8s.backup`.
+    Backup: apply backup
+);
+live_action_fns!(
+    /// `k8s.delete`.
+    Delete: apply delete, observe delete_done
+);
+live_action_fns!(
+    /// `k8s.restore`.
+    Restore: apply restore
+);
+live_action_fns!(
+    /// `k8s.proxy-service`.
+    ProxyService: apply proxy_service
+);
+live_action_fns!(
+    /// `k8s.ingress-rewrite`.
+    IngressRewrite: apply ingress_rewrite
+);
+
+/// `k8s.patch-args`: undone by putting the StatefulSet back, then restarting the pods of the
+/// Vaults it runs (its updateStrategy is OnDelete).
+pub(super) struct PatchArgs;
+
+impl LiveAction for PatchArgs {
+    fn apply<'a>(
+        &self,
+        live: &'a Live,
+        run: &'a StepRun,
+        effects: &'a Effects,
+    ) -> BoxFuture<'a, Result<Outputs, ActionError>> {
+        Box::pin(patch_args(live, run, effects))
+    }
+
+    fn observe<'a>(
+        &self,
+        live: &'a Live,
+        run: &'a StepRun,
+    ) -> BoxFuture<'a, Result<Option<Outputs>, ActionError>> {
+        Box::pin(patch_args_done(live, run))
+    }
+
+    fn undo<'a>(
+        &self,
+        live: &'a Live,
+        step: &'a CompiledStep,
+        keys: &'a [&'a String],
+        _journaled: Option<&'a std::collections::BTreeMap<String, Value>>,
+    ) -> BoxFuture<'a, Result<Vec<String>, ActionError>> {
+        Box::pin(async move {
+            let mut done = live.put_back_step(step, keys).await?;
+            done.extend(restart_after_undo(live, step).await?);
+            Ok(done)
+        })
+    }
+}
+
 /// `k8s.backup`.
 pub(super) async fn backup(
     live: &Live,
@@ -230,7 +292,7 @@ pub(super) async fn patch_args_done(
 /// After a `k8s.patch-args` is undone: restart the pods of the Vaults its StatefulSet runs.
 pub(super) async fn restart_after_undo(
     live: &Live,
-    step: &planc::model::CompiledStep,
+    step: &CompiledStep,
 ) -> Result<Vec<String>, ActionError> {
     match step.with.get("statefulset").and_then(Resolved::as_str) {
         Some(name) => restart_vaults_of(live, &step.on, name).await,

@@ -13,7 +13,7 @@ use planc::CompiledPlan;
 use planc::drift::Expectation;
 use planc::edit::k8s;
 use planc::expr::Resolved;
-use planc::model::{CompiledTarget, VaultTarget};
+use planc::model::{CompiledStep, CompiledTarget, VaultTarget};
 use planc_schema::ActionKind;
 use planc_schema::actions as inputs;
 use planc_schema::plan::TargetKind;
@@ -33,6 +33,107 @@ mod kubernetes;
 mod preflight;
 mod seals;
 mod vault;
+
+/// What one action does on the real APIs, in one place: apply, observe (a step left in doubt by
+/// a crash) and undo. Each action implements it once, in its family's module (planc's
+/// `actions/` holds the same action's catalog line, the objects it changes and its preview);
+/// [`live_action`] is the one line per action that finds it.
+trait LiveAction: Sync {
+    fn apply<'a>(
+        &self,
+        live: &'a Live,
+        run: &'a StepRun,
+        effects: &'a Effects,
+    ) -> BoxFuture<'a, Result<Outputs, ActionError>>;
+
+    /// Its outputs when the step's effect is found done, `None` when it must run again (the
+    /// default: actions without an observation run again).
+    fn observe<'a>(
+        &self,
+        _live: &'a Live,
+        _run: &'a StepRun,
+    ) -> BoxFuture<'a, Result<Option<Outputs>, ActionError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Reverse a step as its catalog line says, on its own records (`keys`: the step's key and
+    /// its items' `id[item]`) and `journaled` outputs; what it did, line by line. The default
+    /// puts back the objects recorded before the step when the line says `RestoreRecorded`, and
+    /// does nothing otherwise.
+    fn undo<'a>(
+        &self,
+        live: &'a Live,
+        step: &'a CompiledStep,
+        keys: &'a [&'a String],
+        _journaled: Option<&'a BTreeMap<String, Value>>,
+    ) -> BoxFuture<'a, Result<Vec<String>, ActionError>> {
+        Box::pin(live.put_back_step(step, keys))
+    }
+}
+
+/// An action whose apply (and observation, if any) is a function of its family's module, with
+/// the default undo.
+macro_rules! live_action_fns {
+    ($(#[$doc:meta])* $name:ident: apply $apply:path $(, observe $observe:path)?) => {
+        $(#[$doc])*
+        pub(super) struct $name;
+
+        impl super::LiveAction for $name {
+            fn apply<'a>(
+                &self,
+                live: &'a super::Live,
+                run: &'a crate::engine::StepRun,
+                effects: &'a crate::engine::Effects,
+            ) -> crate::engine::BoxFuture<'a, Result<super::Outputs, crate::engine::ActionError>> {
+                Box::pin($apply(live, run, effects))
+            }
+            $(
+            fn observe<'a>(
+                &self,
+                live: &'a super::Live,
+                run: &'a crate::engine::StepRun,
+            ) -> crate::engine::BoxFuture<
+                'a,
+                Result<Option<super::Outputs>, crate::engine::ActionError>,
+            > {
+                Box::pin($observe(live, run))
+            }
+            )?
+        }
+    };
+}
+use live_action_fns;
+
+/// Where each action of the catalog lives in planx: one line per action.
+fn live_action(kind: ActionKind) -> &'static dyn LiveAction {
+    use ActionKind as A;
+    match kind {
+        A::PreflightCluster => &preflight::Cluster,
+        A::PreflightReplicas => &preflight::Replicas,
+        A::PreflightSealOverrides => &preflight::SealOverrides,
+        A::PreflightKeyAccess => &preflight::KeyAccess,
+        A::PreflightRecoveryKeys => &preflight::RecoveryKeys,
+        A::TokenCreate => &vault::TokenCreate,
+        A::TokenRevoke => &vault::TokenRevoke,
+        A::Backup => &kubernetes::Backup,
+        A::Delete => &kubernetes::Delete,
+        A::Restore => &kubernetes::Restore,
+        A::PatchArgs => &kubernetes::PatchArgs,
+        A::ProxyService => &kubernetes::ProxyService,
+        A::IngressRewrite => &kubernetes::IngressRewrite,
+        A::Restart => &vault::Restart,
+        A::SnapshotSave => &vault::SnapshotSave,
+        A::SnapshotRestore => &vault::SnapshotRestore,
+        A::SealPointAtKey => &seals::PointAtKey,
+        A::SealDisableAndAdd => &seals::DisableAndAdd,
+        A::SealRemoveDisabled => &seals::RemoveDisabled,
+        A::Leader => &vault::Leader,
+        A::SealMigrate => &seals::Migrate,
+        A::StepDown => &vault::StepDown,
+        A::Verify => &vault::Verify,
+        A::KeysDisable => &keys::Disable,
+    }
+}
 
 impl From<ClusterError> for ActionError {
     fn from(error: ClusterError) -> ActionError {
@@ -404,44 +505,33 @@ impl Live {
         self.write_backup(&path, &value).await
     }
 
-    /// Undo a step of the run: what its catalog line says (`Undo`), on the step's own records
-    /// (`keys`: the step's key and its items' `id[item]`) and `journaled` outputs. Returns what
-    /// it did, line by line; what cannot be done is said, not failed (a token already gone).
+    /// Undo a step of the run, as its action's [`LiveAction::undo`] does it. What cannot be
+    /// done is said, not failed (a token already gone).
     pub async fn undo_step(
         &self,
-        step: &planc::model::CompiledStep,
+        step: &CompiledStep,
         keys: &[&String],
         journaled: Option<&BTreeMap<String, Value>>,
     ) -> Result<Vec<String>, ActionError> {
-        match planc::catalog::spec(step.action).undo {
-            planc::catalog::Undo::RestoreRecorded => {
-                let mut done = Vec::new();
-                for key in keys {
-                    done.extend(self.put_back_records(key).await?);
-                }
-                if step.action == ActionKind::PatchArgs {
-                    done.extend(kubernetes::restart_after_undo(self, step).await?);
-                }
-                Ok(done)
+        live_action(step.action)
+            .undo(self, step, keys, journaled)
+            .await
+    }
+
+    /// The default undo: the objects recorded before the step put back, when its catalog line
+    /// says `RestoreRecorded`.
+    async fn put_back_step(
+        &self,
+        step: &CompiledStep,
+        keys: &[&String],
+    ) -> Result<Vec<String>, ActionError> {
+        let mut done = Vec::new();
+        if planc::catalog::spec(step.action).undo == planc::catalog::Undo::RestoreRecorded {
+            for key in keys {
+                done.extend(self.put_back_records(key).await?);
             }
-            planc::catalog::Undo::Action(action) => {
-                let accessor = journaled
-                    .and_then(|o| o.get("accessor"))
-                    .and_then(Value::as_str);
-                Ok(vec![match accessor {
-                    Some(accessor) => vault::revoke_created_token(self, step, accessor)
-                        .await
-                        .unwrap_or_else(|e| {
-                            format!(
-                                "{action} failed ({}); revoke accessor {accessor} by hand",
-                                e.message
-                            )
-                        }),
-                    None => format!("{action}: no accessor journaled, nothing to revoke"),
-                }])
-            }
-            planc::catalog::Undo::NotNeeded | planc::catalog::Undo::None(_) => Ok(Vec::new()),
         }
+        Ok(done)
     }
 
     /// Put back every object state recorded before the step (or item) `key`; returns what it
@@ -661,49 +751,6 @@ impl Live {
             .map(|a| a.ip().to_string())
             .ok_or_else(|| ActionError::permanent(format!("{host} has no IPv4 address")))
     }
-
-    async fn apply_step(&self, run: &StepRun, effects: &Effects) -> Result<Outputs, ActionError> {
-        use ActionKind as A;
-        match run.step.action {
-            A::PreflightCluster => preflight::cluster(self, run, effects).await,
-            A::PreflightReplicas => preflight::replicas(self, run, effects).await,
-            A::PreflightSealOverrides => preflight::seal_overrides(self, run, effects).await,
-            A::PreflightKeyAccess => preflight::key_access(self, run, effects).await,
-            A::PreflightRecoveryKeys => preflight::recovery_keys(self, run, effects).await,
-            A::TokenCreate => vault::token_create(self, run, effects).await,
-            A::TokenRevoke => vault::token_revoke(self, run, effects).await,
-            A::Backup => kubernetes::backup(self, run, effects).await,
-            A::Delete => kubernetes::delete(self, run, effects).await,
-            A::Restore => kubernetes::restore(self, run, effects).await,
-            A::PatchArgs => kubernetes::patch_args(self, run, effects).await,
-            A::ProxyService => kubernetes::proxy_service(self, run, effects).await,
-            A::IngressRewrite => kubernetes::ingress_rewrite(self, run, effects).await,
-            A::Restart => vault::restart(self, run, effects).await,
-            A::SnapshotSave => vault::snapshot_save(self, run, effects).await,
-            A::SnapshotRestore => vault::snapshot_restore(self, run, effects).await,
-            A::SealPointAtKey => seals::point_at_key(self, run, effects).await,
-            A::SealDisableAndAdd => seals::disable_and_add(self, run, effects).await,
-            A::SealRemoveDisabled => seals::remove_disabled(self, run, effects).await,
-            A::Leader => vault::leader(self, run, effects).await,
-            A::SealMigrate => seals::migrate(self, run, effects).await,
-            A::StepDown => vault::step_down(self, run, effects).await,
-            A::Verify => vault::verify(self, run, effects).await,
-            A::KeysDisable => keys::disable(self, run, effects).await,
-        }
-    }
-
-    /// For a step left in doubt: its outputs when its effect is found done, `None` when it
-    /// must run again. Actions without an observation run again.
-    async fn observe_step(&self, run: &StepRun) -> Result<Option<Outputs>, ActionError> {
-        use ActionKind as A;
-        match run.step.action {
-            A::Delete => kubernetes::delete_done(self, run).await,
-            A::PatchArgs => kubernetes::patch_args_done(self, run).await,
-            A::SealMigrate => seals::migrate_done(self, run).await,
-            A::KeysDisable => keys::disable_done(self, run).await,
-            _ => Ok(None),
-        }
-    }
 }
 
 /// What moved of the objects expected, read from the live clusters: one report per object.
@@ -732,7 +779,7 @@ impl Actions for Live {
         Box::pin(async move {
             self.refuse_drift(run).await?;
             self.record_written(run).await?;
-            self.apply_step(run, effects).await
+            live_action(run.step.action).apply(self, run, effects).await
         })
     }
 
@@ -740,7 +787,7 @@ impl Actions for Live {
         &'a self,
         run: &'a StepRun,
     ) -> BoxFuture<'a, Result<Option<Outputs>, ActionError>> {
-        Box::pin(self.observe_step(run))
+        live_action(run.step.action).observe(self, run)
     }
 }
 

@@ -6,8 +6,31 @@ use planc_schema::actions as inputs;
 use serde_json::{Value, json};
 
 use super::{Live, Outputs, typed};
-use crate::adapters::cluster::Cluster;
+use crate::adapters::cluster;
 use crate::engine::{ActionError, Effects, StepRun};
+
+use super::live_action_fns;
+
+live_action_fns!(
+    /// `preflight.cluster`.
+    Cluster: apply cluster
+);
+live_action_fns!(
+    /// `preflight.replicas`.
+    Replicas: apply replicas
+);
+live_action_fns!(
+    /// `preflight.seal-overrides`.
+    SealOverrides: apply seal_overrides
+);
+live_action_fns!(
+    /// `preflight.key-access`.
+    KeyAccess: apply key_access
+);
+live_action_fns!(
+    /// `preflight.recovery-keys`.
+    RecoveryKeys: apply recovery_keys
+);
 
 /// `preflight.cluster`.
 pub(super) async fn cluster(
@@ -138,7 +161,7 @@ pub(super) async fn recovery_keys(
 /// from `env`, and from the ConfigMaps and Secrets of `envFrom` (their keys, with the
 /// source's prefix), each named with where it comes from. Only key names are read.
 async fn seal_overriding_variables(
-    cluster: &Cluster,
+    cluster: &cluster::Cluster,
     container: &Value,
 ) -> Result<Vec<String>, ActionError> {
     let overrides = |name: &str| {

@@ -7,6 +7,25 @@ use planc_schema::actions as inputs;
 use super::{Live, Outputs, typed};
 use crate::engine::{ActionError, Effects, StepRun};
 
+use super::live_action_fns;
+
+live_action_fns!(
+    /// `vault.seal-point-at-key`.
+    PointAtKey: apply point_at_key
+);
+live_action_fns!(
+    /// `vault.seal-disable-and-add`.
+    DisableAndAdd: apply disable_and_add
+);
+live_action_fns!(
+    /// `vault.seal-remove-disabled`.
+    RemoveDisabled: apply remove_disabled
+);
+live_action_fns!(
+    /// `vault.seal-migrate`.
+    Migrate: apply migrate, observe migrate_done
+);
+
 /// `vault.seal-point-at-key`.
 pub(super) async fn point_at_key(
     live: &Live,

@@ -14,6 +14,80 @@ use crate::adapters::vault::Vault;
 use crate::engine::{ActionError, Effects, StepRun};
 use crate::secrets::Secret;
 
+use super::{LiveAction, live_action_fns};
+use crate::engine::BoxFuture;
+use planc::model::CompiledStep;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// `vault.token-create`: undone by revoking the token through its journaled accessor.
+pub(super) struct TokenCreate;
+
+impl LiveAction for TokenCreate {
+    fn apply<'a>(
+        &self,
+        live: &'a Live,
+        run: &'a StepRun,
+        effects: &'a Effects,
+    ) -> BoxFuture<'a, Result<Outputs, ActionError>> {
+        Box::pin(token_create(live, run, effects))
+    }
+
+    fn undo<'a>(
+        &self,
+        live: &'a Live,
+        step: &'a CompiledStep,
+        _keys: &'a [&'a String],
+        journaled: Option<&'a BTreeMap<String, Value>>,
+    ) -> BoxFuture<'a, Result<Vec<String>, ActionError>> {
+        let accessor = journaled
+            .and_then(|o| o.get("accessor"))
+            .and_then(Value::as_str);
+        Box::pin(async move {
+            Ok(vec![match accessor {
+                Some(accessor) => revoke_created_token(live, step, accessor)
+                    .await
+                    .unwrap_or_else(|e| {
+                        format!(
+                            "vault.token-revoke failed ({}); revoke accessor {accessor} by hand",
+                            e.message
+                        )
+                    }),
+                None => "vault.token-revoke: no accessor journaled, nothing to revoke".to_string(),
+            }])
+        })
+    }
+}
+
+live_action_fns!(
+    /// `vault.token-revoke`.
+    TokenRevoke: apply token_revoke
+);
+live_action_fns!(
+    /// `vault.restart`.
+    Restart: apply restart
+);
+live_action_fns!(
+    /// `vault.snapshot-save`.
+    SnapshotSave: apply snapshot_save
+);
+live_action_fns!(
+    /// `vault.snapshot-restore`.
+    SnapshotRestore: apply snapshot_restore
+);
+live_action_fns!(
+    /// `vault.leader`.
+    Leader: apply leader
+);
+live_action_fns!(
+    /// `vault.step-down`.
+    StepDown: apply step_down
+);
+live_action_fns!(
+    /// `vault.verify`.
+    Verify: apply verify
+);
+
 /// `vault.token-create`.
 pub(super) async fn token_create(
     live: &Live,
@@ -245,7 +319,7 @@ pub(super) async fn verify(
 /// step's admin token, on the node that serves the Vault now.
 pub(super) async fn revoke_created_token(
     live: &Live,
-    step: &planc::model::CompiledStep,
+    step: &CompiledStep,
     accessor: &str,
 ) -> Result<String, ActionError> {
     let admin = match step.with.get("admin_token") {

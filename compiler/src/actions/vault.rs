@@ -1,0 +1,213 @@
+//! `vault.*` outside the seal edits: migration tokens, restarts, raft snapshots, the leader,
+//! step-down and verification. None of them changes a Kubernetes object a preview shows.
+
+use crate::catalog::{
+    Action, Line, Output,
+    SideEffect::{Irreversible, ReadOnly, Reversible},
+    TargetRequirement::Vault,
+    Undo, output,
+};
+use crate::lints::{Facts, Index};
+use crate::model::CompiledStep;
+
+/// The policy of the tokens `vault.token-create` makes: exactly what a migration needs
+/// (snapshot, snapshot-force, step-down, raft configuration, revoking itself), nothing else; the
+/// tokens get no `default` policy.
+pub const MIGRATION_POLICY: &str = r#"path "sys/step-down"                   { capabilities = ["update", "sudo"] }
+path "sys/storage/raft/snapshot"       { capabilities = ["read"] }
+path "sys/storage/raft/snapshot-force" { capabilities = ["update"] }
+path "sys/storage/raft/configuration"  { capabilities = ["read"] }
+path "auth/token/revoke-self"          { capabilities = ["update"] }
+"#;
+
+/// `vault.token-create`.
+pub struct TokenCreate;
+
+impl Action for TokenCreate {
+    fn line(&self) -> Line {
+        Line {
+            summary: "create an orphan token with the least-privilege migration policy",
+            target: Vault,
+            side_effect: Reversible,
+            undo: Undo::Action("vault.token-revoke"),
+            outputs: &[
+                Output {
+                    name: "token",
+                    sensitive: true,
+                    description: "the migration token (sensitive, held in memory only)",
+                },
+                output!("accessor", "the token's accessor, journaled for revocation"),
+            ],
+            secret_inputs: &["admin_token"],
+            target_inputs: &[],
+            chapter: "2",
+        }
+    }
+}
+
+/// `vault.token-revoke`.
+pub struct TokenRevoke;
+
+impl Action for TokenRevoke {
+    fn line(&self) -> Line {
+        Line {
+            summary: "revoke a token",
+            target: Vault,
+            side_effect: Irreversible,
+            undo: Undo::None("a revoked token cannot be restored; create a new one"),
+            outputs: &[],
+            secret_inputs: &["token"],
+            target_inputs: &[],
+            chapter: "end",
+        }
+    }
+}
+
+/// `vault.restart`.
+pub struct Restart;
+
+impl Action for Restart {
+    fn line(&self) -> Line {
+        Line {
+            summary: "delete pods with a uid precondition and wait for them to come back",
+            target: Vault,
+            side_effect: Reversible,
+            undo: Undo::NotNeeded,
+            outputs: &[],
+            secret_inputs: &[],
+            target_inputs: &[],
+            chapter: "4, 6, 11",
+        }
+    }
+
+    /// A restart after args that run `sleep` disables the Vault and blocks its writes.
+    fn establish(
+        &self,
+        step: &CompiledStep,
+        _position: usize,
+        _index: &Index<'_>,
+        facts: &mut Facts,
+    ) -> bool {
+        let entry = facts.vaults.entry(step.on.clone()).or_default();
+        if entry.args_sleep {
+            entry.disabled = true;
+            entry.writes_blocked = true;
+        }
+        if entry.disabled_seal_removed {
+            entry.final_restart = true;
+        }
+        true
+    }
+}
+
+/// `vault.snapshot-save`.
+pub struct SnapshotSave;
+
+impl Action for SnapshotSave {
+    fn line(&self) -> Line {
+        Line {
+            summary: "stream a raft snapshot from the active node to the run directory",
+            target: Vault,
+            side_effect: ReadOnly,
+            undo: Undo::NotNeeded,
+            outputs: &[
+                output!("snapshot", "path of the snapshot in the run directory"),
+                output!("sha256", "SHA-256 of the snapshot"),
+                output!("bytes", "size of the snapshot"),
+            ],
+            secret_inputs: &["token"],
+            target_inputs: &[],
+            chapter: "4.1-4.3",
+        }
+    }
+}
+
+/// `vault.snapshot-restore`.
+pub struct SnapshotRestore;
+
+impl Action for SnapshotRestore {
+    fn line(&self) -> Line {
+        Line {
+            summary: "stream a snapshot into snapshot-force and wait until every node reports sealed",
+            target: Vault,
+            side_effect: Irreversible,
+            undo: Undo::None("the target's previous raft data is replaced"),
+            outputs: &[],
+            secret_inputs: &["token"],
+            target_inputs: &[],
+            chapter: "5",
+        }
+    }
+}
+
+/// `vault.leader`.
+pub struct Leader;
+
+impl Action for Leader {
+    fn line(&self) -> Line {
+        Line {
+            summary: "look up the active node and the standbys",
+            target: Vault,
+            side_effect: ReadOnly,
+            undo: Undo::NotNeeded,
+            outputs: &[
+                output!("leader", "the active pod"),
+                output!("followers", "the standby pods, in ordinal order"),
+            ],
+            secret_inputs: &[],
+            target_inputs: &[],
+            chapter: "8",
+        }
+    }
+}
+
+/// `vault.step-down`.
+pub struct StepDown;
+
+impl Action for StepDown {
+    fn line(&self) -> Line {
+        Line {
+            summary: "step the active node down and wait for a leader that finished the seal migration",
+            target: Vault,
+            side_effect: Irreversible,
+            undo: Undo::None("the barrier keys are now wrapped by the new key"),
+            outputs: &[output!("leader", "the new active pod")],
+            secret_inputs: &["token"],
+            target_inputs: &[],
+            chapter: "9",
+        }
+    }
+
+    fn establish(
+        &self,
+        step: &CompiledStep,
+        _position: usize,
+        _index: &Index<'_>,
+        facts: &mut Facts,
+    ) -> bool {
+        facts
+            .vaults
+            .entry(step.on.clone())
+            .or_default()
+            .stepped_down = true;
+        true
+    }
+}
+
+/// `vault.verify`.
+pub struct Verify;
+
+impl Action for Verify {
+    fn line(&self) -> Line {
+        Line {
+            summary: "log in through each URL and list the mounts",
+            target: Vault,
+            side_effect: ReadOnly,
+            undo: Undo::NotNeeded,
+            outputs: &[],
+            secret_inputs: &["token"],
+            target_inputs: &[],
+            chapter: "14",
+        }
+    }
+}
