@@ -4,6 +4,7 @@
 //!
 //! Layout inside slot `S`, for cluster index `C` (0..=14):
 //! - pods of the `k`-th StatefulSet the cluster sees (k in 0..=13): `127.S.(16C+k).(ordinal+1)`;
+//! - the cluster's Service ClusterIPs: `127.S.(16C+14).1`-`.254` (its kube-proxy listens there);
 //! - the cluster's ingress gateway: `127.S.(16C+15).1`;
 //! - key service `n`: `127.S.240.(n+1)`.
 
@@ -89,6 +90,11 @@ impl Slot {
                     (ordinal + 1) as u8,
                 )
             })
+    }
+
+    /// The first three octets of cluster `cluster_index`'s ClusterIP range.
+    pub fn service_prefix(&self, cluster_index: usize) -> Option<[u8; 3]> {
+        (cluster_index < MAX_CLUSTERS).then(|| [127, self.octet, (16 * cluster_index + 14) as u8])
     }
 
     /// The ingress gateway address of cluster `cluster_index`.

@@ -28,7 +28,9 @@
 //! port-forward over WebSocket (`v4.channel.k8s.io`, as kube-rs speaks it). With workloads
 //! (`TwinOptions::with_workloads`): a StatefulSet controller (Parallel, OnDelete), a kubelet
 //! running each pod as a process on its own loopback address (`kubelet`, `chart`), ingress
-//! gateways (`gateway`, `tls`), key services (`keyservice`) and pod faults (`faults`).
+//! gateways (`gateway`, `tls`), a kube-proxy per cluster forwarding Service ClusterIPs (from the
+//! twin's loopback range) to endpoints (`kubeproxy`), key services (`keyservice`), pod faults
+//! (`faults`), and the write probe that counts acknowledged and lost writes (`probe`).
 //!
 //! What is not: authentication and authorization (any token is accepted); admission and schema
 //! validation; server-side apply conflicts and field removal (apply merges like a strategic merge
@@ -53,9 +55,11 @@ pub mod httpc;
 pub mod keyservice;
 pub mod kubeconfig;
 pub mod kubelet;
+pub mod kubeproxy;
 pub mod node;
 pub mod patch;
 pub mod portforward;
+pub mod probe;
 pub mod process;
 pub mod protobuf;
 pub mod scenario;

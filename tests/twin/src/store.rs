@@ -91,8 +91,12 @@ struct State {
     objects: HashMap<(&'static str, &'static str), BTreeMap<ObjectKey, Value>>,
     history: VecDeque<Arc<StoredEvent>>,
     history_capacity: usize,
-    next_cluster_ip: u32,
+    /// The first three octets of the ClusterIPs this cluster hands out (`A.B.C.1`-`A.B.C.254`).
+    cluster_ip_prefix: [u8; 3],
 }
+
+/// Where a store without a twin's slot takes ClusterIPs from: loopback, outside every slot.
+pub const DEFAULT_CLUSTER_IP_PREFIX: [u8; 3] = [127, 254, 14];
 
 /// The objects of one cluster.
 pub struct Store {
@@ -122,7 +126,7 @@ impl Store {
                 objects: HashMap::new(),
                 history: VecDeque::new(),
                 history_capacity: history_capacity.max(1),
-                next_cluster_ip: 10,
+                cluster_ip_prefix: DEFAULT_CLUSTER_IP_PREFIX,
             }),
             changes,
         };
@@ -153,6 +157,12 @@ impl Store {
     }
 
     /// A receiver that changes whenever the resourceVersion moves.
+    /// Hand out ClusterIPs as `A.B.C.n` from now on (a twin gives each cluster its own loopback
+    /// range, which its kube-proxy listens on).
+    pub fn set_cluster_ip_prefix(&self, prefix: [u8; 3]) {
+        self.lock().cluster_ip_prefix = prefix;
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -441,7 +451,7 @@ impl Store {
         if object_exists(state, resource, namespace, &name) {
             return Err(ApiError::already_exists(resource, &name));
         }
-        apply_create_defaults(state, resource, &mut object, options.dry_run);
+        apply_create_defaults(state, resource, &mut object)?;
         normalise(resource, &mut object);
         if options.dry_run {
             return Ok(object);
@@ -901,11 +911,10 @@ fn random_suffix() -> String {
 
 /// Defaults and status a real server sets when an object is created.
 fn apply_create_defaults(
-    state: &mut State,
+    state: &State,
     resource: &ResourceType,
     object: &mut Value,
-    dry_run: bool,
-) {
+) -> Result<(), ApiError> {
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -936,13 +945,16 @@ fn apply_create_defaults(
             }
             let cluster_ip = match spec.get("clusterIP").and_then(Value::as_str) {
                 Some(given) if !given.is_empty() => given.to_string(),
-                _ => {
-                    let index = state.next_cluster_ip;
-                    if !dry_run {
-                        state.next_cluster_ip += 1;
-                    }
-                    format!("10.96.{}.{}", (index >> 8) & 0xff, index & 0xff)
-                }
+                _ => free_cluster_ip(state).ok_or_else(|| {
+                    ApiError::new(
+                        500,
+                        "InternalError",
+                        format!(
+                            "no ClusterIP is free in the twin's range {}.0/24",
+                            prefix_text(state.cluster_ip_prefix)
+                        ),
+                    )
+                })?,
             };
             spec["clusterIP"] = json!(cluster_ip);
             spec["clusterIPs"] = json!([cluster_ip]);
@@ -989,6 +1001,27 @@ fn apply_create_defaults(
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// `A.B.C` of a ClusterIP range.
+fn prefix_text([a, b, c]: [u8; 3]) -> String {
+    format!("{a}.{b}.{c}")
+}
+
+/// The lowest address of the cluster's ClusterIP range no Service holds.
+fn free_cluster_ip(state: &State) -> Option<String> {
+    let prefix = prefix_text(state.cluster_ip_prefix);
+    let taken: std::collections::HashSet<&str> = state
+        .objects
+        .get(&table_key(catalog::find("", "v1", "services")?))
+        .into_iter()
+        .flat_map(|services| services.values())
+        .filter_map(|service| service.pointer("/spec/clusterIP").and_then(Value::as_str))
+        .collect();
+    (1..=254u8)
+        .map(|n| format!("{prefix}.{n}"))
+        .find(|address| !taken.contains(address.as_str()))
 }
 
 /// Rewrites that apply to every write: a Secret's `stringData` goes into `data` (base64).

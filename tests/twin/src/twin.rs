@@ -254,6 +254,9 @@ impl Twin {
                 let ip = shared.slot.gateway_ip(index).ok_or_else(|| {
                     StartError::InvalidName(format!("too many clusters for {name}"))
                 })?;
+                if let Some(prefix) = shared.slot.service_prefix(index) {
+                    store.set_cluster_ip_prefix(prefix);
+                }
                 let (gateway_listeners, addresses) = crate::gateway::bind(ip.into()).map_err(
                     io(format!("cannot listen on {ip} for the gateway of {name}")),
                 )?;
@@ -466,6 +469,7 @@ fn run_servers(
         for (_, state) in &states {
             if let Some(node) = &state.node {
                 servers.spawn(crate::statefulset::run(node.clone(), shutdown.clone()));
+                servers.spawn(crate::kubeproxy::run(state.clone(), shutdown.clone()));
             }
         }
         for (gateway_listeners, name) in gateways {

@@ -1,0 +1,321 @@
+//! In-cluster clients: Services get ClusterIPs from the twin's own loopback range, the cluster's
+//! kube-proxy forwards `ClusterIP:port` to a ready endpoint (following a selector, or the
+//! EndpointSlices of a selectorless Service, as they change), and the write probe counts what a
+//! client writing through the ingress and through a ClusterIP got acknowledged, and what of it
+//! the Vault still holds.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::{Kubectl, eventually};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use twin::httpc::Endpoint;
+use twin::probe::{ProbePath, WriteProbe};
+use twin::{ClusterPlan, Init, Scenario, ScenarioOptions};
+
+fn one_vault() -> ScenarioOptions {
+    ScenarioOptions::with_clusters(vec![ClusterPlan {
+        replicas: 1,
+        ..ClusterPlan::new("old", Init::WithData { secrets: 2 })
+    }])
+}
+
+/// The ClusterIP of Service `vault/name`, as `kubectl` shows it.
+fn cluster_ip(kubectl: &Kubectl, name: &str) -> IpAddr {
+    let shown = kubectl.run(&[
+        "--context",
+        "old",
+        "-n",
+        "vault",
+        "get",
+        "service",
+        name,
+        "-o",
+        "custom-columns=NAME:.metadata.name,CLUSTER-IP:.spec.clusterIP",
+        "--no-headers",
+    ]);
+    let address = shown.split_whitespace().nth(1).unwrap_or_default();
+    address
+        .parse()
+        .unwrap_or_else(|_| panic!("kubectl shows no ClusterIP for {name}: {shown:?}"))
+}
+
+/// A condition for `eventually`.
+fn yes(holds: bool) -> Result<(), String> {
+    if holds {
+        Ok(())
+    } else {
+        Err("not yet".to_string())
+    }
+}
+
+/// Whether `sys/health` answers through `address` (the Vault is unsealed and active).
+async fn answers(address: SocketAddr) -> bool {
+    let mut endpoint = Endpoint::plain(address);
+    endpoint.timeout = Duration::from_secs(2);
+    matches!(
+        endpoint.json("GET", "/v1/sys/health", None, None).await,
+        Ok((200, _))
+    )
+}
+
+#[tokio::test]
+async fn a_cluster_ip_reaches_a_ready_pod_and_follows_selectors_and_slices() {
+    let scenario = Scenario::start_async(one_vault())
+        .await
+        .unwrap_or_else(|why| panic!("{why}"));
+    let twin = scenario.twin();
+    let kubectl = Kubectl::new(twin.kubeconfig_path());
+    let old = scenario.vault("old");
+    let pod = old.pod_address(0).unwrap();
+
+    let active = cluster_ip(&kubectl, "vault-active");
+    let IpAddr::V4(v4) = active else {
+        panic!("an IPv4 ClusterIP, not {active}")
+    };
+    assert!(v4.is_loopback(), "ClusterIPs stay on loopback: {v4}");
+    assert_eq!(
+        v4.octets()[1],
+        pod.ip()
+            .to_string()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .parse::<u8>()
+            .unwrap(),
+        "the ClusterIP is in the twin's own slot, as its pods are"
+    );
+    let active = SocketAddr::new(active, 8200);
+    eventually(
+        "vault-active to answer through its ClusterIP",
+        Duration::from_secs(30),
+        || async { yes(answers(active).await) },
+    )
+    .await;
+
+    // Taking the selector off leaves the Service without endpoints: connections are refused.
+    let client = common::client(twin, "old").await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "vault");
+    let selector = services
+        .get("vault-active")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .selector;
+    services
+        .patch(
+            "vault-active",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": null}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the ClusterIP to refuse once the selector is off",
+        Duration::from_secs(10),
+        || async { yes(!answers(active).await) },
+    )
+    .await;
+    services
+        .patch(
+            "vault-active",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": selector}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the ClusterIP to answer with the selector back",
+        Duration::from_secs(10),
+        || async { yes(answers(active).await) },
+    )
+    .await;
+
+    // A selectorless Service goes where its EndpointSlice says, and follows it when it moves.
+    let service: Service = serde_json::from_value(json!({
+        "metadata": {"name": "vault-by-slice"},
+        "spec": {"ports": [{"name": "http", "port": 8300, "targetPort": 8200}]},
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap();
+    let by_slice = SocketAddr::new(cluster_ip(&kubectl, "vault-by-slice"), 8300);
+    assert_ne!(
+        by_slice.ip(),
+        active.ip(),
+        "each Service has its own ClusterIP"
+    );
+    let slices: Api<EndpointSlice> = Api::namespaced(client, "vault");
+    let slice = |address: String| -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "vault-by-slice-1",
+                "labels": {"kubernetes.io/service-name": "vault-by-slice"},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8200, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
+        }))
+        .unwrap()
+    };
+    slices
+        .create(&PostParams::default(), &slice(pod.ip().to_string()))
+        .await
+        .unwrap();
+    eventually(
+        "the selectorless Service to reach the pod",
+        Duration::from_secs(10),
+        || async { yes(answers(by_slice).await) },
+    )
+    .await;
+    // An address of the twin's range where nothing listens on the slice's port.
+    let nowhere = by_slice.ip().to_string();
+    slices
+        .patch(
+            "vault-by-slice-1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"endpoints": [{"addresses": [nowhere], "conditions": {"ready": true}}]}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the Service to follow its EndpointSlice away from the pod",
+        Duration::from_secs(10),
+        || async { yes(!answers(by_slice).await) },
+    )
+    .await;
+
+    let log = std::fs::read_to_string(twin.dir().join("old").join("kube-proxy.log")).unwrap();
+    assert!(
+        log.contains(&format!("listening for {active}")),
+        "kube-proxy.log says what it listens on:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_write_probe_counts_refusals_windows_and_lost_writes() {
+    let scenario = Scenario::start_async(one_vault())
+        .await
+        .unwrap_or_else(|why| panic!("{why}"));
+    let twin = scenario.twin();
+    let kubectl = Kubectl::new(twin.kubeconfig_path());
+    let old = scenario.vault("old");
+    let token = old.root_token().unwrap();
+    let active = SocketAddr::new(cluster_ip(&kubectl, "vault-active"), 8200);
+    eventually(
+        "vault-active to answer",
+        Duration::from_secs(30),
+        || async { yes(answers(active).await) },
+    )
+    .await;
+
+    let probe = WriteProbe::start(
+        vec![
+            ProbePath {
+                name: "domain".into(),
+                endpoint: old.ingress_endpoint("https").unwrap(),
+            },
+            ProbePath {
+                name: "vault-active".into(),
+                endpoint: Endpoint::plain(active),
+            },
+        ],
+        token,
+        Duration::from_millis(50),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // In-cluster clients blocked for a while, as a cutover does.
+    let services: Api<Service> = Api::namespaced(common::client(twin, "old").await, "vault");
+    let selector = services
+        .get("vault-active")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .selector;
+    services
+        .patch(
+            "vault-active",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": null}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    services
+        .patch(
+            "vault-active",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": selector}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let logs = probe.stop().await;
+
+    let vault = old.pod_endpoint(0).unwrap();
+    let reports = twin::probe::check(&logs, &vault, token).await;
+    for report in &reports {
+        println!("{report}");
+    }
+    let [domain, in_cluster] = reports.as_slice() else {
+        panic!("one report per path: {reports:?}")
+    };
+    assert!(
+        domain.acknowledged > 0 && in_cluster.acknowledged > 0,
+        "{reports:?}"
+    );
+    assert!(
+        domain.lost.is_empty() && in_cluster.lost.is_empty(),
+        "{reports:?}"
+    );
+    assert!(
+        in_cluster.refused > 0,
+        "writes through the blocked Service were refused: {in_cluster}"
+    );
+    // The longest window covers the refused writes.
+    let log = logs.iter().find(|l| l.name == "vault-active").unwrap();
+    let refused: Vec<_> = log
+        .attempts
+        .iter()
+        .filter(|a| a.refused.is_some())
+        .collect();
+    let (first, last) = (refused.first().unwrap(), refused.last().unwrap());
+    assert!(
+        in_cluster.window_from <= first.sent
+            && in_cluster.window_from + in_cluster.longest_window >= last.answered,
+        "{in_cluster}"
+    );
+
+    // An acknowledged write the Vault no longer holds is reported lost.
+    let gone = log
+        .attempts
+        .iter()
+        .find(|a| a.refused.is_none())
+        .unwrap()
+        .key
+        .clone();
+    let (code, _) = vault
+        .json(
+            "DELETE",
+            &format!("/v1/secret/metadata/{gone}"),
+            Some(token),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 204);
+    let reports = twin::probe::check(&logs, &vault, token).await;
+    assert_eq!(reports[1].lost, vec![gone], "{}", reports[1]);
+    assert!(reports[0].lost.is_empty(), "{}", reports[0]);
+}
