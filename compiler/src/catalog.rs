@@ -208,6 +208,7 @@ pub fn action(kind: ActionKind) -> &'static dyn Action {
         A::ProxyService => &kubernetes::ProxyService,
         A::IngressRewrite => &kubernetes::IngressRewrite,
         A::Restart => &vault::Restart,
+        A::BlockServices => &vault::BlockServices,
         A::SnapshotSave => &vault::SnapshotSave,
         A::SnapshotRestore => &vault::SnapshotRestore,
         A::SealPointAtKey => &seals::PointAtKey,

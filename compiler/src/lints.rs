@@ -17,6 +17,11 @@ use crate::model::{CompiledPlan, CompiledStep, CompiledTarget};
 /// What has happened to one Vault target before a step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VaultFacts {
+    /// Its Ingress deleted: clients outside the cluster are blocked.
+    pub(crate) ingress_blocked: bool,
+    /// Its client Services without selectors: clients inside the cluster are blocked.
+    pub(crate) services_blocked: bool,
+    /// Every path blocked: the Ingress and the Services, or the Vault disabled.
     pub(crate) writes_blocked: bool,
     pub(crate) args_sleep: bool,
     pub(crate) disabled: bool,
@@ -36,10 +41,31 @@ pub struct Facts {
     pub(crate) keys_disabled: HashMap<String, usize>,
 }
 
+impl VaultFacts {
+    /// Its Ingress deleted.
+    pub(crate) fn block_ingress(&mut self) {
+        self.ingress_blocked = true;
+        self.writes_blocked |= self.services_blocked;
+    }
+
+    /// Its client Services' selectors taken off.
+    pub(crate) fn block_services(&mut self) {
+        self.services_blocked = true;
+        self.writes_blocked |= self.ingress_blocked;
+    }
+
+    /// Some path clients use is blocked: the outage has begun.
+    fn some_path_blocked(&self) -> bool {
+        self.ingress_blocked || self.services_blocked || self.writes_blocked
+    }
+}
+
 impl Facts {
     fn merge(&mut self, other: &Facts) {
         for (vault, facts) in &other.vaults {
             let entry = self.vaults.entry(vault.clone()).or_default();
+            entry.ingress_blocked |= facts.ingress_blocked;
+            entry.services_blocked |= facts.services_blocked;
             entry.writes_blocked |= facts.writes_blocked;
             entry.args_sleep |= facts.args_sleep;
             entry.disabled |= facts.disabled;
@@ -85,9 +111,10 @@ pub fn check(
     });
 }
 
-/// The steps that block writes to a Vault: after each, some Vault whose writes were open before
-/// has them blocked (its Ingress deleted, or its pods restarted into `sleep`). The lints and
-/// planx's outage window both use this one definition.
+/// The steps that block writes to a Vault: after each, some Vault all of whose paths were open
+/// before has one blocked (its Ingress deleted, its client Services without selectors, or its
+/// pods restarted into `sleep`): where the outage begins. The lints and planx's outage window
+/// both use this one definition.
 pub fn writes_blocking_steps(plan: &CompiledPlan) -> Vec<String> {
     let mut blocking = Vec::new();
     propagate(
@@ -95,10 +122,9 @@ pub fn writes_blocking_steps(plan: &CompiledPlan) -> Vec<String> {
         &plan.targets,
         &plan.graph,
         |_, position, before, after| {
-            let newly_blocked = after
-                .vaults
-                .iter()
-                .any(|(vault, facts)| facts.writes_blocked && !before.vault(vault).writes_blocked);
+            let newly_blocked = after.vaults.iter().any(|(vault, facts)| {
+                facts.some_path_blocked() && !before.vault(vault).some_path_blocked()
+            });
             if newly_blocked {
                 blocking.push(plan.steps[position].id.clone());
             }
@@ -244,16 +270,31 @@ fn check_step(
                 needs_backup("Ingress", name, found);
             }
         }
-        ActionKind::SnapshotSave if !before.vault(on).writes_blocked => found.push(
-            Diagnostic::new(
-                Code::SnapshotBeforeWritesBlocked,
-                span,
-                format!("snapshot of `{on}` is taken while clients can still write to it"),
+        ActionKind::SnapshotSave if !before.vault(on).writes_blocked => {
+            let facts = before.vault(on);
+            let open: Vec<&str> = [
+                (!facts.ingress_blocked).then_some(
+                    "clients outside the cluster (delete its Ingress after backing it up)",
+                ),
+                (!facts.services_blocked).then_some(
+                    "clients inside the cluster (take its Services off with `vault.block-services`)",
+                ),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            found.push(
+                Diagnostic::new(
+                    Code::SnapshotBeforeWritesBlocked,
+                    span,
+                    format!("snapshot of `{on}` is taken while clients can still write to it"),
+                )
+                .with_help(format!(
+                    "first block writes from {}, and list those steps in `needs`",
+                    open.join(" and from ")
+                )),
             )
-            .with_help(format!(
-                "first block writes: delete the Ingress of `{on}` (after backing it up) and list that step in `needs`"
-            )),
-        ),
+        }
         ActionKind::SnapshotRestore => {
             if let Some(Resolved::StepOutput { step: source, .. }) = step.with.get("snapshot")
                 && let Some(source_step) = index.step_by_id.get(source.as_str()).map(|&i| &steps[i])

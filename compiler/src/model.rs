@@ -74,7 +74,9 @@ impl CompiledTarget {
             configmap: self.filled("configmap"),
             config_key: self.filled("config_key"),
             ingress: self.filled("ingress"),
+            service: self.filled("service"),
             active_service: self.filled("active_service"),
+            standby_service: self.filled("standby_service"),
             selector: self.filled("selector"),
             port: match self.attributes.get("port") {
                 Some(Resolved::Int(port)) => u16::try_from(*port).unwrap_or(8200),
@@ -94,6 +96,15 @@ pub struct KubernetesTarget<'a> {
     pub namespace: &'a str,
 }
 
+impl VaultTarget<'_> {
+    /// The Services clients inside the cluster reach the Vault through (those the install has).
+    pub fn client_services(&self) -> impl Iterator<Item = &str> {
+        [self.service, self.active_service, self.standby_service]
+            .into_iter()
+            .filter(|name| !name.is_empty())
+    }
+}
+
 /// A Vault target, the Helm chart's defaults filled once in lowering: the kubernetes target it
 /// runs in and the names of its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +119,11 @@ pub struct VaultTarget<'a> {
     /// The key of the ConfigMap that holds the seal configuration.
     pub config_key: &'a str,
     pub ingress: &'a str,
+    /// The Service of every node; empty when the install has none.
+    pub service: &'a str,
     pub active_service: &'a str,
+    /// The Service of the standbys; empty when the install has none.
+    pub standby_service: &'a str,
     /// The label selector of its pods.
     pub selector: &'a str,
     /// The port its pods listen on.

@@ -3,6 +3,9 @@
 //! through both domains; a run killed (SIGKILL) at chosen moments and resumed; a run that fails
 //! after writes are blocked, rolled back until the OLD Vault serves again; and that rollback
 //! killed after each of its undo steps in turn, from another folder, with the plan files gone.
+//! Through every run a write probe writes every 50 ms through the old domain and through the
+//! old cluster's `vault-active` ClusterIP (an in-cluster client); at the end every write the
+//! probe got acknowledged is read back from the Vault that must hold it: none may be lost.
 //!
 //! One scenario at a time (each runs eight OpenBao processes).
 
@@ -18,6 +21,8 @@ use std::time::{Duration, Instant};
 use planx::adapters::cluster::Cluster;
 use serde_json::Value;
 use twin::faults::{Fault, Verb};
+use twin::httpc::Endpoint;
+use twin::probe::{ProbePath, WriteProbe};
 use twin::scenario::{Scenario, ScenarioOptions};
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -35,6 +40,8 @@ struct Bed {
     resolve: Vec<(String, SocketAddr)>,
     /// Every secret of the source, read before the move.
     source: BTreeMap<String, String>,
+    /// Clients writing to the old Vault from outside and inside its cluster, until checked.
+    probe: std::sync::Mutex<Option<WriteProbe>>,
 }
 
 async fn bed(name: &str) -> Bed {
@@ -48,11 +55,58 @@ async fn bed(name: &str) -> Bed {
     let token = scenario.vault("old").root_token().unwrap().to_string();
     let source = read_secrets(&resolve, "vault.old.test", &token).await;
     assert_eq!(source.len(), 300, "the scenario writes 300 secrets");
+    let old = scenario.vault("old");
+    let in_cluster = scenario
+        .twin()
+        .cluster("old")
+        .service_address("vault", "vault-active", 8200)
+        .expect("vault-active has a ClusterIP");
+    let probe = WriteProbe::start(
+        vec![
+            ProbePath {
+                name: "old-domain".into(),
+                endpoint: old.ingress_endpoint("http").expect("the old gateway"),
+            },
+            ProbePath {
+                name: "old-vault-active".into(),
+                endpoint: Endpoint::plain(in_cluster),
+            },
+        ],
+        &token,
+        Duration::from_millis(50),
+    );
     Bed {
         scenario,
         dir,
         resolve,
         source,
+        probe: std::sync::Mutex::new(Some(probe)),
+    }
+}
+
+/// Stop the bed's write probe and read every write it got acknowledged back through the
+/// domain of `vault` (`old` or `new`): none may be lost.
+async fn assert_no_write_lost(bed: &Bed, vault: &str) {
+    let probe = bed
+        .probe
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the probe is checked once");
+    let logs = probe.stop().await;
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    let endpoint = bed.scenario.vault(vault).ingress_endpoint("http").unwrap();
+    let reports = twin::probe::check(&logs, &endpoint, &token).await;
+    for report in &reports {
+        println!("probe {report}");
+    }
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    for report in &reports {
+        assert!(report.acknowledged > 0, "the probe wrote through {report}");
+        assert!(
+            report.lost.is_empty(),
+            "acknowledged writes missing from the {vault} Vault: {report}"
+        );
     }
 }
 
@@ -165,6 +219,7 @@ fn summary(stdout: &str) -> Value {
 /// What a finished move must show: every secret through both domains with an old token, three
 /// raft voters, no node in migration, the new key enough for a full restart, the tokens revoked.
 async fn assert_moved(bed: &Bed) {
+    assert_no_write_lost(bed, "new").await;
     let token = bed.scenario.vault("old").root_token().unwrap().to_string();
     for domain in ["vault.new.test", "vault.old.test"] {
         let read = read_secrets(&bed.resolve, domain, &token).await;
@@ -382,17 +437,20 @@ fn resume_args(run: &str) -> [&str; 5] {
 /// `resume` until it completes.
 async fn kill_at_and_resume(at: &str, nth: usize) {
     let bed = bed(&format!("crash-{}", at.replace(['[', ']', '.'], "-"))).await;
-    let mut child = planx_command(
-        &bed,
-        &apply_args(&bed)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    kill_at(&bed, &apply_args(&bed), at, nth).await;
+    let run = run_dir(&bed);
+    resume_to_completion(&bed, &run, &format!("a kill at `{at}`"));
+    assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+/// Run planx with `args`, and SIGKILL it when the `nth` step whose key starts with `at` starts.
+async fn kill_at(bed: &Bed, args: &[String], at: &str, nth: usize) {
+    let mut child = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let target = at.to_string();
     let killed = tokio::task::spawn_blocking(move || {
@@ -420,10 +478,6 @@ async fn kill_at_and_resume(at: &str, nth: usize) {
     child.kill().unwrap();
     let _ = child.wait();
     assert!(reached, "the run never reached `{at}`");
-    let run = run_dir(&bed);
-    resume_to_completion(&bed, &run, &format!("a kill at `{at}`"));
-    assert_moved(&bed).await;
-    std::fs::remove_dir_all(&bed.dir).ok();
 }
 
 /// Write `values` kv-v2 secrets of 700,000 random base64 characters under `secret/bulk/` of the
@@ -605,6 +659,26 @@ async fn assert_rolled_back(bed: &Bed) {
         read_secrets(&bed.resolve, "vault.old.test", &token).await,
         bed.source
     );
+    // Clients inside the old cluster are served again: the Services have their selectors back.
+    let in_cluster = bed
+        .scenario
+        .twin()
+        .cluster("old")
+        .service_address("vault", "vault-active", 8200)
+        .expect("vault-active keeps its ClusterIP");
+    common::eventually(
+        "vault-active to serve inside the old cluster after the rollback",
+        Duration::from_secs(60),
+        || async {
+            let health = http
+                .get(format!("http://{in_cluster}/v1/sys/health"))
+                .send()
+                .await;
+            health.is_ok_and(|r| r.status().as_u16() == 200)
+        },
+    )
+    .await;
+    assert_no_write_lost(bed, "old").await;
 }
 
 /// Every Vault pod of both clusters, name to uid.
@@ -626,7 +700,7 @@ async fn vault_pods(bed: &Bed) -> BTreeMap<String, String> {
     pods
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_recovery_key_fails_before_any_restart() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = bed("wrong-key").await;
@@ -664,6 +738,7 @@ async fn a_wrong_recovery_key_fails_before_any_restart() {
         bed.source,
         "the old Vault still serves everything"
     );
+    assert_no_write_lost(&bed, "old").await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
@@ -748,6 +823,66 @@ async fn a_run_killed_after_each_step_in_turn_completes() {
     );
     assert_no_secret_written(&bed, &output, "");
     assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+/// The cutover as it was before `vault.block-services`: only the Ingress is deleted before the
+/// snapshot (L102 allowed on the snapshot step). A client inside the old cluster keeps writing
+/// to the old Vault through `vault-active` until its pods restart: what it got acknowledged
+/// after the snapshot is not in the new Vault. This is the loss the Services step prevents, and
+/// the proof that the probe sees it. To make the gap certain rather than a race, the run is
+/// killed as the step after the snapshot starts, the client writes for a second, and the run is
+/// resumed.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_blocking_in_cluster_clients_an_acknowledged_write_is_lost() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("unblocked").await;
+    let plans = bed.dir.join("unblocked");
+    std::fs::create_dir_all(plans.join("modules")).unwrap();
+    for entry in std::fs::read_dir(root().join("plans/modules")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, plans.join("modules").join(path.file_name().unwrap())).unwrap();
+    }
+    let cutover = std::fs::read_to_string(plans.join("modules/cutover.yaml")).unwrap();
+    let block_step = "  - id: block-in-cluster-writes\n    uses: vault.block-services\n    on: old_vault\n    needs: [block-writes]\n\n";
+    assert!(
+        cutover.contains(block_step),
+        "the cutover blocks in-cluster clients"
+    );
+    let unblocked = cutover.replace(block_step, "").replace(
+        "    needs: [block-writes, block-in-cluster-writes]\n",
+        "    needs: [block-writes]\n    allow: [L102]\n",
+    );
+    std::fs::write(plans.join("modules/cutover.yaml"), unblocked).unwrap();
+    let plan = plans.join("vault-transit-migration.yaml");
+    std::fs::copy(root().join("plans/vault-transit-migration.yaml"), &plan).unwrap();
+    let mut args = apply_args(&bed);
+    args[1] = plan.display().to_string();
+    kill_at(&bed, &args, "cutover.disable-old", 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    resume_to_completion(&bed, &run_dir(&bed), "a kill after the snapshot");
+
+    let probe = bed.probe.lock().unwrap().take().unwrap();
+    let logs = probe.stop().await;
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    let new = bed.scenario.vault("new").ingress_endpoint("http").unwrap();
+    let reports = twin::probe::check(&logs, &new, &token).await;
+    for report in &reports {
+        println!("probe {report}");
+    }
+    let domain = reports.iter().find(|r| r.name == "old-domain").unwrap();
+    let in_cluster = reports
+        .iter()
+        .find(|r| r.name == "old-vault-active")
+        .unwrap();
+    assert!(
+        domain.lost.is_empty(),
+        "the Ingress was blocked in time: {domain}"
+    );
+    assert!(
+        !in_cluster.lost.is_empty(),
+        "an in-cluster client writing after the snapshot loses its writes: {in_cluster}"
+    );
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 

@@ -259,6 +259,13 @@ fn default_restart_wait() -> RestartWait {
     RestartWait::Running
 }
 
+/// `vault.block-services`: take the selectors off the Vault's client Services (the target's
+/// `service`, `active_service` and `standby_service`), so clients inside the cluster reach no
+/// pod; planx still reaches the pods directly.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockServicesInput {}
+
 /// `vault.snapshot-save`: stream a raft snapshot from the active node to the run directory.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -487,6 +494,7 @@ action_catalog! {
     ProxyService => "k8s.proxy-service", ProxyServiceInput;
     IngressRewrite => "k8s.ingress-rewrite", IngressRewriteInput;
     Restart => "vault.restart", RestartInput;
+    BlockServices => "vault.block-services", BlockServicesInput;
     SnapshotSave => "vault.snapshot-save", SnapshotSaveInput;
     SnapshotRestore => "vault.snapshot-restore", SnapshotRestoreInput;
     SealPointAtKey => "vault.seal-point-at-key", SealPointAtKeyInput;

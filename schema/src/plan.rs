@@ -156,9 +156,17 @@ pub enum TargetSpec {
         config_key: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ingress: Option<String>,
+        /// Service that selects every node (the chart's `vault`); `""` when the install has
+        /// none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
         /// Service that selects the active node (the chart's `vault-active`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         active_service: Option<String>,
+        /// Service that selects the standby nodes (the chart's `vault-standby`); `""` when the
+        /// install has none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        standby_service: Option<String>,
         /// Headless service of the raft peers (the chart's `vault-internal`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         internal_service: Option<String>,

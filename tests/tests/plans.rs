@@ -101,6 +101,7 @@ fn the_aks_plan_runs_the_fourteen_chapters_in_order() {
         &["new-token", "old-token"],           // 2
         &["cutover.backup-ingress"],           // 3
         &["cutover.block-writes"],             // 3
+        &["cutover.block-in-cluster-writes"],  // 3
         &["cutover.snapshot"],                 // 4
         &["cutover.disable-old"],              // 4
         &["cutover.restart-old"],              // 4

@@ -115,7 +115,7 @@ impl Action for Delete {
         Ok(vec![run.remove(key, before)])
     }
 
-    /// Deleting a Vault's Ingress blocks its writes.
+    /// Deleting a Vault's Ingress blocks the writes of clients outside the cluster.
     fn establish(
         &self,
         step: &CompiledStep,
@@ -139,7 +139,7 @@ impl Action for Delete {
                 .vaults
                 .entry(vault.clone())
                 .or_default()
-                .writes_blocked = true;
+                .block_ingress();
         }
         !blocked.is_empty()
     }

@@ -1,5 +1,5 @@
-//! `vault.*` outside the seal edits: migration tokens, restarts, raft snapshots, the leader,
-//! step-down and verification. None of them changes a Kubernetes object a preview shows.
+//! `vault.*` outside the seal edits: migration tokens, the client Services blocked, restarts,
+//! raft snapshots, the leader, step-down and verification.
 
 use crate::catalog::{
     Action, Line, Output,
@@ -7,8 +7,13 @@ use crate::catalog::{
     TargetRequirement::Vault,
     Undo, output,
 };
+use serde_json::Value;
+
+use crate::diagnostic::Diagnostic;
+use crate::edit::k8s;
 use crate::lints::{Facts, Index};
-use crate::model::CompiledStep;
+use crate::model::{CompiledPlan, CompiledStep};
+use crate::preview::{Change, PreviewRun, Written};
 
 /// The policy of the tokens `vault.token-create` makes: exactly what a migration needs
 /// (snapshot, snapshot-force, step-down, raft configuration, revoking itself), nothing else; the
@@ -60,6 +65,70 @@ impl Action for TokenRevoke {
             target_inputs: &[],
             chapter: "end",
         }
+    }
+}
+
+/// `vault.block-services`: the Vault's client Services without selectors. With the Ingress
+/// deleted, every path clients use is blocked.
+pub struct BlockServices;
+
+impl Action for BlockServices {
+    fn line(&self) -> Line {
+        Line {
+            summary: "take the selectors off the Vault's client Services, so in-cluster clients reach no pod",
+            target: Vault,
+            side_effect: Reversible,
+            undo: Undo::RestoreRecorded,
+            outputs: &[],
+            secret_inputs: &[],
+            target_inputs: &[],
+            chapter: "3",
+        }
+    }
+
+    fn writes(&self, plan: &CompiledPlan, on: &str, _inputs: &Value) -> Option<Vec<Written>> {
+        let vault = plan.targets.get(on)?.vault()?;
+        Some(
+            vault
+                .client_services()
+                .map(|name| Written::new(vault.cluster, "Service", name))
+                .collect(),
+        )
+    }
+
+    fn preview(
+        &self,
+        run: &mut PreviewRun<'_>,
+        step: &CompiledStep,
+        _notes: &mut Vec<String>,
+    ) -> Result<Vec<Change>, Box<Diagnostic>> {
+        let count = self
+            .writes(run.plan(), &step.on, &Value::Null)
+            .map_or(0, |written| written.len());
+        let mut changes = Vec::new();
+        for nth in 0..count {
+            let key = run.written(step, nth)?;
+            let before = run.read(step, &key)?;
+            let after =
+                k8s::without_selector(&before).map_err(|e| run.impossible(step, &key, &e.0))?;
+            changes.push(run.write(key, after));
+        }
+        Ok(changes)
+    }
+
+    fn establish(
+        &self,
+        step: &CompiledStep,
+        _position: usize,
+        _index: &Index<'_>,
+        facts: &mut Facts,
+    ) -> bool {
+        facts
+            .vaults
+            .entry(step.on.clone())
+            .or_default()
+            .block_services();
+        true
     }
 }
 

@@ -26,6 +26,18 @@ pub fn identity(object: &Value) -> (String, String, String) {
     )
 }
 
+/// A Service with its selector taken off: it then selects no pod, so clients inside the cluster
+/// reach no endpoint (the endpoint controller withdraws the Service's EndpointSlices).
+pub fn without_selector(service: &Value) -> Result<Value, EditError> {
+    let mut edited = service.clone();
+    let spec = edited
+        .get_mut("spec")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| EditError("the Service has no spec".into()))?;
+    spec.remove("selector");
+    Ok(edited)
+}
+
 /// Set the args of one container of a StatefulSet's pod template (by container name).
 pub fn set_container_args(
     statefulset: &Value,

@@ -122,6 +122,7 @@ fn live_action(kind: ActionKind) -> &'static dyn LiveAction {
         A::ProxyService => &kubernetes::ProxyService,
         A::IngressRewrite => &kubernetes::IngressRewrite,
         A::Restart => &vault::Restart,
+        A::BlockServices => &vault::BlockServices,
         A::SnapshotSave => &vault::SnapshotSave,
         A::SnapshotRestore => &vault::SnapshotRestore,
         A::SealPointAtKey => &seals::PointAtKey,

@@ -68,6 +68,10 @@ live_action_fns!(
     Restart: apply restart
 );
 live_action_fns!(
+    /// `vault.block-services`.
+    BlockServices: apply block_services, observe block_services_done
+);
+live_action_fns!(
     /// `vault.snapshot-save`.
     SnapshotSave: apply snapshot_save
 );
@@ -130,6 +134,87 @@ pub(super) async fn token_revoke(
         })
         .await?;
     Ok(Outputs::new())
+}
+
+/// `vault.block-services`: each client Service of the Vault (as planc plans them) replaced
+/// without its selector, by the edit the preview showed.
+pub(super) async fn block_services(
+    live: &Live,
+    run: &StepRun,
+    effects: &Effects,
+) -> Result<Outputs, ActionError> {
+    for (cluster, service) in client_services(live, run).await? {
+        let Some(service) = service else {
+            continue;
+        };
+        let name = service["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if service.pointer("/spec/selector").is_none() {
+            continue;
+        }
+        let blocked = planc::edit::k8s::without_selector(&service)
+            .map_err(|e| ActionError::permanent(e.0))?;
+        effects
+            .perform(&format!("take the selector off Service {name}"), async {
+                cluster
+                    .replace(&blocked)
+                    .await
+                    .map(drop)
+                    .map_err(ActionError::from)
+            })
+            .await?;
+    }
+    Ok(Outputs::new())
+}
+
+/// For a `vault.block-services` in doubt: done once no client Service has a selector.
+pub(super) async fn block_services_done(
+    live: &Live,
+    run: &StepRun,
+) -> Result<Option<Outputs>, ActionError> {
+    let services = client_services(live, run).await?;
+    Ok(services
+        .iter()
+        .all(|(_, service)| {
+            service
+                .as_ref()
+                .is_none_or(|s| s.pointer("/spec/selector").is_none())
+        })
+        .then(Outputs::new))
+}
+
+/// The client Services of the step's Vault as they are now (`None`: absent), with the cluster
+/// they live in; a Service the install lacks is an error, as in the preview.
+async fn client_services<'l>(
+    live: &'l Live,
+    run: &StepRun,
+) -> Result<
+    Vec<(
+        &'l crate::adapters::cluster::Cluster,
+        Option<serde_json::Value>,
+    )>,
+    ActionError,
+> {
+    let inputs = planc::preview::checked_inputs(&run.inputs);
+    let written =
+        planc::preview::objects_written(&live.plan, run.step.action, &run.step.on, &inputs);
+    let mut services = Vec::new();
+    for object in written {
+        let cluster = live.cluster(&object.target)?;
+        let service = cluster.get(&object.kind, &object.name).await?;
+        if service.is_none() {
+            return Err(ActionError::permanent(format!(
+                "Service `{}` of `{}` does not exist in `{}`: set the target's `service`, `active_service` or `standby_service` to the install's names (`\"\"` for one it does not have)",
+                object.name,
+                run.step.on,
+                cluster.context()
+            )));
+        }
+        services.push((cluster, service));
+    }
+    Ok(services)
 }
 
 /// `vault.restart`.

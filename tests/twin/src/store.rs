@@ -284,6 +284,7 @@ impl Store {
             }
         };
         keep_server_metadata(resource, &current, &mut next);
+        keep_allocated_values(resource, &current, &mut next);
         normalise(resource, &mut next);
         validate(resource, &next)?;
         if without_resource_version(&next) == without_resource_version(&current) {
@@ -1002,6 +1003,26 @@ fn apply_create_defaults(
         _ => {}
     }
     Ok(())
+}
+
+/// What the server allocated and an update may leave out: a Service's `clusterIP` and
+/// `clusterIPs` are kept from the stored object, as the API server's `patchAllocatedValues`
+/// does (a Service put back from a record without them keeps its address).
+fn keep_allocated_values(resource: &ResourceType, current: &Value, next: &mut Value) {
+    if resource.kind != "Service" {
+        return;
+    }
+    for field in ["clusterIP", "clusterIPs"] {
+        let given = next
+            .pointer(&format!("/spec/{field}"))
+            .is_some_and(|v| !v.is_null() && v != "");
+        if let Some(allocated) = current.pointer(&format!("/spec/{field}"))
+            && !given
+            && next.get("spec").is_some_and(Value::is_object)
+        {
+            next["spec"][field] = allocated.clone();
+        }
+    }
 }
 
 /// `A.B.C` of a ClusterIP range.

@@ -80,6 +80,15 @@ impl Cluster {
     }
 
     /// The objects, for in-process controllers and assertions.
+    /// Where a client inside the cluster reaches port `port` of Service `namespace/name`: its
+    /// ClusterIP, which the cluster's kube-proxy forwards (with workloads).
+    pub fn service_address(&self, namespace: &str, name: &str, port: u16) -> Option<SocketAddr> {
+        let services = crate::catalog::find("", "v1", "services")?;
+        let service = self.state.store.get(services, namespace, name).ok()?;
+        let ip = service.pointer("/spec/clusterIP")?.as_str()?.parse().ok()?;
+        Some(SocketAddr::new(ip, port))
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.state.store
     }

@@ -886,7 +886,25 @@ async fn every_served_kind_round_trips_through_typed_clients() {
     // A twin without workloads has no slot: ClusterIPs come from a loopback range outside
     // every slot, so nothing a test runs is ever pointed off loopback.
     assert_eq!(spec.cluster_ip.as_deref(), Some("127.254.14.1"));
-    assert_eq!(spec.ports.unwrap()[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        spec.ports.clone().unwrap()[0].protocol.as_deref(),
+        Some("TCP")
+    );
+    // A replacement that leaves the allocated address out keeps it (a Service put back from a
+    // record), as the API server does.
+    let services = Api::<Service>::default_namespaced(client.clone());
+    let mut without_address: Service =
+        serde_json::from_value(json!({"metadata": {"name": "vault"}, "spec": {
+        "ports": [{"name": "https", "port": 8200}]}}))
+        .unwrap();
+    without_address.metadata.resource_version = service.metadata.resource_version.clone();
+    let replaced = services
+        .replace("vault", &PostParams::default(), &without_address)
+        .await
+        .unwrap();
+    let replaced = replaced.spec.unwrap();
+    assert_eq!(replaced.cluster_ip.as_deref(), Some("127.254.14.1"));
+    assert_eq!(replaced.selector, None, "the rest is replaced");
 
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "vault-0"}, "spec": {"containers": [{"name": "vault", "image": "v"}]}})).unwrap();
     let pod = Api::<Pod>::default_namespaced(client.clone())
