@@ -101,6 +101,7 @@ fn rollback_undoes_in_reverse_and_names_the_points_of_no_return() {
         [
             "cutover.restore",
             "cutover.disable-old",
+            "cutover.block-in-cluster-writes",
             "cutover.block-writes",
             "old-token",
             "new-token"
@@ -116,7 +117,12 @@ fn rollback_undoes_in_reverse_and_names_the_points_of_no_return() {
         RollbackAction::Undo(Undo::RestoreRecorded)
     );
     assert_eq!(
-        plan_rollback.actions[3].1,
+        plan_rollback.actions[2].1,
+        RollbackAction::Undo(Undo::RestoreRecorded),
+        "the Services get their selectors back"
+    );
+    assert_eq!(
+        plan_rollback.actions[4].1,
         RollbackAction::Undo(Undo::Action("vault.token-revoke"))
     );
     assert!(
