@@ -325,6 +325,14 @@ impl Session {
         }
     }
 
+    /// A run that stops without completing keeps its Leases for its resume or rollback, marked
+    /// as not running.
+    async fn park_leases(&self) {
+        for cluster in self.clusters.values() {
+            let _ = cluster.park_lease(&self.record.run_id).await;
+        }
+    }
+
     /// Renew the Leases every third of their duration until the returned guard is dropped.
     fn keep_leases(&self) -> LeaseKeeper {
         let clusters: Vec<Cluster> = self.clusters.values().cloned().collect();
@@ -470,12 +478,15 @@ pub async fn execute(
         },
         stop,
     )
-    .await
-    .map_err(|e| PlanxError::failed(e.to_string()))?;
+    .await;
     drop(keeper);
-    if matches!(outcome, Outcome::Completed) {
-        session.release_leases().await;
+    match &outcome {
+        Ok(Outcome::Completed) => session.release_leases().await,
+        // Stopped at a gate, failed, interrupted, or the journal could not be written: the
+        // Leases stay with the run for its resume or rollback.
+        _ => session.park_leases().await,
     }
+    let outcome = outcome.map_err(|e| PlanxError::failed(e.to_string()))?;
     let window = window.lock().expect("window");
     let outage = window.length();
     let outage_waits = window
@@ -520,7 +531,9 @@ impl OutageWindow {
     }
 }
 
-/// A run id: the plan's name and the start time.
+/// A run id: the plan's name, the start time to the second, and 4 random hex digits, so two
+/// runs started in the same second (two laptops, one plan) never share an id, and so never a
+/// Lease.
 pub fn run_id(plan: &str) -> String {
     let stamp = crate::adapters::cluster::rfc3339_micros(SystemTime::now());
     let compact: String = stamp
@@ -528,7 +541,10 @@ pub fn run_id(plan: &str) -> String {
         .filter(|c| c.is_ascii_digit() || *c == 'T')
         .take(15)
         .collect();
-    format!("{plan}-{compact}")
+    let mut random = [0u8; 2];
+    // Without randomness the time alone still names the run.
+    let _ = getrandom::fill(&mut random);
+    format!("{plan}-{compact}-{}", planc::hex::encode(&random))
 }
 
 /// Roll a run back: undo, in reverse order, every step that ran and can be undone (objects put
@@ -543,6 +559,22 @@ pub async fn roll_back(
 ) -> Result<(), PlanxError> {
     session.take_leases().await?;
     let keeper = session.keep_leases();
+    let rolled_back = undo_run(&session, run_dir, report).await;
+    drop(keeper);
+    match rolled_back {
+        Ok(()) => session.release_leases().await,
+        // Run again, the rollback continues where it stopped: the Leases stay with the run.
+        Err(_) => session.park_leases().await,
+    }
+    rolled_back
+}
+
+/// The undo of [`roll_back`], with the Leases held.
+async fn undo_run(
+    session: &Session,
+    run_dir: &RunDir,
+    report: &mut (dyn FnMut(String) + Send),
+) -> Result<(), PlanxError> {
     let plan = session.plan().clone();
     let live = session.live(run_dir)?;
     let journal_error = |e: journal::JournalError| PlanxError::failed(e.to_string());
@@ -599,8 +631,6 @@ pub async fn roll_back(
             outcome: "rolled back".into(),
         })
         .map_err(journal_error)?;
-    drop(keeper);
-    session.release_leases().await;
     Ok(())
 }
 

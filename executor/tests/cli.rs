@@ -129,6 +129,27 @@ async fn apply_status_and_rollback() {
         cluster.get("Ingress", "vault").await.unwrap().is_some(),
         "nothing past the gate ran"
     );
+    // The stopped run keeps the cluster for its resume: another run is refused and told that
+    // nobody is running it; `planx unlock` gives the cluster up.
+    let stopped = only_run(&bed.dir);
+    let out = planx(
+        &bed,
+        &[
+            "apply",
+            &plan,
+            "--yes",
+            "--resolve",
+            "vault.new.test=127.0.77.1:443",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("it is not running: resume it, roll it back, or release it"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = planx(&bed, &["unlock", stopped.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     std::fs::remove_dir_all(bed.dir.join("runs")).unwrap();
 
     let out = planx(

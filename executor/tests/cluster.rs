@@ -129,7 +129,7 @@ async fn the_lease_keeps_a_second_run_out() {
     assert!(
         error.contains("(run-2, since ")
             && error.contains(
-                "it stopped; resume it, roll it back, or release it with `planx unlock RUN`"
+                "it is not running: resume it, roll it back, or release it with `planx unlock RUN`"
             ),
         "{error}"
     );
@@ -144,6 +144,27 @@ async fn the_lease_keeps_a_second_run_out() {
     assert!(cluster.lease_holder().await.unwrap().unwrap().live);
     let error = cluster.renew_lease("run-3").await.unwrap_err().to_string();
     assert!(error.contains("is held by run-2"), "{error}");
+    // A run that stops (a gate, a failure) parks its lease: still its own, said not running at
+    // once, though renewed moments ago; its resume takes it back as running.
+    cluster
+        .park_lease("run-3")
+        .await
+        .expect("not the holder: nothing happens");
+    assert!(cluster.lease_holder().await.unwrap().unwrap().live);
+    cluster.park_lease("run-2").await.expect("parked");
+    let holder = cluster.lease_holder().await.unwrap().expect("still held");
+    assert_eq!((holder.holder.as_str(), holder.live), ("run-2", false));
+    let error = cluster
+        .acquire_lease("run-3", Duration::from_secs(60))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("it is not running"), "{error}");
+    cluster
+        .acquire_lease("run-2", Duration::from_secs(60))
+        .await
+        .expect("the same run resumes");
+    assert!(cluster.lease_holder().await.unwrap().unwrap().live);
 }
 
 #[tokio::test]

@@ -93,9 +93,13 @@ pub struct LeaseHolder {
     pub holder: String,
     pub acquired: String,
     pub renewed: String,
-    /// Renewed within its duration: the holder is running now.
+    /// Renewed within its duration and not parked: the holder is running now.
     pub live: bool,
 }
+
+/// The annotation a run that stopped (a gate not approved, a failure, Ctrl-C) puts on the Lease
+/// it keeps: held for its resume or rollback, but nobody is running it.
+const STOPPED_ANNOTATION: &str = "planx.io/stopped";
 
 impl LeaseHolder {
     fn of(lease: &Value, now: SystemTime) -> LeaseHolder {
@@ -106,7 +110,8 @@ impl LeaseHolder {
             holder: text("holderIdentity"),
             acquired: text("acquireTime"),
             renewed: text("renewTime"),
-            live: renewed.is_some_and(|at| at + Duration::from_secs(seconds) > now),
+            live: renewed.is_some_and(|at| at + Duration::from_secs(seconds) > now)
+                && lease["metadata"]["annotations"][STOPPED_ANNOTATION].is_null(),
         }
     }
 }
@@ -389,6 +394,9 @@ impl Cluster {
                     return Err(self.lease_refusal(&held));
                 }
                 lease["spec"] = spec;
+                if let Some(annotations) = lease["metadata"]["annotations"].as_object_mut() {
+                    annotations.remove(STOPPED_ANNOTATION);
+                }
                 self.replace(&lease).await.map(drop)
             }
         }
@@ -413,6 +421,21 @@ impl Cluster {
         self.replace(&lease).await.map(drop)
     }
 
+    /// Keep the Lease `holder` holds, marked as stopped: the run stays the cluster's until its
+    /// resume or rollback (or `planx unlock`), and a run refused meanwhile is told nobody is
+    /// running it.
+    pub async fn park_lease(&self, holder: &str) -> Result<(), ClusterError> {
+        let Some(mut lease) = self.get("Lease", LEASE_NAME).await? else {
+            return Ok(());
+        };
+        if lease["spec"]["holderIdentity"] != holder {
+            return Ok(());
+        }
+        lease["metadata"]["annotations"][STOPPED_ANNOTATION] =
+            json!(rfc3339_micros(SystemTime::now()));
+        self.replace(&lease).await.map(drop)
+    }
+
     /// Who holds the Lease, when someone does.
     pub async fn lease_holder(&self) -> Result<Option<LeaseHolder>, ClusterError> {
         Ok(self
@@ -426,7 +449,7 @@ impl Cluster {
             "renewed moments ago: it is running; wait for it to finish".to_string()
         } else {
             format!(
-                "not renewed since {}: it stopped; resume it, roll it back, or release it with `planx unlock RUN`",
+                "last renewed {}, and it is not running: resume it, roll it back, or release it with `planx unlock RUN`",
                 held.renewed
             )
         };

@@ -130,8 +130,14 @@ fn frontends(state: &ClusterState) -> std::collections::HashSet<Frontend> {
 /// Accept connections on one frontend and splice each to an endpoint.
 async fn accept(listener: TcpListener, state: Arc<ClusterState>, frontend: Frontend) {
     loop {
-        let Ok((client, _)) = listener.accept().await else {
-            continue;
+        let client = match listener.accept().await {
+            Ok((client, _)) => client,
+            // Out of descriptors, or a connection gone before it was accepted: try again soon
+            // rather than spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let state = state.clone();
         let frontend = frontend.clone();
