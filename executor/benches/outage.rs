@@ -22,8 +22,9 @@ struct Measured {
     summary: (f64, f64, f64),
     /// Every step's duration, slowest first.
     steps: Vec<(String, f64)>,
-    /// Per probe path: its report, and whether its last write was acknowledged.
-    paths: Vec<(PathReport, bool)>,
+    /// Per probe path: its report, whether its last write was acknowledged, and the first
+    /// refusal it got.
+    paths: Vec<(PathReport, bool, Option<String>)>,
 }
 
 fn main() {
@@ -70,13 +71,13 @@ fn main() {
         "\nclients writing every 50 ms during each run, per path: the longest window without an acknowledged write, writes acknowledged and lost, and whether the path serves at the end\n"
     );
     println!(
-        "| run | path | writes | acknowledged | lost | longest window s | from s | serves at the end |"
+        "| run | path | writes | acknowledged | lost | longest window s | from s | serves at the end | first refusal |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---|---|");
     for (run, paths) in probes.iter().enumerate() {
-        for (report, serving) in paths {
+        for (report, serving, refusal) in paths {
             println!(
-                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
                 run + 1,
                 report.name,
                 report.writes,
@@ -89,6 +90,7 @@ fn main() {
                 } else {
                     "no (the window lasts until the probe stopped)"
                 },
+                refusal.as_deref().unwrap_or("none"),
             );
         }
     }
@@ -112,11 +114,11 @@ async fn migrate(run: usize) -> Measured {
     let probe = WriteProbe::start(
         vec![
             ProbePath {
-                name: "old domain".into(),
+                name: "old-domain".into(),
                 endpoint: old.ingress_endpoint("http").expect("the old gateway"),
             },
             ProbePath {
-                name: "old vault-active ClusterIP".into(),
+                name: "old-vault-active-clusterip".into(),
                 endpoint: Endpoint::plain(in_cluster),
             },
         ],
@@ -164,7 +166,10 @@ async fn migrate(run: usize) -> Measured {
     let paths = reports
         .into_iter()
         .zip(&logs)
-        .map(|(report, log)| (report, serves_at_the_end(log)))
+        .map(|(report, log)| {
+            let refusal = log.attempts.iter().find_map(|a| a.refused.clone());
+            (report, serves_at_the_end(log), refusal)
+        })
         .collect();
     drop(scenario);
     std::fs::remove_dir_all(&dir).ok();

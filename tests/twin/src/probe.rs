@@ -23,7 +23,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// One way clients reach a Vault.
 #[derive(Debug, Clone)]
 pub struct ProbePath {
-    /// Short name, used in keys: letters, digits and `-`.
+    /// Short name; in keys, anything but letters, digits and `-` becomes `-`.
     pub name: String,
     pub endpoint: Endpoint,
 }
@@ -73,7 +73,7 @@ impl WriteProbe {
                         if *stopped.borrow() {
                             break;
                         }
-                        let key = format!("{PROBE_FOLDER}/{}/{n:06}", path.name);
+                        let key = format!("{PROBE_FOLDER}/{}/{n:06}", key_segment(&path.name));
                         let sent = started.elapsed();
                         let answer = endpoint
                             .json(
@@ -122,6 +122,19 @@ impl WriteProbe {
         }
         logs
     }
+}
+
+/// A path's name as it stands in a key: letters, digits and `-`, anything else made `-`.
+fn key_segment(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// What the probe saw on one path, acknowledged writes checked against a Vault.
