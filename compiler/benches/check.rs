@@ -35,7 +35,7 @@ impl Loader for Generated {
 fn fleet_plan(steps: usize) -> String {
     let vaults = steps / 10;
     let mut text = String::from(
-        "version: 1\nname: fleet\ndescription: generated for the benchmark\nparams:\n  namespace:\n    type: string\n    default: vault\n  token:\n    type: secret\n    default: env:VAULT_TOKEN\n  replicas:\n    type: integer\n    default: 3\ntargets:\n",
+        "version: 1\nname: fleet\ndescription: generated for the benchmark\nparams:\n  namespace:\n    type: string\n    default: vault\n  token:\n    type: secret\n    default: env:VAULT_TOKEN\ntargets:\n",
     );
     for v in 0..vaults {
         text.push_str(&format!(
@@ -45,27 +45,25 @@ fn fleet_plan(steps: usize) -> String {
     text.push_str("steps:\n");
     for v in 0..vaults {
         text.push_str(&format!(
-            r#"  - id: replicas-{v}
-    uses: preflight.replicas
-    on: v{v}
-    with:
-      expected: "{{{{ params.replicas }}}}"
-  - id: backup-ingress-{v}
+            r#"  - id: backup-ingress-{v}
     uses: k8s.backup
     on: k{v}
     with: {{kind: Ingress, name: "{{{{ targets.v{v}.ingress }}}}"}}
-    needs: [replicas-{v}]
   - id: block-{v}
     uses: k8s.delete
     on: k{v}
     with: {{kind: Ingress, name: vault}}
     needs: [backup-ingress-{v}]
+  - id: block-services-{v}
+    uses: vault.block-services
+    on: v{v}
+    needs: [block-{v}]
   - id: snapshot-{v}
     uses: vault.snapshot-save
     on: v{v}
     with:
       token: "{{{{ params.token }}}}"
-    needs: [block-{v}]
+    needs: [block-services-{v}]
   - id: backup-sts-{v}
     uses: k8s.backup
     on: k{v}
