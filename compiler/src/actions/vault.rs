@@ -102,12 +102,12 @@ impl Action for BlockServices {
         step: &CompiledStep,
         _notes: &mut Vec<String>,
     ) -> Result<Vec<Change>, Box<Diagnostic>> {
-        let count = self
+        let services = self
             .writes(run.plan(), &step.on, &Value::Null)
-            .map_or(0, |written| written.len());
+            .unwrap_or_default();
         let mut changes = Vec::new();
-        for nth in 0..count {
-            let key = run.written(step, nth)?;
+        for service in services {
+            let key = run.key(step, &service.target, &service.kind, &service.name)?;
             let before = run.read(step, &key)?;
             let after =
                 k8s::without_selector(&before).map_err(|e| run.impossible(step, &key, &e.0))?;

@@ -45,6 +45,21 @@ fn cluster_ip(kubectl: &Kubectl, name: &str) -> IpAddr {
         .unwrap_or_else(|_| panic!("kubectl shows no ClusterIP for {name}: {shown:?}"))
 }
 
+/// Put `selector` on Service `vault-active` (`None` takes it off, as a cutover does).
+async fn set_selector(
+    services: &Api<Service>,
+    selector: Option<std::collections::BTreeMap<String, String>>,
+) {
+    services
+        .patch(
+            "vault-active",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": selector}})),
+        )
+        .await
+        .unwrap();
+}
+
 /// A condition for `eventually`.
 fn yes(holds: bool) -> Result<(), String> {
     if holds {
@@ -108,28 +123,14 @@ async fn a_cluster_ip_reaches_a_ready_pod_and_follows_selectors_and_slices() {
         .spec
         .unwrap()
         .selector;
-    services
-        .patch(
-            "vault-active",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"selector": null}})),
-        )
-        .await
-        .unwrap();
+    set_selector(&services, None).await;
     eventually(
         "the ClusterIP to refuse once the selector is off",
         Duration::from_secs(10),
         || async { yes(!answers(active).await) },
     )
     .await;
-    services
-        .patch(
-            "vault-active",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"selector": selector}})),
-        )
-        .await
-        .unwrap();
+    set_selector(&services, selector.clone()).await;
     eventually(
         "the ClusterIP to answer with the selector back",
         Duration::from_secs(10),
@@ -243,23 +244,9 @@ async fn the_write_probe_counts_refusals_windows_and_lost_writes() {
         .spec
         .unwrap()
         .selector;
-    services
-        .patch(
-            "vault-active",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"selector": null}})),
-        )
-        .await
-        .unwrap();
+    set_selector(&services, None).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    services
-        .patch(
-            "vault-active",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"selector": selector}})),
-        )
-        .await
-        .unwrap();
+    set_selector(&services, selector.clone()).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let logs = probe.stop().await;
 
