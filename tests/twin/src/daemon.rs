@@ -141,6 +141,9 @@ fn shell_quote(text: &str) -> String {
 /// Serves clusters `old` and `new` in this process until SIGTERM or SIGINT.
 pub fn serve(dir: &Path, options: &UpOptions) -> Result<(), String> {
     let started = Instant::now();
+    // Handlers go in before anything says the twin is ready: a SIGTERM sent as soon as
+    // clusters.json appears must stop it cleanly, not kill it.
+    let termination = Termination::listen()?;
     let paths = TwinDir::create(dir)?;
     if let Some(pid) = paths.running_pid()
         && pid != std::process::id() as i32
@@ -194,7 +197,7 @@ pub fn serve(dir: &Path, options: &UpOptions) -> Result<(), String> {
     .map_err(|e| format!("cannot write {}: {e}", paths.clusters().display()))?;
     println!("{}", summary(&paths));
     let _ = std::io::stdout().flush();
-    wait_for_termination()?;
+    termination.wait();
     drop(running);
     let _ = std::fs::remove_file(paths.clusters());
     let _ = std::fs::remove_file(paths.pid());
@@ -225,23 +228,47 @@ fn write_empty_env(paths: &TwinDir, twin: &Twin) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", paths.env().display()))
 }
 
-fn wait_for_termination() -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime to wait for signals: {e}"))?;
-    runtime.block_on(async {
+/// SIGTERM, SIGINT and SIGHUP, caught from the moment it is made.
+struct Termination {
+    runtime: tokio::runtime::Runtime,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Termination {
+    fn listen() -> Result<Self, String> {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-        let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-            _ = hangup.recv() => {}
-        }
-        Ok(())
-    })
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime to wait for signals: {e}"))?;
+        let catch = |kind: SignalKind| {
+            runtime
+                .block_on(async { signal(kind) })
+                .map_err(|e| format!("cannot catch signal {kind:?}: {e}"))
+        };
+        let terminate = catch(SignalKind::terminate())?;
+        let interrupt = catch(SignalKind::interrupt())?;
+        let hangup = catch(SignalKind::hangup())?;
+        Ok(Self {
+            runtime,
+            terminate,
+            interrupt,
+            hangup,
+        })
+    }
+
+    /// Blocks until one of the signals arrives.
+    fn wait(mut self) {
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.terminate.recv() => {}
+                _ = self.interrupt.recv() => {}
+                _ = self.hangup.recv() => {}
+            }
+        });
+    }
 }
 
 /// Starts `serve` as a background process (`<exe> serve --dir DIR ...`) and waits until it is
