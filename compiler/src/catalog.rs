@@ -211,6 +211,7 @@ pub fn action(kind: ActionKind) -> &'static dyn Action {
         A::BlockServices => &vault::BlockServices,
         A::SnapshotSave => &vault::SnapshotSave,
         A::SnapshotRestore => &vault::SnapshotRestore,
+        A::SnapshotTransfer => &vault::SnapshotTransfer,
         A::SealPointAtKey => &seals::PointAtKey,
         A::SealDisableAndAdd => &seals::DisableAndAdd,
         A::SealRemoveDisabled => &seals::RemoveDisabled,

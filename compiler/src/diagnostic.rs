@@ -83,6 +83,7 @@ codes! {
     FollowerMigrationAfterStepDown = "L104", Error, "follower migration after the step-down";
     RemoveDisabledSealBeforeStepDown = "L105", Error, "disabled seal block removed before the step-down";
     OldKeyServiceReleasedEarly = "L106", Error, "old key service not kept until the end";
+    TransferSourceLeftRunning = "L107", Error, "source of a snapshot transfer never disabled";
 }
 
 impl Code {

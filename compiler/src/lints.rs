@@ -25,9 +25,14 @@ pub struct VaultFacts {
     pub(crate) writes_blocked: bool,
     pub(crate) args_sleep: bool,
     pub(crate) disabled: bool,
-    pub(crate) stepped_down: bool,
-    pub(crate) disabled_seal_removed: bool,
-    pub(crate) final_restart: bool,
+    /// Seal migrations begun (`vault.seal-disable-and-add`) on the longest path here: the
+    /// three facts below hold for the migration they name, so a plan may migrate twice.
+    pub(crate) migration: u32,
+    stepped_down_in: Option<u32>,
+    disabled_seal_removed_in: Option<u32>,
+    final_restart_in: Option<u32>,
+    /// Its data streamed into another Vault (`vault.snapshot-transfer`).
+    pub(crate) transferred_out: bool,
 }
 
 /// Everything known to have happened before a step (on every path to it). Each action says
@@ -54,6 +59,39 @@ impl VaultFacts {
         self.writes_blocked |= self.ingress_blocked;
     }
 
+    /// A seal migration begins: the facts of the last one are history.
+    pub(crate) fn begin_seal_migration(&mut self) {
+        self.migration += 1;
+    }
+
+    /// The leader stepped down (in the current seal migration, if any).
+    pub(crate) fn step_down(&mut self) {
+        self.stepped_down_in = Some(self.migration);
+    }
+
+    pub(crate) fn remove_disabled_seal(&mut self) {
+        self.disabled_seal_removed_in = Some(self.migration);
+    }
+
+    /// A restart after the disabled seal block was removed finishes the seal migration.
+    pub(crate) fn restart(&mut self) {
+        if self.disabled_seal_removed() {
+            self.final_restart_in = Some(self.migration);
+        }
+    }
+
+    pub(crate) fn stepped_down(&self) -> bool {
+        self.stepped_down_in == Some(self.migration)
+    }
+
+    pub(crate) fn disabled_seal_removed(&self) -> bool {
+        self.disabled_seal_removed_in == Some(self.migration)
+    }
+
+    pub(crate) fn final_restart(&self) -> bool {
+        self.final_restart_in == Some(self.migration)
+    }
+
     /// Some path clients use is blocked: the outage has begun.
     fn some_path_blocked(&self) -> bool {
         self.ingress_blocked || self.services_blocked || self.writes_blocked
@@ -69,9 +107,13 @@ impl Facts {
             entry.writes_blocked |= facts.writes_blocked;
             entry.args_sleep |= facts.args_sleep;
             entry.disabled |= facts.disabled;
-            entry.stepped_down |= facts.stepped_down;
-            entry.disabled_seal_removed |= facts.disabled_seal_removed;
-            entry.final_restart |= facts.final_restart;
+            entry.migration = entry.migration.max(facts.migration);
+            entry.stepped_down_in = entry.stepped_down_in.max(facts.stepped_down_in);
+            entry.disabled_seal_removed_in = entry
+                .disabled_seal_removed_in
+                .max(facts.disabled_seal_removed_in);
+            entry.final_restart_in = entry.final_restart_in.max(facts.final_restart_in);
+            entry.transferred_out |= facts.transferred_out;
         }
         self.backups.extend(other.backups.iter().cloned());
         for (key, step) in &other.keys_disabled {
@@ -99,8 +141,18 @@ pub fn check(
     graph: &ExecutionGraph,
     diagnostics: &mut Diagnostics,
 ) {
-    propagate(steps, targets, graph, |index, position, before, _| {
+    // Sources of transfers, with the first transfer, and whether a later step disables them.
+    let mut transferred: IndexMap<String, (usize, bool)> = IndexMap::new();
+    propagate(steps, targets, graph, |index, position, before, after| {
         let step = &steps[position];
+        for (vault, facts) in &after.vaults {
+            if facts.transferred_out {
+                let entry = transferred
+                    .entry(vault.clone())
+                    .or_insert((position, false));
+                entry.1 |= facts.disabled;
+            }
+        }
         let mut found = Vec::new();
         check_step(step, position, index, before, &mut found);
         for diagnostic in found {
@@ -109,6 +161,22 @@ pub fn check(
             }
         }
     });
+    for (source, (position, disabled)) in transferred {
+        let step = &steps[position];
+        if disabled || step.allow.contains(&Code::TransferSourceLeftRunning) {
+            continue;
+        }
+        diagnostics.push(
+            Diagnostic::new(
+                Code::TransferSourceLeftRunning,
+                step.span,
+                format!("the data of `{source}` is transferred and `{source}` is never disabled afterwards"),
+            )
+            .with_help(format!(
+                "after this step, patch `{source}`'s StatefulSet args to `sleep infinity` and restart its pods, so its lease revocations cannot diverge from the copy"
+            )),
+        );
+    }
 }
 
 /// The steps that block writes to a Vault: after each, some Vault all of whose paths were open
@@ -195,6 +263,14 @@ fn propagate(
     }
 }
 
+/// The Vault a snapshot step reads: its own target, or a transfer's `from`.
+fn snapshot_source(step: &CompiledStep) -> Option<&str> {
+    match step.action {
+        ActionKind::SnapshotTransfer => text(step, "from"),
+        _ => Some(step.on.as_str()),
+    }
+}
+
 /// A step's input as text, when it is known at compile time.
 pub(crate) fn text<'a>(step: &'a CompiledStep, input: &str) -> Option<&'a str> {
     step.with.get(input).and_then(Resolved::as_str)
@@ -270,8 +346,11 @@ fn check_step(
                 needs_backup("Ingress", name, found);
             }
         }
-        ActionKind::SnapshotSave if !before.vault(on).writes_blocked => {
-            let facts = before.vault(on);
+        ActionKind::SnapshotSave | ActionKind::SnapshotTransfer
+            if snapshot_source(step).is_some_and(|source| !before.vault(source).writes_blocked) =>
+        {
+            let source = snapshot_source(step).unwrap_or(on);
+            let facts = before.vault(source);
             let open: Vec<&str> = [
                 (!facts.ingress_blocked).then_some(
                     "clients outside the cluster (delete its Ingress after backing it up)",
@@ -287,7 +366,7 @@ fn check_step(
                 Diagnostic::new(
                     Code::SnapshotBeforeWritesBlocked,
                     span,
-                    format!("snapshot of `{on}` is taken while clients can still write to it"),
+                    format!("snapshot of `{source}` is taken while clients can still write to it"),
                 )
                 .with_help(format!(
                     "first block writes from {}, and list those steps in `needs`",
@@ -317,7 +396,7 @@ fn check_step(
                 );
             }
         }
-        ActionKind::SealMigrate if before.vault(on).stepped_down => found.push(
+        ActionKind::SealMigrate if before.vault(on).stepped_down() => found.push(
             Diagnostic::new(
                 Code::FollowerMigrationAfterStepDown,
                 span,
@@ -325,7 +404,7 @@ fn check_step(
             )
             .with_help("migrate every follower first; the step-down hands the active lock to a migrated standby"),
         ),
-        ActionKind::SealRemoveDisabled if !before.vault(on).stepped_down => found.push(
+        ActionKind::SealRemoveDisabled if !before.vault(on).stepped_down() => found.push(
             Diagnostic::new(
                 Code::RemoveDisabledSealBeforeStepDown,
                 span,
@@ -342,7 +421,7 @@ fn check_step(
                 });
                 if uses_key
                     && index.migrating_vaults.contains(vault.id.as_str())
-                    && !before.vault(&vault.id).final_restart
+                    && !before.vault(&vault.id).final_restart()
                 {
                     found.push(
                         Diagnostic::new(

@@ -411,7 +411,8 @@ pub async fn start(
 pub struct Summary {
     pub outcome: Outcome,
     pub total: Duration,
-    /// From the step that blocked writes to the last verification that succeeded.
+    /// From the step that blocked writes to the first verification after it that succeeded:
+    /// clients are served again.
     pub outage: Option<Duration>,
     /// How much of the outage planx spent waiting on the servers (pod restarts, elections,
     /// seal changes); the rest is what the executor adds.
@@ -515,7 +516,9 @@ impl OutageWindow {
             Progress::Started { key, .. } if self.blocked.is_none() && blocking.contains(key) => {
                 self.blocked = Some(Instant::now());
             }
-            Progress::Succeeded { key, .. } if verifying.contains(key) => {
+            Progress::Succeeded { key, .. }
+                if self.blocked.is_some() && self.verified.is_none() && verifying.contains(key) =>
+            {
                 self.verified = Some(Instant::now());
             }
             _ => {}

@@ -179,19 +179,25 @@ fn planx_command(bed: &Bed, args: &[&str]) -> Command {
 
 fn apply_args(bed: &Bed) -> Vec<String> {
     let files = bed.scenario.files();
+    plan_args(bed, "vault-transit-migration.yaml", &[files.params()])
+}
+
+/// `planx apply plans/PLAN` with the parameter files, approving everything, JSON output.
+fn plan_args(bed: &Bed, plan: &str, params: &[PathBuf]) -> Vec<String> {
     let mut args = vec![
         "apply".to_string(),
-        root()
-            .join("plans/vault-transit-migration.yaml")
-            .display()
-            .to_string(),
-        "--params".into(),
-        files.params().display().to_string(),
+        root().join("plans").join(plan).display().to_string(),
+    ];
+    for file in params {
+        args.push("--params".into());
+        args.push(file.display().to_string());
+    }
+    args.extend([
         "--approve-all".into(),
         "--yes".into(),
         "--output".into(),
         "json".into(),
-    ];
+    ]);
     for (host, address) in &bed.resolve {
         args.push("--resolve".into());
         args.push(format!("{host}={address}"));
@@ -409,6 +415,67 @@ async fn the_full_migration_moves_every_secret() {
             "no `{what}` activity in {activities:?}"
         );
     }
+    assert_no_secret_written(&bed, &stdout, &stderr);
+    assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+/// The online plan: the new Vault adopts the old key before the window, the snapshot streams
+/// straight into it, the old domain is re-routed at once, and the seal moves to the new key while
+/// clients are served. Every secret and every acknowledged write arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_online_migration_moves_every_secret() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("online").await;
+    let files = bed.scenario.files();
+    let args = plan_args(
+        &bed,
+        "vault-transit-migration-online.yaml",
+        &[files.params(), files.online_params()],
+    );
+    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let summary = summary(&stdout);
+    assert_eq!(summary["outcome"], "completed");
+    println!(
+        "online migration: planx {:.1}s, outage window {:.1}s",
+        summary["total_secs"].as_f64().unwrap(),
+        summary["outage_secs"].as_f64().unwrap(),
+    );
+    let moved: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "activity" && e["unit"] == "bytes")
+        .collect();
+    assert!(
+        moved.iter().all(|a| a["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("snapshot from vault-")),
+        "one streamed pass, no upload of a saved file: {moved:?}"
+    );
+    let run = run_dir(&bed);
+    let copy = std::fs::read_dir(run.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .expect("the transfer keeps a copy");
+    let journal = std::fs::read_to_string(run.join("journal.jsonl")).unwrap();
+    let sha256 = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "step-succeeded" && e["step"] == "cutover.transfer")
+        .and_then(|e| e["outputs"]["sha256"].as_str().map(str::to_owned))
+        .expect("the transfer journals the copy's SHA-256");
+    assert_eq!(
+        planx::adapters::vault::file_sha256(&copy).await.unwrap(),
+        sha256,
+        "the copy is the snapshot that was restored"
+    );
     assert_no_secret_written(&bed, &stdout, &stderr);
     assert_moved(&bed).await;
     std::fs::remove_dir_all(&bed.dir).ok();

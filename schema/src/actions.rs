@@ -285,6 +285,39 @@ pub struct SnapshotRestoreInput {
     pub token: SecretRef,
 }
 
+/// `vault.snapshot-transfer`: stream a raft snapshot from another Vault's active node straight
+/// into this Vault's `sys/storage/raft/snapshot-force`, writing and hashing a copy in the run
+/// directory on the way (one pass, no second read of the disk).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotTransferInput {
+    /// Id of the Vault target the snapshot is taken from.
+    pub from: String,
+    /// A token of the source with read on `sys/storage/raft/snapshot`.
+    pub source_token: SecretRef,
+    /// A token of this Vault with update on `sys/storage/raft/snapshot-force`.
+    pub token: SecretRef,
+    /// What this Vault does with the restored data.
+    #[serde(default = "default_transfer_expect")]
+    pub expect: TransferExpect,
+}
+
+fn default_transfer_expect() -> TransferExpect {
+    TransferExpect::Sealed
+}
+
+/// What a Vault does after a snapshot of another Vault is forced into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferExpect {
+    /// Its seal cannot unwrap the restored keys (another key): every node seals itself, and it
+    /// must be pointed at the source's key and restarted.
+    Sealed,
+    /// Its seal already uses the source's key: it stays unsealed and serves the restored data
+    /// (planx waits until the source's token is valid on it).
+    Serving,
+}
+
 /// `vault.seal-point-at-key`: point an existing seal block at the key of a key-service target.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -497,6 +530,7 @@ action_catalog! {
     BlockServices => "vault.block-services", BlockServicesInput;
     SnapshotSave => "vault.snapshot-save", SnapshotSaveInput;
     SnapshotRestore => "vault.snapshot-restore", SnapshotRestoreInput;
+    SnapshotTransfer => "vault.snapshot-transfer", SnapshotTransferInput;
     SealPointAtKey => "vault.seal-point-at-key", SealPointAtKeyInput;
     SealDisableAndAdd => "vault.seal-disable-and-add", SealDisableAndAddInput;
     SealRemoveDisabled => "vault.seal-remove-disabled", SealRemoveDisabledInput;

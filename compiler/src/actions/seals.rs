@@ -106,6 +106,22 @@ impl Action for DisableAndAdd {
             },
         )
     }
+
+    /// A new seal migration begins: what the last one established is history.
+    fn establish(
+        &self,
+        step: &CompiledStep,
+        _position: usize,
+        _index: &Index<'_>,
+        facts: &mut Facts,
+    ) -> bool {
+        facts
+            .vaults
+            .entry(step.on.clone())
+            .or_default()
+            .begin_seal_migration();
+        true
+    }
 }
 
 /// `vault.seal-remove-disabled`.
@@ -156,7 +172,7 @@ impl Action for RemoveDisabled {
             .vaults
             .entry(step.on.clone())
             .or_default()
-            .disabled_seal_removed = true;
+            .remove_disabled_seal();
         true
     }
 }

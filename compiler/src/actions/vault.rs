@@ -162,9 +162,7 @@ impl Action for Restart {
             entry.disabled = true;
             entry.writes_blocked = true;
         }
-        if entry.disabled_seal_removed {
-            entry.final_restart = true;
-        }
+        entry.restart();
         true
     }
 }
@@ -206,6 +204,47 @@ impl Action for SnapshotRestore {
             target_inputs: &[],
             chapter: "5",
         }
+    }
+}
+
+/// `vault.snapshot-transfer`.
+pub struct SnapshotTransfer;
+
+impl Action for SnapshotTransfer {
+    fn line(&self) -> Line {
+        Line {
+            summary: "stream a raft snapshot from another Vault straight into snapshot-force, keeping a hashed copy",
+            target: Vault,
+            side_effect: Irreversible,
+            undo: Undo::None("the target's previous raft data is replaced"),
+            outputs: &[
+                output!("snapshot", "path of the copy in the run directory"),
+                output!("sha256", "SHA-256 of the snapshot"),
+                output!("bytes", "size of the snapshot"),
+            ],
+            secret_inputs: &["source_token", "token"],
+            target_inputs: &[("from", Vault)],
+            chapter: "4-5",
+        }
+    }
+
+    /// The source gave its data away: it must be disabled afterwards (L107).
+    fn establish(
+        &self,
+        step: &CompiledStep,
+        _position: usize,
+        _index: &Index<'_>,
+        facts: &mut Facts,
+    ) -> bool {
+        let Some(source) = crate::lints::text(step, "from") else {
+            return false;
+        };
+        facts
+            .vaults
+            .entry(source.to_string())
+            .or_default()
+            .transferred_out = true;
+        true
     }
 }
 
@@ -254,11 +293,7 @@ impl Action for StepDown {
         _index: &Index<'_>,
         facts: &mut Facts,
     ) -> bool {
-        facts
-            .vaults
-            .entry(step.on.clone())
-            .or_default()
-            .stepped_down = true;
+        facts.vaults.entry(step.on.clone()).or_default().step_down();
         true
     }
 }

@@ -125,6 +125,7 @@ fn live_action(kind: ActionKind) -> &'static dyn LiveAction {
         A::BlockServices => &vault::BlockServices,
         A::SnapshotSave => &vault::SnapshotSave,
         A::SnapshotRestore => &vault::SnapshotRestore,
+        A::SnapshotTransfer => &vault::SnapshotTransfer,
         A::SealPointAtKey => &seals::PointAtKey,
         A::SealDisableAndAdd => &seals::DisableAndAdd,
         A::SealRemoveDisabled => &seals::RemoveDisabled,
@@ -418,9 +419,14 @@ impl Live {
         self.plan
             .steps
             .iter()
-            .find(|s| {
-                s.action == ActionKind::SnapshotRestore
-                    && matches!(s.with.get("snapshot"), Some(Resolved::StepOutput { step, .. }) if saves.contains(&step.as_str()))
+            .find(|s| match s.action {
+                ActionKind::SnapshotRestore => {
+                    matches!(s.with.get("snapshot"), Some(Resolved::StepOutput { step, .. }) if saves.contains(&step.as_str()))
+                }
+                ActionKind::SnapshotTransfer => {
+                    s.with.get("from").and_then(Resolved::as_str) == Some(vault)
+                }
+                _ => false,
             })
             .map(|s| s.on.clone())
             .ok_or_else(|| {
@@ -637,6 +643,47 @@ impl Live {
             })
         })
         .await
+    }
+
+    /// Wait until `vault` serves the data restored from `source`: every pod unsealed, and its
+    /// active node accepting a token of the source (`sys/storage/raft/configuration`, which a
+    /// migration token may read). A node that sealed itself cannot unwrap the restored keys.
+    async fn wait_serving_data_of(
+        &self,
+        vault: &str,
+        source: &str,
+        source_token: &Secret,
+    ) -> Result<(), ActionError> {
+        let pods = self.vault_pods(vault).await?;
+        let sealed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let (pods, sealed_pod) = (&pods, &sealed);
+        let what = format!("`{vault}` to serve the data of `{source}`");
+        self.wait_for(&what, || {
+            Box::pin(async move {
+                for pod in pods {
+                    if let Ok(client) = self.vault_on(vault, pod).await
+                        && client.seal_status().await.is_ok_and(|s| s.sealed)
+                    {
+                        *sealed_pod.lock().expect("sealed pod") = Some(pod.clone());
+                        return true;
+                    }
+                }
+                let Ok((leader, _)) = self.leader(vault).await else {
+                    return false;
+                };
+                let Ok(client) = self.vault_on(vault, &leader).await else {
+                    return false;
+                };
+                client.raft_configuration(source_token).await.is_ok()
+            })
+        })
+        .await?;
+        match sealed.into_inner().expect("sealed pod") {
+            Some(pod) => Err(ActionError::permanent(format!(
+                "pod `{pod}` of `{vault}` sealed itself after the restore: its seal cannot unwrap the keys of `{source}`'s data; point it at `{source}`'s key (`vault.seal-point-at-key`) and restart it, or transfer with `expect: sealed`"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Restart one pod of a vault target and wait as the step says.

@@ -132,6 +132,22 @@ pub(super) async fn migrate(
         },
     )
     .await?;
+    // Caught up: the standby has applied what the active node had committed when it came back.
+    let (leader, _) = live.leader(on).await?;
+    let active = live.vault_on(on, &leader).await?;
+    let committed = active.leader().await?.raft_committed_index;
+    live.wait_for(
+        &format!("pod `{pod}` to catch up with `{leader}`"),
+        move || {
+            Box::pin(async move {
+                probe
+                    .leader()
+                    .await
+                    .is_ok_and(|l| l.raft_applied_index >= committed)
+            })
+        },
+    )
+    .await?;
     Ok(Outputs::new())
 }
 

@@ -80,6 +80,10 @@ live_action_fns!(
     SnapshotRestore: apply snapshot_restore
 );
 live_action_fns!(
+    /// `vault.snapshot-transfer`.
+    SnapshotTransfer: apply snapshot_transfer
+);
+live_action_fns!(
     /// `vault.leader`.
     Leader: apply leader
 );
@@ -328,6 +332,57 @@ pub(super) async fn snapshot_restore(
         live.wait_unsealed(on, &pod, true).await?;
     }
     Ok(Outputs::new())
+}
+
+/// `vault.snapshot-transfer`.
+pub(super) async fn snapshot_transfer(
+    live: &Live,
+    run: &StepRun,
+    effects: &Effects,
+) -> Result<Outputs, ActionError> {
+    let on = run.step.on.as_str();
+    let input: inputs::SnapshotTransferInput = typed(run)?;
+    let source = input.from.as_str();
+    let source_token = live.secret(run, "source_token")?;
+    let token = live.secret(run, "token")?;
+    let (source_leader, _) = live.leader(source).await?;
+    let (leader, _) = live.leader(on).await?;
+    let from = live.vault_on(source, &source_leader).await?;
+    let into = live.vault_on(on, &leader).await?;
+    let path = live.run_dir.snapshot_path(source, &run.key);
+    tokio::fs::create_dir_all(path.parent().expect("a folder"))
+        .await
+        .map_err(|e| ActionError::permanent(format!("cannot create the snapshot folder: {e}")))?;
+    let _ = tokio::fs::remove_file(&path).await;
+    let moved = live.byte_reporter(
+        format!("snapshot from {source_leader} of {source} into {leader} of {on}"),
+        None,
+    );
+    let file = effects
+        .perform(
+            &format!("stream a snapshot of {source} into {on} (force-restore)"),
+            async {
+                from.snapshot_transfer(&source_token, &into, &token, &path, moved)
+                    .await
+                    .map_err(ActionError::from)
+            },
+        )
+        .await?;
+    match input.expect {
+        inputs::TransferExpect::Sealed => {
+            for pod in live.vault_pods(on).await? {
+                live.wait_unsealed(on, &pod, true).await?;
+            }
+        }
+        inputs::TransferExpect::Serving => {
+            live.wait_serving_data_of(on, source, &source_token).await?
+        }
+    }
+    let mut outputs = Outputs::new();
+    outputs.insert("snapshot", json!(path.display().to_string()));
+    outputs.insert("sha256", json!(file.sha256));
+    outputs.insert("bytes", json!(file.bytes));
+    Ok(outputs)
 }
 
 /// `vault.leader`.

@@ -81,6 +81,11 @@ pub struct Leader {
     pub leader_address: String,
     #[serde(default)]
     pub leader_cluster_address: String,
+    /// Raft log entries this node knows committed, and has applied (0 where not reported).
+    #[serde(default)]
+    pub raft_committed_index: u64,
+    #[serde(default)]
+    pub raft_applied_index: u64,
 }
 
 /// `sys/health`, whatever the node's state.
@@ -552,6 +557,36 @@ impl Vault {
         &self,
         token: &Secret,
         path: &Path,
+        progress: impl FnMut(u64),
+    ) -> Result<SnapshotFile, VaultError> {
+        self.save_snapshot(token, path, None, progress).await
+    }
+
+    /// [`Vault::snapshot_save`] that also streams the snapshot, as it arrives, into `target`'s
+    /// `sys/storage/raft/snapshot-force` with `target_token`: one pass, the copy in `path`
+    /// written and hashed alongside. The last batch is held back until the checker accepted the
+    /// archive, so a damaged snapshot never reaches the target whole (its upload is aborted).
+    pub async fn snapshot_transfer(
+        &self,
+        token: &Secret,
+        target: &Vault,
+        target_token: &Secret,
+        path: &Path,
+        progress: impl FnMut(u64),
+    ) -> Result<SnapshotFile, VaultError> {
+        let restore = Restore {
+            target: target.clone(),
+            token: target_token.clone(),
+        };
+        self.save_snapshot(token, path, Some(restore), progress)
+            .await
+    }
+
+    async fn save_snapshot(
+        &self,
+        token: &Secret,
+        path: &Path,
+        restore: Option<Restore>,
         mut progress: impl FnMut(u64),
     ) -> Result<SnapshotFile, VaultError> {
         let snapshot_error = |message: String| VaultError::Snapshot {
@@ -566,8 +601,12 @@ impl Vault {
         let (to_writer, batches) = tokio::sync::mpsc::channel::<Batch>(PIPELINE_BATCHES);
         let writer = tokio::task::spawn_blocking(move || write_and_hash(file, batches));
         let (to_checker, batches) = tokio::sync::mpsc::channel::<Batch>(PIPELINE_BATCHES);
-        let checker =
-            tokio::task::spawn_blocking(move || check_snapshot_stream(BatchReader::new(batches)));
+        let (verdict, checked) = tokio::sync::oneshot::channel();
+        let checker = tokio::task::spawn_blocking(move || {
+            let result = check_snapshot_stream(BatchReader::new(batches));
+            let _ = verdict.send(result.is_ok());
+            result
+        });
         let (report, mut received) = tokio::sync::watch::channel(0u64);
         let (done, transfer) = tokio::sync::oneshot::channel();
         let vault = self.clone();
@@ -584,8 +623,16 @@ impl Vault {
                         message: e.to_string(),
                     })
                     .and_then(|runtime| {
-                        runtime
-                            .block_on(vault.receive_snapshot(&token, to_writer, to_checker, report))
+                        runtime.block_on(vault.receive_snapshot(
+                            &token,
+                            Outlets {
+                                writer: to_writer,
+                                checker: to_checker,
+                                checked,
+                                report,
+                            },
+                            restore,
+                        ))
                     });
                 let _ = done.send(result);
             })
@@ -595,83 +642,148 @@ impl Vault {
         }
         let bytes = transfer
             .await
-            .map_err(|_| snapshot_error("the transfer thread stopped".into()))??;
+            .map_err(|_| snapshot_error("the transfer thread stopped".into()));
         let sha256 = writer
             .await
             .map_err(|e| snapshot_error(e.to_string()))?
-            .map_err(|e| snapshot_error(format!("cannot write: {e}")))?;
-        checker
+            .map_err(|e| snapshot_error(format!("cannot write: {e}")));
+        let checked = checker
             .await
             .map_err(|e| snapshot_error(e.to_string()))?
-            .map_err(snapshot_error)?;
-        Ok(SnapshotFile { sha256, bytes })
+            .map_err(snapshot_error);
+        // A refused archive explains an aborted upload: say that first.
+        checked?;
+        let bytes = bytes??;
+        Ok(SnapshotFile {
+            sha256: sha256?,
+            bytes,
+        })
     }
 
-    /// The transfer of [`Vault::snapshot_save`], on its own runtime: `GET` the snapshot with a
-    /// client of its own, and hand the chunks on in batches; the bytes received.
+    /// The transfer of [`Vault::save_snapshot`], on its own runtime: `GET` the snapshot with a
+    /// client of its own, and hand the chunks on in batches (and, for a transfer, into the
+    /// target's restore); the bytes received.
     async fn receive_snapshot(
         self,
         token: &Secret,
-        to_writer: tokio::sync::mpsc::Sender<Batch>,
-        to_checker: tokio::sync::mpsc::Sender<Batch>,
-        report: tokio::sync::watch::Sender<u64>,
+        outlets: Outlets,
+        restore: Option<Restore>,
     ) -> Result<u64, VaultError> {
-        let http = super::http::builder(&self.resolve)
+        let Outlets {
+            writer: to_writer,
+            checker: to_checker,
+            checked,
+            report,
+        } = outlets;
+        let http = self.own_client("snapshot")?;
+        let vault = Vault { http, ..self };
+        let (to_restore, restoring) = match restore {
+            Some(restore) => {
+                let (sender, chunks) = tokio::sync::mpsc::channel(PIPELINE_BATCHES);
+                (Some(sender), Some(restore.run(chunks)))
+            }
+            None => (None, None),
+        };
+        let receiving = async {
+            let request = vault
+                .http
+                .get(vault.url("sys/storage/raft/snapshot"))
+                .header("X-Vault-Token", token.expose());
+            let response = vault.send("snapshot", request, &[200]).await?;
+            let mut to_checker = Some(to_checker);
+            let mut to_restore = to_restore;
+            let mut held_back: Option<Batch> = None;
+            let mut bytes = 0u64;
+            let mut batch = Batch::new();
+            let mut batched = 0;
+            let mut stream = response.bytes_stream();
+            let failed = loop {
+                let chunk = match stream.next().await.transpose() {
+                    Ok(chunk) => chunk,
+                    Err(source) => {
+                        break Some(VaultError::Transport {
+                            call: "snapshot",
+                            address: vault.address.clone(),
+                            source,
+                        });
+                    }
+                };
+                let end = chunk.is_none();
+                if let Some(chunk) = chunk {
+                    bytes += chunk.len() as u64;
+                    batched += chunk.len();
+                    batch.push(chunk);
+                }
+                // The network's small chunks go on in batches of about 1 MiB: two handovers per
+                // MiB instead of two per chunk.
+                if batched < SNAPSHOT_BUFFER && !end {
+                    continue;
+                }
+                let full = std::mem::take(&mut batch);
+                batched = 0;
+                // The restore gets each batch one behind: the last one waits for the checker.
+                if let Some(sender) = &to_restore
+                    && let Some(previous) = held_back.replace(full.clone())
+                    && !send_batch(sender, previous).await
+                {
+                    // The target answered early: its answer says why.
+                    to_restore = None;
+                }
+                // A checker that stopped early found the sums, or refused the archive: the
+                // caller reads which.
+                if let Some(sender) = &to_checker
+                    && sender.send(full.clone()).await.is_err()
+                {
+                    to_checker = None;
+                }
+                let written = to_writer.send(full).await.is_ok();
+                let _ = report.send(bytes);
+                if end || !written {
+                    break None;
+                }
+            };
+            drop(to_checker);
+            drop(to_writer);
+            if let Some(sender) = to_restore {
+                let accepted = failed.is_none() && checked.await == Ok(true);
+                match held_back {
+                    Some(last) if accepted => {
+                        send_batch(&sender, last).await;
+                    }
+                    _ => {
+                        let _ = sender
+                            .send(Err(std::io::Error::other(
+                                "the snapshot was not received whole, or its archive was refused",
+                            )))
+                            .await;
+                    }
+                }
+            }
+            match failed {
+                Some(error) => Err(error),
+                None => Ok(bytes),
+            }
+        };
+        match restoring {
+            Some(restoring) => {
+                let (received, restored) = tokio::join!(receiving, restoring);
+                let bytes = received?;
+                restored?;
+                Ok(bytes)
+            }
+            None => receiving.await,
+        }
+    }
+
+    /// A client of this Vault's HTTP policy for a runtime of its own.
+    fn own_client(&self, call: &'static str) -> Result<reqwest::Client, VaultError> {
+        super::http::builder(&self.resolve)
             .and_then(|builder| builder.build().map_err(|e| e.to_string()))
             .map_err(|message| VaultError::Client {
-                call: "snapshot",
+                call,
                 address: self.address.clone(),
                 message,
-            })?;
-        let vault = Vault { http, ..self };
-        let request = vault
-            .http
-            .get(vault.url("sys/storage/raft/snapshot"))
-            .header("X-Vault-Token", token.expose());
-        let response = vault.send("snapshot", request, &[200]).await?;
-        let mut to_checker = Some(to_checker);
-        let mut bytes = 0u64;
-        let mut batch = Batch::new();
-        let mut batched = 0;
-        let mut stream = response.bytes_stream();
-        loop {
-            let chunk =
-                stream
-                    .next()
-                    .await
-                    .transpose()
-                    .map_err(|source| VaultError::Transport {
-                        call: "snapshot",
-                        address: vault.address.clone(),
-                        source,
-                    })?;
-            let end = chunk.is_none();
-            if let Some(chunk) = chunk {
-                bytes += chunk.len() as u64;
-                batched += chunk.len();
-                batch.push(chunk);
-            }
-            // The network's small chunks go on in batches of about 1 MiB: two handovers per
-            // MiB instead of two per chunk.
-            if batched < SNAPSHOT_BUFFER && !end {
-                continue;
-            }
-            let full = std::mem::take(&mut batch);
-            batched = 0;
-            // A checker that stopped early found the sums, or refused the archive: the caller
-            // reads which.
-            if let Some(sender) = &to_checker
-                && sender.send(full.clone()).await.is_err()
-            {
-                to_checker = None;
-            }
-            let written = to_writer.send(full).await.is_ok();
-            let _ = report.send(bytes);
-            if end || !written {
-                break;
-            }
-        }
-        Ok(bytes)
+            })
     }
 
     /// Check the file's SHA-256, then stream it into `sys/storage/raft/snapshot-force`; `progress`
@@ -795,6 +907,62 @@ pub async fn file_sha256(path: &Path) -> std::io::Result<String> {
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// Where a received snapshot goes besides the progress report.
+struct Outlets {
+    writer: tokio::sync::mpsc::Sender<Batch>,
+    checker: tokio::sync::mpsc::Sender<Batch>,
+    /// The checker's verdict (`true`: the archive carries its sums).
+    checked: tokio::sync::oneshot::Receiver<bool>,
+    report: tokio::sync::watch::Sender<u64>,
+}
+
+/// The Vault a transfer restores into, and its token.
+struct Restore {
+    target: Vault,
+    token: Secret,
+}
+
+impl Restore {
+    /// `POST` the chunks that arrive into `sys/storage/raft/snapshot-force` (on the transfer's
+    /// runtime, with a client of its own); an `Err` chunk aborts the upload.
+    async fn run(
+        self,
+        chunks: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    ) -> Result<(), VaultError> {
+        let http = self.target.own_client("snapshot-force")?;
+        let target = Vault {
+            http,
+            ..self.target
+        };
+        let body = futures_util::stream::unfold(chunks, |mut chunks| async move {
+            chunks.recv().await.map(|chunk| (chunk, chunks))
+        });
+        let request = target
+            .http
+            .post(target.url("sys/storage/raft/snapshot-force"))
+            .header("X-Vault-Token", self.token.expose())
+            .header("Content-Type", "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(body));
+        target
+            .send("snapshot-force", request, &[200, 204])
+            .await
+            .map(drop)
+    }
+}
+
+/// Hand a batch to a transfer's restore chunk by chunk; `false` once the upload has ended.
+async fn send_batch(
+    sender: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    batch: Batch,
+) -> bool {
+    for chunk in batch {
+        if sender.send(Ok(chunk)).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// How much of a snapshot is written or hashed at once.

@@ -908,6 +908,19 @@ impl Scenario {
                 "export PARAMS_FILE={}\n",
                 shell(&files.params().display().to_string()),
             ));
+            write(
+                &files.online_params(),
+                &format!(
+                    "# Written by `twin up`: what plans/vault-transit-migration-online.yaml needs beyond params.yaml\n\
+                     # (planx apply PLAN --params params.yaml --params online-params.yaml).\n\
+                     new_recovery_keys: {}\n",
+                    reference("new-recovery-keys")
+                ),
+            )?;
+            env.push_str(&format!(
+                "export ONLINE_PARAMS_FILE={}\n",
+                shell(&files.online_params().display().to_string()),
+            ));
         }
         write(&files.env(), &env)?;
         write(
@@ -931,6 +944,10 @@ impl ScenarioFiles {
     }
     pub fn params(&self) -> PathBuf {
         self.dir.join("params.yaml")
+    }
+    /// The parameters the online and live plans need beyond [`ScenarioFiles::params`].
+    pub fn online_params(&self) -> PathBuf {
+        self.dir.join("online-params.yaml")
     }
     pub fn ca(&self) -> PathBuf {
         self.dir.join(crate::twin::CA_FILE)
