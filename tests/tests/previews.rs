@@ -17,8 +17,8 @@ use workspace_tests::{compile_with_params, expect_file, plan_files, workspace_ro
 fn state_folder(plan: &Path) -> PathBuf {
     let stem = plan.file_stem().and_then(|s| s.to_str()).expect("a name");
     let folder = match stem {
-        "vault-aks-migration" => "aks",
-        "vault-transit-migration" => "transit",
+        "vault-aks-migration" | "vault-aks-migration-online" => "aks",
+        "vault-transit-migration" | "vault-transit-migration-online" => "transit",
         "vault-seal-rotation" => "rotation",
         "vault-restore" => "restore",
         other => panic!("no state fixture for plans/{other}.yaml: add one under tests/state/"),
