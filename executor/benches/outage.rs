@@ -1,11 +1,13 @@
-//! Outage benchmark: the full transit migration on fresh twins (real OpenBao pods), the outage
-//! window planx reports against the part of it spent waiting on the servers (pod restarts,
-//! elections, seal changes); what remains is what the executor adds. Through each run the twin's
-//! write probe writes every 50 ms through the old domain (the ingress) and through the old
-//! cluster's `vault-active` ClusterIP (an in-cluster client); a second table gives, per path, the
-//! longest window without an acknowledged write, the writes lost (acknowledged, then missing
-//! from the new Vault) and whether the path serves again at the end. Prints tables, never
-//! asserts. Run with `cargo bench -p planx --bench outage` (`PLANX_BENCH_RUNS`, default 3).
+//! Outage benchmark: the transit migration plans (faithful, online) on fresh twins (real
+//! OpenBao pods). Through each run the twin's write probe writes every 50 ms through the old
+//! domain (the ingress) and through the old cluster's `vault-active` ClusterIP (an in-cluster
+//! client). Per run: planx's total, the outage window planx reports and the part of it spent
+//! waiting on the servers (pod restarts, elections, seal changes), and per probe path the longest
+//! window without an acknowledged write, the writes lost (acknowledged, then missing from the new
+//! Vault) and whether the path serves again at the end. Then the medians per plan and the ratios
+//! to the faithful plan. Prints tables, never asserts. Run with
+//! `cargo bench -p planx --bench outage` (`PLANX_BENCH_RUNS`, default 3; `PLANX_BENCH_PLANS`,
+//! a comma-separated subset of `faithful,online`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +16,27 @@ use std::time::Instant;
 use serde_json::Value;
 use twin::httpc::Endpoint;
 use twin::probe::{PathLog, PathReport, ProbePath, WriteProbe};
-use twin::scenario::{Scenario, ScenarioOptions};
+use twin::scenario::{Scenario, ScenarioFiles, ScenarioOptions};
+
+/// A plan the bench runs: its label, its file under `plans/`, and its parameter files.
+struct BenchPlan {
+    label: &'static str,
+    file: &'static str,
+    params: fn(&ScenarioFiles) -> Vec<PathBuf>,
+}
+
+const PLANS: &[BenchPlan] = &[
+    BenchPlan {
+        label: "faithful",
+        file: "vault-transit-migration.yaml",
+        params: |files| vec![files.params()],
+    },
+    BenchPlan {
+        label: "online",
+        file: "vault-transit-migration-online.yaml",
+        params: |files| vec![files.params(), files.online_params()],
+    },
+];
 
 /// What one migration measured.
 struct Measured {
@@ -32,73 +54,124 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
+    let chosen: Option<Vec<String>> = std::env::var("PLANX_BENCH_PLANS")
+        .ok()
+        .map(|list| list.split(',').map(|p| p.trim().to_string()).collect());
+    let plans: Vec<&BenchPlan> = PLANS
+        .iter()
+        .filter(|p| {
+            chosen
+                .as_ref()
+                .is_none_or(|c| c.iter().any(|c| c == p.label))
+        })
+        .collect();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let started = Instant::now();
-    let mut rows = Vec::new();
-    let mut slowest = Vec::new();
-    let mut probes = Vec::new();
-    for run in 1..=runs {
-        let measured = runtime.block_on(migrate(run));
-        rows.push(measured.summary);
-        slowest = measured.steps;
-        probes.push(measured.paths);
+    let mut measured: Vec<(&BenchPlan, Vec<Measured>)> = Vec::new();
+    for plan in plans {
+        let results = (1..=runs)
+            .map(|run| runtime.block_on(migrate(plan, run)))
+            .collect();
+        measured.push((plan, results));
     }
     println!(
-        "| run | planx total s | outage window s | waiting on servers s | added by planx s | share |"
+        "| plan | run | planx total s | outage window s | waiting on servers s | path | writes | acknowledged | lost | longest window s | from s | serves at the end | first refusal |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
-    let mut shares = Vec::new();
-    for (run, (total, outage, waits)) in rows.iter().enumerate() {
-        let added = outage - waits;
-        shares.push(added / outage);
-        println!(
-            "| {} | {total:.1} | {outage:.1} | {waits:.1} | {added:.2} | {:.1}% |",
-            run + 1,
-            100.0 * added / outage
-        );
-    }
-    shares.sort_by(f64::total_cmp);
-    println!(
-        "\nmedian share added by planx: {:.1}%; wall time {:.0}s",
-        100.0 * shares[shares.len() / 2],
-        started.elapsed().as_secs_f64()
-    );
-    println!("\nthe slowest steps of the last run (seconds, waits included):");
-    for (step, secs) in slowest.iter().take(8) {
-        println!("  {secs:>6.2}  {step}");
-    }
-    println!(
-        "\nclients writing every 50 ms during each run, per path: the longest window without an acknowledged write, writes acknowledged and lost, and whether the path serves at the end\n"
-    );
-    println!(
-        "| run | path | writes | acknowledged | lost | longest window s | from s | serves at the end | first refusal |"
-    );
-    println!("|---:|---|---:|---:|---:|---:|---:|---|---|");
-    for (run, paths) in probes.iter().enumerate() {
-        for (report, serving, refusal) in paths {
-            println!(
-                "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
-                run + 1,
-                report.name,
-                report.writes,
-                report.acknowledged,
-                report.lost.len(),
-                report.longest_window.as_secs_f64(),
-                report.window_from.as_secs_f64(),
-                if *serving {
-                    "yes"
-                } else {
-                    "no (the window lasts until the probe stopped)"
-                },
-                refusal.as_deref().unwrap_or("none"),
-            );
+    println!("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|");
+    for (plan, results) in &measured {
+        for (run, result) in results.iter().enumerate() {
+            let (total, outage, waits) = result.summary;
+            for (report, serving, refusal) in &result.paths {
+                println!(
+                    "| {} | {} | {total:.1} | {outage:.1} | {waits:.1} | {} | {} | {} | {} | {:.2} | {:.2} | {} | {} |",
+                    plan.label,
+                    run + 1,
+                    report.name,
+                    report.writes,
+                    report.acknowledged,
+                    report.lost.len(),
+                    report.longest_window.as_secs_f64(),
+                    report.window_from.as_secs_f64(),
+                    if *serving {
+                        "yes"
+                    } else {
+                        "no (until the probe stopped)"
+                    },
+                    refusal.as_deref().unwrap_or("none"),
+                );
+            }
         }
     }
+    println!("\nmedians of {runs} run(s) per plan; ratios to the faithful plan's median\n");
+    println!(
+        "| plan | old domain window s | ratio | vault-active ClusterIP window s | ratio | acknowledged writes lost (all runs) | planx total s | ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let medians: Vec<(&str, [f64; 3], usize)> = measured
+        .iter()
+        .map(|(plan, results)| {
+            let window = |path: usize| {
+                median(
+                    results
+                        .iter()
+                        .map(|r| r.paths[path].0.longest_window.as_secs_f64()),
+                )
+            };
+            let lost = results
+                .iter()
+                .flat_map(|r| &r.paths)
+                .map(|(report, _, _)| report.lost.len())
+                .sum();
+            let total = median(results.iter().map(|r| r.summary.0));
+            (plan.label, [window(0), window(1), total], lost)
+        })
+        .collect();
+    let faithful = medians
+        .iter()
+        .find(|(label, _, _)| *label == "faithful")
+        .map(|(_, values, _)| *values);
+    for (label, values, lost) in &medians {
+        let ratio = |i: usize| match faithful {
+            Some(base) => format!("{:.2}x", values[i] / base[i]),
+            None => "-".into(),
+        };
+        println!(
+            "| {label} | {:.2} | {} | {:.2} | {} | {lost} | {:.1} | {} |",
+            values[0],
+            ratio(0),
+            values[1],
+            ratio(1),
+            values[2],
+            ratio(2)
+        );
+    }
+    for (plan, results) in &measured {
+        if let Some(last) = results.last() {
+            println!(
+                "\nthe slowest steps of the last {} run (seconds, waits included):",
+                plan.label
+            );
+            for (step, secs) in last.steps.iter().take(8) {
+                println!("  {secs:>6.2}  {step}");
+            }
+        }
+    }
+    println!("\nwall time {:.0}s", started.elapsed().as_secs_f64());
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// One migration on a fresh twin, with the write probe running through it.
-async fn migrate(run: usize) -> Measured {
-    let dir = std::env::temp_dir().join(format!("planx-bench-outage-{}-{run}", std::process::id()));
+async fn migrate(plan: &BenchPlan, run: usize) -> Measured {
+    let dir = std::env::temp_dir().join(format!(
+        "planx-bench-outage-{}-{}-{run}",
+        std::process::id(),
+        plan.label
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a bench folder");
     let scenario = Scenario::start_async(ScenarioOptions::vault_pair().dir(&dir.join("twin")))
@@ -128,9 +201,11 @@ async fn migrate(run: usize) -> Measured {
     let mut command = Command::new(env!("CARGO_BIN_EXE_planx"));
     command
         .arg("apply")
-        .arg(root().join("plans/vault-transit-migration.yaml"))
-        .arg("--params")
-        .arg(scenario.files().params())
+        .arg(root().join("plans").join(plan.file));
+    for file in (plan.params)(&scenario.files()) {
+        command.arg("--params").arg(file);
+    }
+    command
         .args(["--approve-all", "--yes", "--output", "json"])
         .current_dir(&dir)
         .env("KUBECONFIG", scenario.twin().kubeconfig_path());

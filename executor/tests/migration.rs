@@ -583,18 +583,34 @@ async fn fill_with_bulk(bed: &Bed, values: usize) {
 async fn a_run_killed_in_the_middle_of_the_snapshot_transfer_resumes() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = bed("crash-mid-snapshot").await;
-    fill_with_bulk(&bed, 60).await;
-    let mut child = planx_command(
+    let args = apply_args(&bed);
+    kill_in_the_snapshot_and_resume(&bed, &args).await;
+}
+
+/// The online plan killed while the snapshot streams into the new Vault: the upload is cut
+/// short, the new Vault keeps serving its own data, and the resumed run streams it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_online_run_killed_in_the_middle_of_the_streamed_snapshot_resumes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("online-crash-mid-snapshot").await;
+    let files = bed.scenario.files();
+    let args = plan_args(
         &bed,
-        &apply_args(&bed)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+        "vault-transit-migration-online.yaml",
+        &[files.params(), files.online_params()],
+    );
+    kill_in_the_snapshot_and_resume(&bed, &args).await;
+}
+
+/// Fill the old Vault with bulk data, run planx with `args`, SIGKILL it as soon as the first
+/// snapshot bytes are reported, resume it to completion, and check the move.
+async fn kill_in_the_snapshot_and_resume(bed: &Bed, args: &[String]) {
+    fill_with_bulk(bed, 60).await;
+    let mut child = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     // The first bytes of the snapshot reported: SIGKILL at once.
     let received = BufReader::new(stdout)
@@ -612,7 +628,7 @@ async fn a_run_killed_in_the_middle_of_the_snapshot_transfer_resumes() {
     let _ = child.wait();
     let reached = received.is_some();
     assert!(reached, "the run never started the snapshot transfer");
-    let run = run_dir(&bed);
+    let run = run_dir(bed);
     let snapshot_bytes = || -> u64 {
         std::fs::read_dir(run.join("snapshots"))
             .map(|entries| {
@@ -624,7 +640,7 @@ async fn a_run_killed_in_the_middle_of_the_snapshot_transfer_resumes() {
             .unwrap_or(0)
     };
     let on_disk = snapshot_bytes();
-    resume_to_completion(&bed, &run, "a kill in the snapshot transfer");
+    resume_to_completion(bed, &run, "a kill in the snapshot transfer");
     let full = snapshot_bytes();
     let received = received.unwrap_or_default();
     println!(
@@ -634,7 +650,7 @@ async fn a_run_killed_in_the_middle_of_the_snapshot_transfer_resumes() {
         full > 30_000_000 && received > 0 && received < full && on_disk < full,
         "the kill landed in the middle of the transfer: {received} of {full} bytes"
     );
-    assert_moved(&bed).await;
+    assert_moved(bed).await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 

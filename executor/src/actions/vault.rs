@@ -81,7 +81,7 @@ live_action_fns!(
 );
 live_action_fns!(
     /// `vault.snapshot-transfer`.
-    SnapshotTransfer: apply snapshot_transfer
+    SnapshotTransfer: apply snapshot_transfer, observe snapshot_transfer_done
 );
 live_action_fns!(
     /// `vault.leader`.
@@ -383,6 +383,39 @@ pub(super) async fn snapshot_transfer(
     outputs.insert("sha256", json!(file.sha256));
     outputs.insert("bytes", json!(file.bytes));
     Ok(outputs)
+}
+
+/// For a `vault.snapshot-transfer` in doubt: done once the target serves the source's data (a
+/// run again would fail: the target's own token went with its data). The copy on disk is
+/// reported as it is. A transfer that expects the target sealed runs again.
+pub(super) async fn snapshot_transfer_done(
+    live: &Live,
+    run: &StepRun,
+) -> Result<Option<Outputs>, ActionError> {
+    let on = run.step.on.as_str();
+    let input: inputs::SnapshotTransferInput = typed(run)?;
+    if input.expect != inputs::TransferExpect::Serving {
+        return Ok(None);
+    }
+    let source_token = live.secret(run, "source_token")?;
+    let (leader, _) = live.leader(on).await?;
+    let client = live.vault_on(on, &leader).await?;
+    if client.raft_configuration(&source_token).await.is_err() {
+        return Ok(None);
+    }
+    let path = live.run_dir.snapshot_path(&input.from, &run.key);
+    let sha256 = crate::adapters::vault::file_sha256(&path)
+        .await
+        .map_err(|e| ActionError::permanent(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut outputs = Outputs::new();
+    outputs.insert("snapshot", json!(path.display().to_string()));
+    outputs.insert("sha256", json!(sha256));
+    outputs.insert("bytes", json!(bytes));
+    Ok(Some(outputs))
 }
 
 /// `vault.leader`.
