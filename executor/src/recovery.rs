@@ -65,6 +65,10 @@ pub enum RollbackAction {
     ObserveThenUndo(Undo),
     /// A point of no return.
     CannotUndo(&'static str),
+    /// A step on a target that later passed a point of no return (the step named): its undo
+    /// would not bring back what was, so what happened to the target stays. Undoing a seal
+    /// edit of a Vault whose keys were re-wrapped or replaced would leave it unable to unseal.
+    Kept { target: String, past: String },
 }
 
 /// The rollback of a run: undo actions in reverse execution order, and the points of no return
@@ -151,9 +155,28 @@ fn items_ran(items: &[(String, StepState)]) -> bool {
     })
 }
 
+/// Whether a step surely had its effect: succeeded, or a `for_each` item of it did.
+fn passed(progress: &StepProgress) -> bool {
+    matches!(progress.state, StepState::Succeeded { .. })
+        || progress
+            .items
+            .iter()
+            .any(|(_, s)| matches!(s, StepState::Succeeded { .. }))
+}
+
 pub fn rollback(plan: &CompiledPlan, states: &BTreeMap<String, StepState>) -> Rollback {
     let mut actions = Vec::new();
     let mut past_no_return = Vec::new();
+    // The first point of no return each target passed: its steps keep what they did.
+    let mut target_passed: BTreeMap<&str, &str> = BTreeMap::new();
+    for &index in &plan.graph.order {
+        let step = &plan.steps[index];
+        if matches!(catalog::spec(step.action).undo, Undo::None(_))
+            && passed(&step_progress(&step.id, states))
+        {
+            target_passed.entry(step.on.as_str()).or_insert(&step.id);
+        }
+    }
     for &index in plan.graph.order.iter().rev() {
         let step = &plan.steps[index];
         let spec = catalog::spec(step.action);
@@ -189,6 +212,10 @@ pub fn rollback(plan: &CompiledPlan, states: &BTreeMap<String, StepState>) -> Ro
                 }
                 RollbackAction::CannotUndo(why)
             }
+            (_, _) if target_passed.contains_key(step.on.as_str()) => RollbackAction::Kept {
+                target: step.on.clone(),
+                past: target_passed[step.on.as_str()].to_string(),
+            },
             (_, undo) if in_doubt => RollbackAction::ObserveThenUndo(undo),
             (_, undo) => RollbackAction::Undo(undo),
         };
@@ -215,6 +242,7 @@ pub fn describe(rollback: &Rollback) -> String {
                 format!("check whether it happened, then {}", undo.describe())
             }
             RollbackAction::CannotUndo(why) => format!("cannot be undone: {why}"),
+            RollbackAction::Kept { target, past } => kept_line(target, past),
         };
         let _ = writeln!(out, "{step}: {line}");
     }
@@ -226,4 +254,11 @@ pub fn describe(rollback: &Rollback) -> String {
         );
     }
     out
+}
+
+/// Why a rollback keeps a step's effect: its target passed a point of no return later.
+pub fn kept_line(target: &str, past: &str) -> String {
+    format!(
+        "kept: `{target}` passed the point of no return `{past}`, so what happened to it stays"
+    )
 }

@@ -589,9 +589,19 @@ async fn undo_run(
         let Some(step) = plan.steps.iter().find(|s| &s.id == step_id) else {
             continue;
         };
-        if let crate::recovery::RollbackAction::CannotUndo(why) = action {
-            report(format!("{step_id}: cannot be undone: {why}"));
-            continue;
+        match action {
+            crate::recovery::RollbackAction::CannotUndo(why) => {
+                report(format!("{step_id}: cannot be undone: {why}"));
+                continue;
+            }
+            crate::recovery::RollbackAction::Kept { target, past } => {
+                report(format!(
+                    "{step_id}: {}",
+                    crate::recovery::kept_line(target, past)
+                ));
+                continue;
+            }
+            _ => {}
         }
         journal
             .append(Event::UndoStarted {
