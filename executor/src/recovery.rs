@@ -68,7 +68,10 @@ pub enum RollbackAction {
     /// A step on a target that later passed a point of no return (the step named): its undo
     /// would not bring back what was, so what happened to the target stays. Undoing a seal
     /// edit of a Vault whose keys were re-wrapped or replaced would leave it unable to unseal.
-    Kept { target: String, past: String },
+    Kept {
+        target: String,
+        past: String,
+    },
 }
 
 /// The rollback of a run: undo actions in reverse execution order, and the points of no return
@@ -258,7 +261,5 @@ pub fn describe(rollback: &Rollback) -> String {
 
 /// Why a rollback keeps a step's effect: its target passed a point of no return later.
 pub fn kept_line(target: &str, past: &str) -> String {
-    format!(
-        "kept: `{target}` passed the point of no return `{past}`, so what happened to it stays"
-    )
+    format!("kept: `{target}` passed the point of no return `{past}`, so what happened to it stays")
 }

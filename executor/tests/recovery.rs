@@ -147,8 +147,14 @@ fn rollback_undoes_in_reverse_and_names_the_points_of_no_return() {
     // The new Vault holds the restored data, its keys wrapped by the old key, then the new: the
     // seal edits stay, or it could not unseal after its next restart.
     assert!(text.contains("seal-migration.remove-disabled: kept: `new_vault` passed the point of no return `cutover.restore`"), "{text}");
-    assert!(text.contains("cutover.point-at-old-key: kept: `new_vault`"), "{text}");
-    assert!(text.contains("cutover.block-writes: undo: put back the recorded state"), "{text}");
+    assert!(
+        text.contains("cutover.point-at-old-key: kept: `new_vault`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cutover.block-writes: undo: put back the recorded state"),
+        "{text}"
+    );
     assert!(text.contains("past the point of no return (cutover.restore, seal-migration.migrate-followers, seal-migration.step-down)"));
 }
 
