@@ -725,6 +725,87 @@ async fn a_failure_after_writes_are_blocked_rolls_back_to_the_old_vault() {
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
+/// The online plan fails inside its window (the old cluster refuses to take the Services'
+/// selectors off): the rollback brings the old Vault back with every secret, and keeps the new
+/// Vault on the old key it adopted before the window (putting its first seal block back would
+/// leave it unable to unseal at its next restart).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_online_run_failing_in_its_window_rolls_back_and_leaves_the_new_vault_able_to_unseal() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed("online-rollback").await;
+    bed.scenario.twin().cluster("old").inject(
+        Fault::error(500, "InternalError")
+            .on(Verb::Update)
+            .path("/api/v1/namespaces/vault/services"),
+    );
+    let files = bed.scenario.files();
+    let args = plan_args(
+        &bed,
+        "vault-transit-migration-online.yaml",
+        &[files.params(), files.online_params()],
+    );
+    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        summary(&stdout)["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed at `cutover.block-in-cluster-writes`"),
+        "{stdout}"
+    );
+    let run = run_dir(&bed);
+    let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "adopt-old-key.remove-disabled: kept: `new_vault` passed the point of no return `adopt-old-key.migrate-followers`"
+        ),
+        "the new Vault's seal edits stay:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("cutover.block-writes: undone"),
+        "the old Ingress is back:\n{stderr}"
+    );
+    assert_rolled_back(&bed).await;
+    // Every NEW pod restarts and unseals: its configuration names the key its data is wrapped by.
+    let http = client(&bed.resolve);
+    let new = bed.scenario.vault("new");
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
+    let cluster = Cluster::connect(&kubeconfig, "new", "vault").await.unwrap();
+    for ordinal in 0..3 {
+        cluster
+            .restart_pod(&format!("vault-{ordinal}"), Duration::from_secs(120))
+            .await
+            .unwrap();
+    }
+    for ordinal in 0..3 {
+        let address = new.pod_address(ordinal).unwrap();
+        let what = format!("NEW pod {ordinal} to auto-unseal after the rollback");
+        common::eventually(&what, Duration::from_secs(120), || async {
+            match http
+                .get(format!("http://{address}/v1/sys/seal-status"))
+                .send()
+                .await
+            {
+                Ok(response) => response
+                    .json::<Value>()
+                    .await
+                    .is_ok_and(|s| s["sealed"] == false),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
 /// After a rollback: the OLD Vault serves again through the old domain, with every secret.
 async fn assert_rolled_back(bed: &Bed) {
     let http = client(&bed.resolve);

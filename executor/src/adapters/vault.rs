@@ -276,7 +276,6 @@ impl Vault {
         self.json("leader", response).await
     }
 
-    /// `sys/health` with every state answering with a body (OpenBao omits fields vaultrs wants).
     /// Whether `token` is valid on this Vault (`auth/token/lookup-self`): `false` on 403.
     pub async fn token_valid(&self, token: &Secret) -> Result<bool, VaultError> {
         let request = self
@@ -305,6 +304,7 @@ impl Vault {
             .collect())
     }
 
+    /// `sys/health` with every state answering with a body (OpenBao omits fields vaultrs wants).
     pub async fn health(&self) -> Result<Health, VaultError> {
         let request = self.http.get(self.url("sys/health")).query(&[
             ("standbyok", "true"),
