@@ -407,6 +407,16 @@ async fn dispatch(
     }
 }
 
+/// Whether `kubectl get` asked for a Table.
+fn wants_table(request: &Request<Incoming>) -> bool {
+    crate::table::wanted(
+        request
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
 /// A list body with items stripped of `kind`/`apiVersion`, as real servers answer.
 fn list_document(resource: &ResourceType, items: Vec<Value>, resource_version: u64) -> Value {
     let items: Vec<Value> = items
@@ -446,6 +456,11 @@ async fn collection(
                 state.store.list(resource, namespace.as_deref(), &|object| {
                     labels.matches_object(object) && fields.matches_object(object)
                 });
+            if wants_table(&request)
+                && let Some(table) = crate::table::of(resource, &items, resource_version)
+            {
+                return Ok(json_response(200, &table));
+            }
             Ok(json_response(
                 200,
                 &list_document(resource, items, resource_version),
@@ -541,7 +556,18 @@ async fn object(
                 query,
             )
         }
-        Method::GET => Ok(json_response(200, &store.get(resource, namespace, name)?)),
+        Method::GET => {
+            let found = store.get(resource, namespace, name)?;
+            if subresource.is_none() && wants_table(&request) {
+                let resource_version = store.resource_version();
+                if let Some(table) =
+                    crate::table::of(resource, std::slice::from_ref(&found), resource_version)
+                {
+                    return Ok(json_response(200, &table));
+                }
+            }
+            Ok(json_response(200, &found))
+        }
         Method::PUT => {
             let body = read_body(state, request.into_body()).await?;
             let desired = parse_body(&body, false)?;

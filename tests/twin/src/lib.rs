@@ -34,8 +34,8 @@
 //!
 //! What is not: authentication and authorization (any token is accepted); admission and schema
 //! validation; server-side apply conflicts and field removal (apply merges like a strategic merge
-//! patch and records one `managedFields` entry per manager); Tables (`kubectl get` shows NAME and
-//! AGE only); paging (`limit` is ignored); protobuf bodies other than the Namespaces, ConfigMaps
+//! patch and records one `managedFields` entry per manager); Tables other than for Pods and
+//! Services (`table`; other kinds print NAME and AGE); paging (`limit` is ignored); protobuf bodies other than the Namespaces, ConfigMaps
 //! and Secrets that `kubectl create` sends; port-forward over SPDY (what `kubectl port-forward`
 //! uses); Deployments, PersistentVolumeClaims as objects, RBAC, and the other limits listed in the
 //! README.
@@ -68,6 +68,7 @@ pub mod server;
 pub mod statefulset;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod tls;
 pub mod twin;
 pub mod watch;

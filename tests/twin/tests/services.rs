@@ -25,6 +25,90 @@ fn one_vault() -> ScenarioOptions {
     }])
 }
 
+/// `kubectl get` prints the columns a real API server prints for Pods and Services (server-side
+/// Tables): the ClusterIP and ports of a Service, the readiness, phase and restarts of a pod,
+/// and label columns from each row's metadata.
+#[tokio::test]
+async fn kubectl_get_prints_the_columns_of_a_real_server() {
+    let scenario = Scenario::start_async(one_vault())
+        .await
+        .unwrap_or_else(|why| panic!("{why}"));
+    let kubectl = Kubectl::new(scenario.twin().kubeconfig_path());
+    let get = |args: &[&str]| {
+        let mut all = vec!["--context", "old", "-n", "vault", "get"];
+        all.extend_from_slice(args);
+        kubectl.run(&all)
+    };
+    let row = |table: &str, name: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row {name} in:\n{table}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+
+    let services = get(&["services"]);
+    let header: Vec<&str> = services
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{services}"
+    );
+    let active = row(&services, "vault-active");
+    assert_eq!(active[1], "ClusterIP");
+    assert_eq!(
+        active[2],
+        cluster_ip(&kubectl, "vault-active").to_string(),
+        "{services}"
+    );
+    assert_eq!(active[4], "8200/TCP,8201/TCP");
+    assert_eq!(row(&services, "vault-internal")[2], "None", "headless");
+    let wide = get(&["services", "-o", "wide"]);
+    assert!(
+        row(&wide, "vault-active")
+            .last()
+            .is_some_and(|selector| selector.contains("vault-active=true")),
+        "{wide}"
+    );
+
+    let pods = get(&["pods", "-L", "vault-active"]);
+    let header: Vec<&str> = pods.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "VAULT-ACTIVE"],
+        "{pods}"
+    );
+    let pod = row(&pods, "vault-0");
+    assert_eq!(pod[1..4], ["1/1", "Running", "0"], "{pods}");
+    assert_eq!(pod[5], "true", "the active pod's label: {pods}");
+    let one = get(&["pod", "vault-0", "-o", "wide"]);
+    let address = scenario
+        .vault("old")
+        .pod_address(0)
+        .unwrap()
+        .ip()
+        .to_string();
+    assert!(row(&one, "vault-0").contains(&address), "{one}");
+    // Kinds without columns of their own print as a plain list: NAME and AGE.
+    let configmaps = get(&["configmaps"]);
+    assert!(configmaps.starts_with("NAME"), "{configmaps}");
+    assert!(row(&configmaps, "vault-config").len() == 2, "{configmaps}");
+}
+
 /// The ClusterIP of Service `vault/name`, as `kubectl` shows it.
 fn cluster_ip(kubectl: &Kubectl, name: &str) -> IpAddr {
     let shown = kubectl.run(&[
