@@ -450,7 +450,8 @@ async fn collection(
             let labels = query.label_selector()?;
             let fields = query.field_selector()?;
             if query.flag("watch") {
-                return watch::start(state, resource, namespace, labels, fields, query);
+                let table = wants_table(&request);
+                return watch::start(state, resource, namespace, labels, fields, query, table);
             }
             let (items, resource_version) =
                 state.store.list(resource, namespace.as_deref(), &|object| {
@@ -554,6 +555,7 @@ async fn object(
                 query.label_selector()?,
                 fields,
                 query,
+                wants_table(&request),
             )
         }
         Method::GET => {

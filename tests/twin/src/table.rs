@@ -3,7 +3,8 @@
 //! IP and NODE with `-o wide`) and Services (TYPE, CLUSTER-IP, EXTERNAL-IP, PORT(S), AGE;
 //! SELECTOR with `-o wide`), the columns a real API server prints; other kinds get the plain
 //! list, which kubectl prints as NAME and AGE. Each row carries the object's metadata, so
-//! `kubectl get -L LABEL` and `--show-labels` work.
+//! `kubectl get -L LABEL` and `--show-labels` work; `kubectl get -w` gets each change as a one-row
+//! Table (`watch`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

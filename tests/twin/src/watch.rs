@@ -77,6 +77,7 @@ pub fn start(
     labels: LabelSelector,
     fields: FieldSelector,
     query: &Query,
+    table: bool,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let start = match query.get("resourceVersion") {
         None | Some("") | Some("0") => Start::Now,
@@ -96,6 +97,7 @@ pub fn start(
         initial_events: query.flag("sendInitialEvents"),
         bookmark_interval: state.settings.bookmark_interval,
         deadline: Instant::now() + timeout,
+        table,
     };
     let scope = Scope {
         resource,
@@ -118,6 +120,26 @@ struct Settings {
     initial_events: bool,
     bookmark_interval: Duration,
     deadline: Instant,
+    /// `kubectl get -w`: each object as a one-row Table ([`crate::table`]) where its kind has one.
+    table: bool,
+}
+
+impl Settings {
+    /// An ADDED/MODIFIED/DELETED event's line.
+    fn object_line(&self, resource: &ResourceType, event_type: &str, object: &Value) -> Bytes {
+        let resource_version = object["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        match self
+            .table
+            .then(|| crate::table::of(resource, std::slice::from_ref(object), resource_version))
+            .flatten()
+        {
+            Some(table) => line(event_type, &table),
+            None => line(event_type, object),
+        }
+    }
 }
 
 fn line(event_type: &str, object: &Value) -> Bytes {
@@ -156,7 +178,11 @@ async fn run(
                     scope.includes(object)
                 });
             for item in &items {
-                if sender.send(line("ADDED", item)).await.is_err() {
+                if sender
+                    .send(settings.object_line(scope.resource, "ADDED", item))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -192,7 +218,10 @@ async fn run(
                 for event in events {
                     seen = event.resource_version;
                     if let Some(event_type) = scope.project(&event)
-                        && sender.send(line(event_type, &event.object)).await.is_err()
+                        && sender
+                            .send(settings.object_line(scope.resource, event_type, &event.object))
+                            .await
+                            .is_err()
                     {
                         return;
                     }

@@ -103,6 +103,65 @@ async fn kubectl_get_prints_the_columns_of_a_real_server() {
         .ip()
         .to_string();
     assert!(row(&one, "vault-0").contains(&address), "{one}");
+    // `kubectl get -w` prints each change in the same columns: a pod deleted and recreated
+    // shows up with READY 0/1 before it is ready again.
+    let mut watch = kubectl
+        .command(&["--context", "old", "-n", "vault", "get", "pods", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl get -w starts");
+    let stdout = watch.stdout.take().unwrap();
+    let (sender, printed) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let mut wait_for = |wanted: &dyn Fn(&str) -> bool, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match printed.recv_timeout(left) {
+                Ok(line) => {
+                    let found = wanted(&line);
+                    lines.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => panic!("kubectl get -w never printed {what}: {lines:?}"),
+            }
+        }
+    };
+    let columns = |line: &str, first: [&str; 2]| line.split_whitespace().take(2).eq(first);
+    wait_for(&|l| columns(l, ["vault-0", "1/1"]), "the listed pod");
+    kubectl.run(&[
+        "--context",
+        "old",
+        "-n",
+        "vault",
+        "delete",
+        "pod",
+        "vault-0",
+    ]);
+    wait_for(
+        &|l| columns(l, ["vault-0", "0/1"]),
+        "the recreated pod, not ready yet",
+    );
+    watch.kill().unwrap();
+    let _ = watch.wait();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("NAME")).count(),
+        1,
+        "one header for the list and every change: {lines:?}"
+    );
     // Kinds without columns of their own print as a plain list: NAME and AGE.
     let configmaps = get(&["configmaps"]);
     assert!(configmaps.starts_with("NAME"), "{configmaps}");
