@@ -391,6 +391,14 @@ async fn dispatch(
             resource,
             namespace,
             name,
+            subresource: Some(Subresource::Log),
+        } if request.method() == Method::GET => {
+            crate::podlog::handle(state, resource, &namespace, &name, query)
+        }
+        Route::Object {
+            resource,
+            namespace,
+            name,
             subresource,
         } => {
             object(

@@ -9,6 +9,8 @@ pub enum Subresource {
     Scale,
     /// `portforward`: a WebSocket bridge to the pod's address (`v4.channel.k8s.io`).
     PortForward,
+    /// `log`: the pod's log as text (`podlog`).
+    Log,
 }
 
 impl Subresource {
@@ -17,6 +19,7 @@ impl Subresource {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
             Subresource::PortForward => "portforward",
+            Subresource::Log => "log",
         }
     }
 }
@@ -91,7 +94,7 @@ pub fn group_version_path(group: &str, version: &str) -> String {
     }
 }
 
-use Subresource::{PortForward, Scale, Status};
+use Subresource::{Log, PortForward, Scale, Status};
 
 /// Every resource type the twin serves, in discovery order.
 pub static CATALOG: &[ResourceType] = &[
@@ -152,7 +155,7 @@ pub static CATALOG: &[ResourceType] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &[Status, PortForward],
+        subresources: &[Status, PortForward, Log],
         has_generation: true,
     },
     ResourceType {

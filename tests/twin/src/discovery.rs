@@ -131,6 +131,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                     "name": name, "singularName": "", "namespaced": resource.namespaced,
                     "kind": "PodPortForwardOptions", "verbs": ["create", "get"],
                 }),
+                Subresource::Log => json!({
+                    "name": name, "singularName": "", "namespaced": resource.namespaced,
+                    "kind": "Pod", "verbs": ["get"],
+                }),
             });
         }
     }

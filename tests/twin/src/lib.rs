@@ -24,7 +24,7 @@
 //!
 //! What is modelled: discovery, OpenAPI v3 enough for `kubectl apply`, CRUD with
 //! resourceVersion/uid/generation, label and field selectors, the four patch types, delete
-//! preconditions and finalizers, `status` and `scale` subresources, watches with bookmarks, and
+//! preconditions and finalizers, `status`, `scale` and `log` (`podlog`) subresources, watches with bookmarks, and
 //! port-forward over WebSocket (`v4.channel.k8s.io`, as kube-rs speaks it). With workloads
 //! (`TwinOptions::with_workloads`): a StatefulSet controller (Parallel, OnDelete), a kubelet
 //! running each pod as a process on its own loopback address (`kubelet`, `chart`), ingress
@@ -58,6 +58,7 @@ pub mod kubelet;
 pub mod kubeproxy;
 pub mod node;
 pub mod patch;
+pub mod podlog;
 pub mod portforward;
 pub mod probe;
 pub mod process;

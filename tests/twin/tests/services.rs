@@ -27,9 +27,9 @@ fn one_vault() -> ScenarioOptions {
 
 /// `kubectl get` prints the columns a real API server prints for Pods and Services (server-side
 /// Tables): the ClusterIP and ports of a Service, the readiness, phase and restarts of a pod,
-/// and label columns from each row's metadata.
+/// and label columns from each row's metadata; `kubectl logs` prints what the pod's process wrote.
 #[tokio::test]
-async fn kubectl_get_prints_the_columns_of_a_real_server() {
+async fn kubectl_get_and_logs_show_what_a_real_server_shows() {
     let scenario = Scenario::start_async(one_vault())
         .await
         .unwrap_or_else(|why| panic!("{why}"));
@@ -166,6 +166,36 @@ async fn kubectl_get_prints_the_columns_of_a_real_server() {
     let configmaps = get(&["configmaps"]);
     assert!(configmaps.starts_with("NAME"), "{configmaps}");
     assert!(row(&configmaps, "vault-config").len() == 2, "{configmaps}");
+
+    let logs = kubectl.run(&["--context", "old", "-n", "vault", "logs", "vault-0"]);
+    assert!(
+        logs.contains("core: vault is unsealed"),
+        "the OpenBao process's own log: {logs}"
+    );
+    let last = kubectl.run(&[
+        "--context",
+        "old",
+        "-n",
+        "vault",
+        "logs",
+        "vault-0",
+        "--tail=2",
+    ]);
+    assert_eq!(last.lines().count(), 2, "{last}");
+    assert!(logs.ends_with(&last), "the last two lines: {last}");
+    let missing = kubectl.fail(&["--context", "old", "-n", "vault", "logs", "vault-9"]);
+    assert!(missing.contains("not found"), "{missing}");
+    let wrong = kubectl.fail(&[
+        "--context",
+        "old",
+        "-n",
+        "vault",
+        "logs",
+        "vault-0",
+        "-c",
+        "nope",
+    ]);
+    assert!(wrong.contains("container nope is not valid"), "{wrong}");
 }
 
 /// The ClusterIP of Service `vault/name`, as `kubectl` shows it.
