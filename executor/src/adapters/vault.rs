@@ -651,9 +651,14 @@ impl Vault {
             .await
             .map_err(|e| snapshot_error(e.to_string()))?
             .map_err(snapshot_error);
-        // A refused archive explains an aborted upload: say that first.
+        let bytes = bytes?;
+        // A cut download explains a truncated archive: say that first. Otherwise a refused
+        // archive explains an aborted upload.
+        if let Err(error @ VaultError::Transport { .. }) = bytes {
+            return Err(error);
+        }
         checked?;
-        let bytes = bytes??;
+        let bytes = bytes?;
         Ok(SnapshotFile {
             sha256: sha256?,
             bytes,
