@@ -286,6 +286,18 @@ async fn assert_moved(bed: &Bed) {
     );
     // The old key service goes; every NEW pod restarts and unseals with the new key alone.
     bed.scenario.vault("old").key_service.stop().await.unwrap();
+    restart_new_pods_until_unsealed(bed, "with the new key").await;
+    assert_eq!(
+        read_secrets(&bed.resolve, "vault.new.test", &token).await,
+        bed.source
+    );
+}
+
+/// Restart every pod of the NEW Vault and wait until each auto-unseals (`when` says what the
+/// wait is about in a timeout's message).
+async fn restart_new_pods_until_unsealed(bed: &Bed, when: &str) {
+    let http = client(&bed.resolve);
+    let new = bed.scenario.vault("new");
     let kubeconfig =
         kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
     let cluster = Cluster::connect(&kubeconfig, "new", "vault").await.unwrap();
@@ -297,7 +309,7 @@ async fn assert_moved(bed: &Bed) {
     }
     for ordinal in 0..3 {
         let address = new.pod_address(ordinal).unwrap();
-        let what = format!("pod {ordinal} to auto-unseal with the new key");
+        let what = format!("NEW pod {ordinal} to auto-unseal {when}");
         common::eventually(&what, Duration::from_secs(120), || async {
             match http
                 .get(format!("http://{address}/v1/sys/seal-status"))
@@ -313,10 +325,6 @@ async fn assert_moved(bed: &Bed) {
         })
         .await;
     }
-    assert_eq!(
-        read_secrets(&bed.resolve, "vault.new.test", &token).await,
-        bed.source
-    );
 }
 
 /// Nothing a run writes holds a secret value of the scenario.
@@ -774,35 +782,7 @@ async fn an_online_run_failing_in_its_window_rolls_back_and_leaves_the_new_vault
     );
     assert_rolled_back(&bed).await;
     // Every NEW pod restarts and unseals: its configuration names the key its data is wrapped by.
-    let http = client(&bed.resolve);
-    let new = bed.scenario.vault("new");
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
-    let cluster = Cluster::connect(&kubeconfig, "new", "vault").await.unwrap();
-    for ordinal in 0..3 {
-        cluster
-            .restart_pod(&format!("vault-{ordinal}"), Duration::from_secs(120))
-            .await
-            .unwrap();
-    }
-    for ordinal in 0..3 {
-        let address = new.pod_address(ordinal).unwrap();
-        let what = format!("NEW pod {ordinal} to auto-unseal after the rollback");
-        common::eventually(&what, Duration::from_secs(120), || async {
-            match http
-                .get(format!("http://{address}/v1/sys/seal-status"))
-                .send()
-                .await
-            {
-                Ok(response) => response
-                    .json::<Value>()
-                    .await
-                    .is_ok_and(|s| s["sealed"] == false),
-                Err(_) => false,
-            }
-        })
-        .await;
-    }
+    restart_new_pods_until_unsealed(&bed, "after the rollback").await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
