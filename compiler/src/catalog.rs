@@ -191,7 +191,7 @@ pub(crate) use output;
 
 /// Where each action of the catalog lives: one line per action.
 pub fn action(kind: ActionKind) -> &'static dyn Action {
-    use crate::actions::{keys, kubernetes, preflight, seals, vault};
+    use crate::actions::{keys, kubernetes, preflight, raft, seals, vault};
     use ActionKind as A;
     match kind {
         A::PreflightCluster => &preflight::Cluster,
@@ -218,6 +218,9 @@ pub fn action(kind: ActionKind) -> &'static dyn Action {
         A::Leader => &vault::Leader,
         A::SealMigrate => &seals::Migrate,
         A::StepDown => &vault::StepDown,
+        A::RaftJoin => &raft::Join,
+        A::RaftPromote => &raft::Promote,
+        A::RaftRemovePeer => &raft::RemovePeer,
         A::Verify => &vault::Verify,
         A::KeysDisable => &keys::Disable,
     }

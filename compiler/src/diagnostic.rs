@@ -84,6 +84,9 @@ codes! {
     RemoveDisabledSealBeforeStepDown = "L105", Error, "disabled seal block removed before the step-down";
     OldKeyServiceReleasedEarly = "L106", Error, "old key service not kept until the end";
     TransferSourceLeftRunning = "L107", Error, "source of a snapshot transfer never disabled";
+    RaftLeaderRemovedBeforeStepDown = "L108", Error, "raft leader removed before leadership moved";
+    RaftPeerStoppedBeforeRemoved = "L109", Error, "raft peers stopped before they are removed";
+    RaftLeadershipMovedBeforePromotion = "L110", Error, "leadership moved before the joined nodes vote";
 }
 
 impl Code {

@@ -1,4 +1,4 @@
-//! The Vault ordering rules as compile-time lints (L101-L106): facts that steps establish
+//! The Vault ordering rules as compile-time lints (L101-L110): facts that steps establish
 //! (writes blocked, source disabled, step-down done, ...) are propagated along the graph in
 //! topological order, and each step is checked against the facts of its ancestors.
 
@@ -33,6 +33,14 @@ pub struct VaultFacts {
     final_restart_in: Option<u32>,
     /// Its data streamed into another Vault (`vault.snapshot-transfer`).
     pub(crate) transferred_out: bool,
+    /// Raft membership (`vault.raft-*`): another Vault's pods joined this one's raft cluster.
+    pub(crate) raft_joined: bool,
+    /// This Vault's pods joined another's raft cluster and were promoted to voters.
+    pub(crate) raft_promoted: bool,
+    /// This Vault's standbys (a `for_each` over `vault.leader`'s followers) removed from the raft
+    /// cluster, and its former leader.
+    pub(crate) raft_followers_removed: bool,
+    pub(crate) raft_leader_removed: bool,
 }
 
 /// Everything known to have happened before a step (on every path to it). Each action says
@@ -114,6 +122,10 @@ impl Facts {
                 .max(facts.disabled_seal_removed_in);
             entry.final_restart_in = entry.final_restart_in.max(facts.final_restart_in);
             entry.transferred_out |= facts.transferred_out;
+            entry.raft_joined |= facts.raft_joined;
+            entry.raft_promoted |= facts.raft_promoted;
+            entry.raft_followers_removed |= facts.raft_followers_removed;
+            entry.raft_leader_removed |= facts.raft_leader_removed;
         }
         self.backups.extend(other.backups.iter().cloned());
         for (key, step) in &other.keys_disabled {
@@ -412,6 +424,57 @@ fn check_step(
             )
             .with_help("the seal migration completes only when a migrated standby becomes active: put `vault.step-down` before this step"),
         ),
+        ActionKind::RaftRemovePeer
+            if crate::actions::raft::removes_leader(step) && !before.vault(on).stepped_down() =>
+        {
+            found.push(
+                Diagnostic::new(
+                    Code::RaftLeaderRemovedBeforeStepDown,
+                    span,
+                    format!("the leader of `{on}` is removed from the raft cluster while it may still be the active node"),
+                )
+                .with_help(format!(
+                    "step `{on}`'s active node down first (`vault.step-down`, after the joined nodes are voters), then look the leader up and remove it"
+                )),
+            );
+        }
+        ActionKind::Restart if before.vault(on).args_sleep && before.vault(on).raft_joined => {
+            let facts = before.vault(on);
+            let only_followers = text(step, "pods") == Some("followers");
+            let removed = facts.raft_followers_removed && (only_followers || facts.raft_leader_removed);
+            if !removed {
+                found.push(
+                    Diagnostic::new(
+                        Code::RaftPeerStoppedBeforeRemoved,
+                        span,
+                        format!("pods of `{on}` are stopped while their nodes are still peers of the raft cluster another Vault joined"),
+                    )
+                    .with_help(format!(
+                        "remove them first with `vault.raft-remove-peer` (the standbys, then the leader after a step-down): a stopped voter counts against the quorum, and a removed node that keeps running serves stale reads"
+                    )),
+                );
+            }
+        }
+        ActionKind::StepDown if before.vault(on).raft_joined => {
+            let joiners: Vec<&str> = steps
+                .iter()
+                .filter(|s| s.action == ActionKind::RaftJoin && text(s, "to") == Some(on))
+                .map(|s| s.on.as_str())
+                .collect();
+            if !joiners.iter().any(|joiner| before.vault(joiner).raft_promoted) {
+                found.push(
+                    Diagnostic::new(
+                        Code::RaftLeadershipMovedBeforePromotion,
+                        span,
+                        format!("`{on}` steps down before any node that joined its raft cluster is a voter"),
+                    )
+                    .with_help(format!(
+                        "promote the joined nodes first (`vault.raft-promote` on {}): leadership can only move to a voter",
+                        joiners.join(", ")
+                    )),
+                );
+            }
+        }
         ActionKind::KeysDisable => {
             for vault in index.targets.values().filter(|t| t.kind == TargetKind::Vault) {
                 let uses_key = steps.iter().any(|s| {

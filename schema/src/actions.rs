@@ -380,6 +380,45 @@ pub struct StepDownInput {
     pub token: SecretRef,
 }
 
+/// `vault.raft-join`: every pod of this Vault, uninitialised and sealed by the key of the Vault
+/// `to`, joins `to`'s raft cluster as a non-voter, one at a time; planx waits until each has
+/// unsealed and caught up with the active node. The data moves through raft while `to` serves.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RaftJoinInput {
+    /// Id of the Vault target whose raft cluster the pods join.
+    pub to: String,
+    /// A token of `to` with `read` on `sys/storage/raft/configuration` and `update` on
+    /// `sys/storage/raft/remove-peer` (the undo).
+    pub token: SecretRef,
+    /// API address of `to`'s active node as this Vault's pods reach it; default: the address
+    /// the active node advertises (`sys/leader`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_api_addr: Option<String>,
+}
+
+/// `vault.raft-promote`: make the node in `pod` of this Vault a voter of the raft cluster it
+/// joined.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RaftPromoteInput {
+    /// The pod, e.g. `vault-0`.
+    pub pod: String,
+    /// A token valid in the raft cluster's data, with `update` on `sys/storage/raft/promote`.
+    pub token: SecretRef,
+}
+
+/// `vault.raft-remove-peer`: take the node in `pod` of this Vault out of the raft cluster's
+/// configuration. Refused while that node is the active one: step it down first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RaftRemovePeerInput {
+    /// The pod, e.g. `{{ item }}` of a `for_each` over `vault.leader`'s followers.
+    pub pod: String,
+    /// A token valid in the raft cluster's data, with `update` on `sys/storage/raft/remove-peer`.
+    pub token: SecretRef,
+}
+
 /// `k8s.proxy-service`: a Service without selector and an EndpointSlice that send traffic to
 /// the address a DNS name resolves to.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -537,6 +576,9 @@ action_catalog! {
     Leader => "vault.leader", LeaderInput;
     SealMigrate => "vault.seal-migrate", SealMigrateInput;
     StepDown => "vault.step-down", StepDownInput;
+    RaftJoin => "vault.raft-join", RaftJoinInput;
+    RaftPromote => "vault.raft-promote", RaftPromoteInput;
+    RaftRemovePeer => "vault.raft-remove-peer", RaftRemovePeerInput;
     Verify => "vault.verify", VerifyInput;
     KeysDisable => "keys.disable", KeysDisableInput;
 }

@@ -5,6 +5,7 @@
 pub mod keys;
 pub mod kubernetes;
 pub mod preflight;
+pub mod raft;
 pub mod seals;
 pub mod vault;
 

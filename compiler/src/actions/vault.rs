@@ -11,17 +11,20 @@ use serde_json::Value;
 
 use crate::diagnostic::Diagnostic;
 use crate::edit::k8s;
-use crate::lints::{Facts, Index};
+use crate::lints::{Facts, Index, text};
 use crate::model::{CompiledPlan, CompiledStep};
 use crate::preview::{Change, PreviewRun, Written};
 
 /// The policy of the tokens `vault.token-create` makes: exactly what a migration needs
-/// (snapshot, snapshot-force, step-down, raft configuration, revoking itself), nothing else; the
+/// (snapshot, snapshot-force, step-down, raft configuration and membership, revoking itself),
+/// nothing else; the
 /// tokens get no `default` policy.
 pub const MIGRATION_POLICY: &str = r#"path "sys/step-down"                   { capabilities = ["update", "sudo"] }
 path "sys/storage/raft/snapshot"       { capabilities = ["read"] }
 path "sys/storage/raft/snapshot-force" { capabilities = ["update"] }
 path "sys/storage/raft/configuration"  { capabilities = ["read"] }
+path "sys/storage/raft/promote"        { capabilities = ["update"] }
+path "sys/storage/raft/remove-peer"    { capabilities = ["update"] }
 path "auth/token/revoke-self"          { capabilities = ["update"] }
 "#;
 
@@ -149,7 +152,8 @@ impl Action for Restart {
         }
     }
 
-    /// A restart after args that run `sleep` disables the Vault and blocks its writes.
+    /// A restart after args that run `sleep` disables the Vault and blocks its writes (its
+    /// followers alone leave the active node serving).
     fn establish(
         &self,
         step: &CompiledStep,
@@ -158,9 +162,10 @@ impl Action for Restart {
         facts: &mut Facts,
     ) -> bool {
         let entry = facts.vaults.entry(step.on.clone()).or_default();
-        if entry.args_sleep {
+        if entry.args_sleep && text(step, "pods") != Some("followers") {
             entry.disabled = true;
-            entry.writes_blocked = true;
+            // After a live move its data is served by the nodes that joined its raft cluster.
+            entry.writes_blocked |= !(entry.raft_joined && entry.raft_leader_removed);
         }
         entry.restart();
         true

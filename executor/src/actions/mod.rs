@@ -31,6 +31,7 @@ use crate::secrets::Secret;
 mod keys;
 mod kubernetes;
 mod preflight;
+mod raft;
 mod seals;
 mod vault;
 
@@ -132,6 +133,9 @@ fn live_action(kind: ActionKind) -> &'static dyn LiveAction {
         A::Leader => &vault::Leader,
         A::SealMigrate => &seals::Migrate,
         A::StepDown => &vault::StepDown,
+        A::RaftJoin => &raft::Join,
+        A::RaftPromote => &raft::Promote,
+        A::RaftRemovePeer => &raft::RemovePeer,
         A::Verify => &vault::Verify,
         A::KeysDisable => &keys::Disable,
     }
@@ -466,6 +470,72 @@ impl Live {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// The vault targets that share `vault`'s raft cluster through the plan's `vault.raft-join`
+    /// steps (one joined the other), `vault` first.
+    fn raft_members(&self, vault: &str) -> Vec<String> {
+        let mut members = vec![vault.to_string()];
+        for step in self
+            .plan
+            .steps
+            .iter()
+            .filter(|s| s.action == ActionKind::RaftJoin)
+        {
+            let to = step.with.get("to").and_then(Resolved::as_str);
+            let other = if step.on == vault {
+                to.map(str::to_owned)
+            } else if to == Some(vault) {
+                Some(step.on.clone())
+            } else {
+                None
+            };
+            if let Some(other) = other
+                && !members.contains(&other)
+            {
+                members.push(other);
+            }
+        }
+        members
+    }
+
+    /// The active node of the raft cluster `vault` belongs to, as (vault target, pod), found
+    /// among the pods of every target sharing it; waits for an election, up to `self.wait`.
+    async fn raft_leader(&self, vault: &str) -> Result<(String, String), ActionError> {
+        let members = self.raft_members(vault);
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let started = Instant::now();
+        loop {
+            for member in &members {
+                for pod in self.vault_pods(member).await? {
+                    if let Ok(client) = self.vault_on(member, &pod).await
+                        && client.leader().await.is_ok_and(|l| l.is_self)
+                    {
+                        if started.elapsed() > Duration::from_millis(300) {
+                            self.count_wait(started);
+                        }
+                        return Ok((member.clone(), pod));
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ActionError::transient(format!(
+                    "no pod of {} became the active node within {}s",
+                    members.join(" or "),
+                    self.wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// A pod's IP (`status.podIP`), if it has one.
+    async fn pod_ip(&self, vault: &str, pod: &str) -> Result<Option<String>, ActionError> {
+        Ok(self
+            .cluster(vault)?
+            .get("Pod", pod)
+            .await?
+            .and_then(|p| p["status"]["podIP"].as_str().map(str::to_owned)))
     }
 
     /// Record every object the step changes, as planc plans them (what `planc diff` showed),

@@ -432,7 +432,8 @@ pub(super) async fn leader(
     Ok(outputs)
 }
 
-/// `vault.step-down`.
+/// `vault.step-down`. The new active node may be a pod of another Vault sharing the raft
+/// cluster (after a `vault.raft-join`): then the step-down moves leadership between them.
 pub(super) async fn step_down(
     live: &Live,
     run: &StepRun,
@@ -441,19 +442,19 @@ pub(super) async fn step_down(
     let on = run.step.on.as_str();
     let mut outputs = Outputs::new();
     let token = live.secret(run, "token")?;
-    let (leader, _) = live.leader(on).await?;
-    let client = live.vault_on(on, &leader).await?;
+    let (leader_vault, leader) = live.raft_leader(on).await?;
+    let client = live.vault_on(&leader_vault, &leader).await?;
     effects
-        .perform(&format!("step {leader} of {on} down"), async {
+        .perform(&format!("step {leader} of {leader_vault} down"), async {
             client.step_down(&token).await.map_err(ActionError::from)
         })
         .await?;
     let deadline = tokio::time::Instant::now() + live.wait;
     let election = Instant::now();
     let new_leader = loop {
-        if let Ok((now, _)) = live.leader(on).await
-            && now != leader
-            && let Ok(client) = live.vault_on(on, &now).await
+        if let Ok((vault, now)) = live.raft_leader(on).await
+            && (vault.as_str(), now.as_str()) != (leader_vault.as_str(), leader.as_str())
+            && let Ok(client) = live.vault_on(&vault, &now).await
             && client
                 .seal_status()
                 .await

@@ -107,6 +107,52 @@ pub struct RaftServer {
     pub voter: bool,
 }
 
+/// A change of a raft cluster's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftChange {
+    /// A non-voter becomes a voter.
+    Promote,
+    /// A voter becomes a non-voter.
+    Demote,
+    /// The node leaves the cluster's configuration.
+    RemovePeer,
+}
+
+impl RaftChange {
+    fn path(self) -> &'static str {
+        match self {
+            RaftChange::Promote => "promote",
+            RaftChange::Demote => "demote",
+            RaftChange::RemovePeer => "remove-peer",
+        }
+    }
+
+    fn call(self) -> &'static str {
+        match self {
+            RaftChange::Promote => "raft promote",
+            RaftChange::Demote => "raft demote",
+            RaftChange::RemovePeer => "raft remove-peer",
+        }
+    }
+}
+
+impl RaftServer {
+    /// Whether this peer is the node running in pod `pod` at `pod_ip`: its cluster address is
+    /// the pod's IP, or a DNS name whose first label is the pod's name (the chart's
+    /// `POD.RELEASE-internal`), or its node id is the pod's name.
+    pub fn runs_in(&self, pod: &str, pod_ip: Option<&str>) -> bool {
+        let host = self
+            .address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        pod_ip.is_some_and(|ip| ip == host)
+            || host.split('.').next() == Some(pod)
+            || self.node_id == pod
+    }
+}
+
 /// A snapshot on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotFile {
@@ -485,6 +531,50 @@ impl Vault {
                 message: format!("unexpected answer: {e}"),
             }
         })
+    }
+
+    /// Ask this (uninitialised) node to join the raft cluster whose node answers at
+    /// `leader_api_addr` (`sys/storage/raft/join`, unauthenticated on an uninitialised node).
+    /// The node then unseals itself through its seal, which must use the cluster's key.
+    pub async fn raft_join(
+        &self,
+        leader_api_addr: &str,
+        non_voter: bool,
+    ) -> Result<(), VaultError> {
+        let body =
+            serde_json::json!({ "leader_api_addr": leader_api_addr, "non_voter": non_voter });
+        let request = self
+            .http
+            .post(self.url("sys/storage/raft/join"))
+            .json(&body);
+        let response = self.send("raft join", request, &[200]).await?;
+        let answer: serde_json::Value = self.json("raft join", response).await?;
+        if answer["joined"].as_bool() == Some(true) {
+            return Ok(());
+        }
+        Err(VaultError::Client {
+            call: "raft join",
+            address: self.address.clone(),
+            message: format!("the node did not join: {answer}"),
+        })
+    }
+
+    /// A raft membership change by node id (`promote`, `demote` or `remove-peer` under
+    /// `sys/storage/raft/`), sent to any unsealed member (a standby forwards it to the active
+    /// node). `token` needs `update` there.
+    pub async fn raft_membership(
+        &self,
+        change: RaftChange,
+        token: &Secret,
+        node_id: &str,
+    ) -> Result<(), VaultError> {
+        let call = change.call();
+        let request = self
+            .http
+            .post(self.url(&format!("sys/storage/raft/{}", change.path())))
+            .header("X-Vault-Token", token.expose())
+            .json(&serde_json::json!({ "server_id": node_id }));
+        self.send(call, request, &[200, 204]).await.map(drop)
     }
 
     /// Write the least-privilege migration policy and create an orphan token with it.

@@ -21,6 +21,9 @@ pub const CLUSTERS: &[&str] = &["old", "new"];
 pub enum ScenarioName {
     /// OLD and NEW with the Vault chart, OLD initialised with data, NEW empty.
     VaultPair,
+    /// OLD and NEW with the Vault chart, OLD initialised with data, NEW left uninitialised: the
+    /// live plan's nodes join OLD's raft cluster.
+    VaultPairLive,
     /// OLD and NEW API servers only: no workloads, no Vault.
     Empty,
 }
@@ -29,9 +32,10 @@ impl ScenarioName {
     pub fn parse(name: &str) -> Result<ScenarioName, String> {
         match name {
             "vault-pair" => Ok(ScenarioName::VaultPair),
+            "vault-pair-live" => Ok(ScenarioName::VaultPairLive),
             "empty" => Ok(ScenarioName::Empty),
             other => Err(format!(
-                "unknown scenario {other:?}: use vault-pair (the default) or empty"
+                "unknown scenario {other:?}: use vault-pair (the default), vault-pair-live or empty"
             )),
         }
     }
@@ -39,6 +43,7 @@ impl ScenarioName {
     pub fn as_str(self) -> &'static str {
         match self {
             ScenarioName::VaultPair => "vault-pair",
+            ScenarioName::VaultPairLive => "vault-pair-live",
             ScenarioName::Empty => "empty",
         }
     }
@@ -169,8 +174,13 @@ pub fn serve(dir: &Path, options: &UpOptions) -> Result<(), String> {
             write_empty_env(&paths, &twin)?;
             Running::Twin(twin)
         }
-        ScenarioName::VaultPair => {
-            let mut scenario_options = ScenarioOptions::vault_pair().dir(&paths.dir);
+        ScenarioName::VaultPair | ScenarioName::VaultPairLive => {
+            let base = if options.scenario == ScenarioName::VaultPair {
+                ScenarioOptions::vault_pair()
+            } else {
+                ScenarioOptions::vault_pair_live()
+            };
+            let mut scenario_options = base.dir(&paths.dir);
             scenario_options.url_scheme = options.url_scheme.clone();
             Running::Scenario(Box::new(Scenario::start(scenario_options)?))
         }

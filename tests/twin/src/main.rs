@@ -35,7 +35,8 @@ enum Commands {
         /// Serve in this process until Ctrl-C or SIGTERM.
         #[arg(long)]
         foreground: bool,
-        /// `vault-pair` (OLD with data, NEW empty, both with real OpenBao) or `empty`.
+        /// `vault-pair` (OLD with data, NEW empty, both with real OpenBao), `vault-pair-live` (NEW left
+        /// uninitialised, for the live plan) or `empty`.
         #[arg(long, default_value = "vault-pair")]
         scenario: String,
         /// Scheme of the Vault URLs in the env and params files (the gateways serve both).

@@ -51,6 +51,9 @@ pub struct ClusterPlan {
     pub key_name: String,
     pub replicas: u32,
     pub init: Init,
+    /// Whether the configuration has the chart's `retry_join` towards the cluster's own pods;
+    /// a Vault prepared for the live move has none (its pods join another cluster, by planx).
+    pub retry_join: bool,
 }
 
 impl ClusterPlan {
@@ -61,6 +64,7 @@ impl ClusterPlan {
             key_name: format!("{name}-unseal"),
             replicas: 3,
             init,
+            retry_join: true,
         }
     }
 }
@@ -89,6 +93,21 @@ impl ScenarioOptions {
             dir: None,
             url_scheme: "http".to_string(),
             timeout: Duration::from_secs(90),
+        }
+    }
+
+    /// `vault-pair-live`: OLD initialised with 300 secrets, NEW left uninitialised (its nodes
+    /// join OLD's raft cluster in the live plan).
+    pub fn vault_pair_live() -> ScenarioOptions {
+        ScenarioOptions {
+            clusters: vec![
+                ClusterPlan::new("old", Init::WithData { secrets: 300 }),
+                ClusterPlan {
+                    retry_join: false,
+                    ..ClusterPlan::new("new", Init::None)
+                },
+            ],
+            ..ScenarioOptions::vault_pair()
         }
     }
 
@@ -216,8 +235,10 @@ fn resource(group: &str, plural: &str) -> &'static ResourceType {
     catalog::find(group, "v1", plural).expect("the scenario's resource types are in the catalogue")
 }
 
-/// The chart's `extraconfig-from-values.hcl` for `replicas` raft pods sealed by `key_service`.
-pub fn chart_config(replicas: u32, key_service: &KeyService) -> String {
+/// The chart's `extraconfig-from-values.hcl` for `replicas` raft pods sealed by `key_service`,
+/// with a `retry_join` towards each pod when `retry_join`.
+pub fn chart_config(replicas: u32, retry_join: bool, key_service: &KeyService) -> String {
+    let replicas = if retry_join { replicas } else { 0 };
     let retry_join: String = (0..replicas)
         .map(|ordinal| {
             format!(
@@ -367,7 +388,7 @@ pub fn chart_objects(
         ),
         (
             resource("", "configmaps"),
-            json!({"metadata": metadata(&format!("{RELEASE}-config")), "data": {CONFIG_KEY: chart_config(plan.replicas, key_service)}}),
+            json!({"metadata": metadata(&format!("{RELEASE}-config")), "data": {CONFIG_KEY: chart_config(plan.replicas, plan.retry_join, key_service)}}),
         ),
         (resource("", "services"), service(RELEASE, json!({}), false)),
         (
@@ -889,7 +910,7 @@ impl Scenario {
                  url_scheme: {scheme}\nold_domain: {}\nnew_domain: {}\nexpected_replicas: {}\n\
                  old_kms_address: {}\nold_kms_key: {}\nold_kms_token: {}\n\
                  new_kms_address: {}\nnew_kms_key: {}\nnew_kms_token: {}\n\
-                 old_admin_token: {}\nnew_admin_token: {}\nold_recovery_keys: {}\n",
+                 old_admin_token: {}\n{}old_recovery_keys: {}\n",
                 old.plan.domain,
                 new.plan.domain,
                 old.plan.replicas,
@@ -900,7 +921,12 @@ impl Scenario {
                 new.plan.key_name,
                 reference("new-kms-token"),
                 reference("old-root-token"),
-                reference("new-root-token"),
+                // An uninitialised NEW (vault-pair-live) has no token yet.
+                if new.keys.is_some() {
+                    format!("new_admin_token: {}\n", reference("new-root-token"))
+                } else {
+                    String::new()
+                },
                 reference("old-recovery-keys"),
             );
             write(&files.params(), &params)?;
@@ -908,19 +934,21 @@ impl Scenario {
                 "export PARAMS_FILE={}\n",
                 shell(&files.params().display().to_string()),
             ));
-            write(
-                &files.online_params(),
-                &format!(
-                    "# Written by `twin up`: what plans/vault-transit-migration-online.yaml needs beyond params.yaml\n\
+            if new.keys.is_some() {
+                write(
+                    &files.online_params(),
+                    &format!(
+                        "# Written by `twin up`: what plans/vault-transit-migration-online.yaml needs beyond params.yaml\n\
                      # (planx apply PLAN --params params.yaml --params online-params.yaml).\n\
                      new_recovery_keys: {}\n",
-                    reference("new-recovery-keys")
-                ),
-            )?;
-            env.push_str(&format!(
-                "export ONLINE_PARAMS_FILE={}\n",
-                shell(&files.online_params().display().to_string()),
-            ));
+                        reference("new-recovery-keys")
+                    ),
+                )?;
+                env.push_str(&format!(
+                    "export ONLINE_PARAMS_FILE={}\n",
+                    shell(&files.online_params().display().to_string()),
+                ));
+            }
         }
         write(&files.env(), &env)?;
         write(
