@@ -449,9 +449,9 @@ fn check_step(
                         span,
                         format!("pods of `{on}` are stopped while their nodes are still peers of the raft cluster another Vault joined"),
                     )
-                    .with_help(format!(
-                        "remove them first with `vault.raft-remove-peer` (the standbys, then the leader after a step-down): a stopped voter counts against the quorum, and a removed node that keeps running serves stale reads"
-                    )),
+                    .with_help(
+                        "remove them first with `vault.raft-remove-peer` (the standbys, then the leader after a step-down): a stopped voter counts against the quorum, and a removed node that keeps running serves stale reads",
+                    ),
                 );
             }
         }
