@@ -1,4 +1,4 @@
-//! Outage benchmark: the transit migration plans (faithful, online) on fresh twins (real
+//! Outage benchmark: the transit migration plans (faithful, online, live) on fresh twins (real
 //! OpenBao pods). Through each run the twin's write probe writes every 50 ms through the old
 //! domain (the ingress) and through the old cluster's `vault-active` ClusterIP (an in-cluster
 //! client). Per run: planx's total, the outage window planx reports and the part of it spent
@@ -7,7 +7,7 @@
 //! Vault) and whether the path serves again at the end. Then the medians per plan and the ratios
 //! to the faithful plan. Prints tables, never asserts. Run with
 //! `cargo bench -p planx --bench outage` (`PLANX_BENCH_RUNS`, default 3; `PLANX_BENCH_PLANS`,
-//! a comma-separated subset of `faithful,online`).
+//! a comma-separated subset of `faithful,online,live`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,11 +18,13 @@ use twin::httpc::Endpoint;
 use twin::probe::{PathLog, PathReport, ProbePath, WriteProbe};
 use twin::scenario::{Scenario, ScenarioFiles, ScenarioOptions};
 
-/// A plan the bench runs: its label, its file under `plans/`, and its parameter files.
+/// A plan the bench runs: its label, its file under `plans/`, its parameter files and the
+/// scenario it needs.
 struct BenchPlan {
     label: &'static str,
     file: &'static str,
     params: fn(&ScenarioFiles) -> Vec<PathBuf>,
+    scenario: fn() -> ScenarioOptions,
 }
 
 const PLANS: &[BenchPlan] = &[
@@ -30,11 +32,19 @@ const PLANS: &[BenchPlan] = &[
         label: "faithful",
         file: "vault-transit-migration.yaml",
         params: |files| vec![files.params()],
+        scenario: ScenarioOptions::vault_pair,
     },
     BenchPlan {
         label: "online",
         file: "vault-transit-migration-online.yaml",
         params: |files| vec![files.params(), files.online_params()],
+        scenario: ScenarioOptions::vault_pair,
+    },
+    BenchPlan {
+        label: "live",
+        file: "vault-transit-migration-live.yaml",
+        params: |files| vec![files.params()],
+        scenario: ScenarioOptions::vault_pair_live,
     },
 ];
 
@@ -174,9 +184,9 @@ async fn migrate(plan: &BenchPlan, run: usize) -> Measured {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a bench folder");
-    let scenario = Scenario::start_async(ScenarioOptions::vault_pair().dir(&dir.join("twin")))
+    let scenario = Scenario::start_async((plan.scenario)().dir(&dir.join("twin")))
         .await
-        .expect("the vault-pair scenario starts");
+        .expect("the scenario starts");
     let old = scenario.vault("old");
     let token = old.root_token().expect("the old root token").to_string();
     let in_cluster = scenario

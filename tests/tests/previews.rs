@@ -18,7 +18,9 @@ fn state_folder(plan: &Path) -> PathBuf {
     let stem = plan.file_stem().and_then(|s| s.to_str()).expect("a name");
     let folder = match stem {
         "vault-aks-migration" | "vault-aks-migration-online" => "aks",
-        "vault-transit-migration" | "vault-transit-migration-online" | "vault-transit-migration-live" => "transit",
+        "vault-transit-migration"
+        | "vault-transit-migration-online"
+        | "vault-transit-migration-live" => "transit",
         "vault-seal-rotation" => "rotation",
         "vault-restore" => "restore",
         other => panic!("no state fixture for plans/{other}.yaml: add one under tests/state/"),
