@@ -199,6 +199,7 @@ pub fn action(kind: ActionKind) -> &'static dyn Action {
         A::PreflightKeyAccess => &preflight::KeyAccess,
         A::PreflightRecoveryKeys => &preflight::RecoveryKeys,
         A::PreflightSealOverrides => &preflight::SealOverrides,
+        A::PreflightRaftJoin => &raft::Preflight,
         A::TokenCreate => &vault::TokenCreate,
         A::TokenRevoke => &vault::TokenRevoke,
         A::Backup => &kubernetes::Backup,

@@ -87,6 +87,7 @@ codes! {
     RaftLeaderRemovedBeforeStepDown = "L108", Error, "raft leader removed before leadership moved";
     RaftPeerStoppedBeforeRemoved = "L109", Error, "raft peers stopped before they are removed";
     RaftLeadershipMovedBeforePromotion = "L110", Error, "leadership moved before the joined nodes vote";
+    RaftVotersEven = "L111", Error, "raft voters even for two membership changes in a row";
 }
 
 impl Code {

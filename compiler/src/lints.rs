@@ -1,4 +1,4 @@
-//! The Vault ordering rules as compile-time lints (L101-L110): facts that steps establish
+//! The Vault ordering rules as compile-time lints (L101-L111): facts that steps establish
 //! (writes blocked, source disabled, step-down done, ...) are propagated along the graph in
 //! topological order, and each step is checked against the facts of its ancestors.
 
@@ -173,6 +173,7 @@ pub fn check(
             }
         }
     });
+    check_voter_parity(steps, targets, graph, diagnostics);
     for (source, (position, disabled)) in transferred {
         let step = &steps[position];
         if disabled || step.allow.contains(&Code::TransferSourceLeftRunning) {
@@ -188,6 +189,87 @@ pub fn check(
                 "after this step, patch `{source}`'s StatefulSet args to `sleep infinity` and restart its pods, so its lease revocations cannot diverge from the copy"
             )),
         );
+    }
+}
+
+/// L111: the voters of each raft cluster a `vault.raft-join` links, counted from the joined
+/// Vault's `replicas` through the membership steps in run order (a `for_each` over a
+/// `vault.leader`'s followers removes `replicas - 1`): an even count may last for one
+/// membership change, not two (an even count tolerates no more failures than one voter less).
+/// A change whose count is known only at apply time stops the count for that cluster.
+fn check_voter_parity(
+    steps: &[CompiledStep],
+    targets: &IndexMap<String, CompiledTarget>,
+    graph: &ExecutionGraph,
+    diagnostics: &mut Diagnostics,
+) {
+    let replicas = |id: &str| {
+        targets
+            .get(id)
+            .and_then(CompiledTarget::vault)
+            .map_or(3, |vault| i64::from(vault.replicas))
+    };
+    let mut cluster_of: HashMap<&str, &str> = HashMap::new();
+    for step in steps.iter().filter(|s| s.action == ActionKind::RaftJoin) {
+        if let Some(to) = text(step, "to") {
+            cluster_of.insert(step.on.as_str(), to);
+            cluster_of.insert(to, to);
+        }
+    }
+    // Per cluster: the voters now, and the membership step after which the count became even.
+    let mut counts: HashMap<&str, (i64, Option<usize>)> = cluster_of
+        .values()
+        .map(|&cluster| (cluster, (replicas(cluster), None)))
+        .collect();
+    for &position in &graph.order {
+        let step = &steps[position];
+        let sign = match step.action {
+            ActionKind::RaftPromote => 1,
+            ActionKind::RaftRemovePeer => -1,
+            _ => continue,
+        };
+        let Some(&cluster) = cluster_of.get(step.on.as_str()) else {
+            continue;
+        };
+        let items = match &step.for_each {
+            None => Some(1),
+            Some(Resolved::List(items)) => i64::try_from(items.len()).ok(),
+            Some(Resolved::StepOutput {
+                step: source,
+                output,
+            }) if output == "followers" => steps
+                .iter()
+                .find(|s| &s.id == source && s.action == ActionKind::Leader)
+                .map(|leader| replicas(&leader.on) - 1),
+            Some(_) => None,
+        };
+        let Some(items) = items else {
+            counts.remove(cluster);
+            continue;
+        };
+        let Some((voters, even_since)) = counts.get_mut(cluster) else {
+            continue;
+        };
+        *voters += sign * items;
+        if *voters % 2 != 0 {
+            *even_since = None;
+            continue;
+        }
+        match *even_since {
+            Some(first) if !step.allow.contains(&Code::RaftVotersEven) => diagnostics.push(
+                Diagnostic::new(
+                    Code::RaftVotersEven,
+                    step.span,
+                    format!(
+                        "the raft cluster of `{cluster}` still has an even number of voters ({}) after `{}` and this step",
+                        *voters, steps[first].id
+                    ),
+                )
+                .with_help("interleave promotions and removals so that each even count lasts for one change: for example promote two nodes, remove two standbys, then move leadership"),
+            ),
+            Some(_) => {}
+            None => *even_since = Some(position),
+        }
     }
 }
 

@@ -402,8 +402,8 @@ impl Lowering<'_> {
                 (false, Resolved::Secret { param, .. }) => {
                     self.secret_interpolated(&param.clone(), attribute_span(name))
                 }
-                (false, Resolved::Int(_)) if name == "port" => {}
-                (false, Resolved::Str(_)) if name != "port" => {}
+                (false, Resolved::Int(_)) if INTEGER_ATTRIBUTES.contains(&name.as_str()) => {}
+                (false, Resolved::Str(_)) if !INTEGER_ATTRIBUTES.contains(&name.as_str()) => {}
                 (false, other) => {
                     let found = other.to_json().to_string();
                     self.error(
@@ -411,7 +411,11 @@ impl Lowering<'_> {
                         attribute_span(name),
                         format!(
                             "`{name}` of target `{id}` must be {}, found {found}",
-                            if name == "port" { "an integer" } else { "a string" }
+                            if INTEGER_ATTRIBUTES.contains(&name.as_str()) {
+                                "an integer"
+                            } else {
+                                "a string"
+                            }
                         ),
                     )
                 }
@@ -1589,6 +1593,9 @@ impl Lowering<'_> {
     }
 }
 
+/// Target attributes that are integers (every other is a string).
+const INTEGER_ATTRIBUTES: &[&str] = &["port", "replicas"];
+
 fn fill_target_defaults(kind: TargetKind, attributes: &mut IndexMap<String, Resolved>) {
     let text = |value: &str| Resolved::Str(value.into());
     let defaults: Vec<(&str, Resolved)> = match kind {
@@ -1605,6 +1612,7 @@ fn fill_target_defaults(kind: TargetKind, attributes: &mut IndexMap<String, Reso
             ("internal_service", text("vault-internal")),
             ("selector", text("app.kubernetes.io/name=vault")),
             ("port", Resolved::Int(8200)),
+            ("replicas", Resolved::Int(3)),
             ("reach", text("port-forward")),
         ],
         TargetKind::Transit => vec![("mount_path", text("transit/"))],

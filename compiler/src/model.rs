@@ -82,6 +82,10 @@ impl CompiledTarget {
                 Some(Resolved::Int(port)) => u16::try_from(*port).unwrap_or(8200),
                 _ => 8200,
             },
+            replicas: match self.attributes.get("replicas") {
+                Some(Resolved::Int(replicas)) => u32::try_from(*replicas).unwrap_or(3),
+                _ => 3,
+            },
             address_template: (self.attribute("reach") == Some("address"))
                 .then(|| self.filled("address_template")),
         })
@@ -128,6 +132,8 @@ pub struct VaultTarget<'a> {
     pub selector: &'a str,
     /// The port its pods listen on.
     pub port: u16,
+    /// Its raft nodes (the chart's `server.ha.replicas`).
+    pub replicas: u32,
     /// `reach: address`: the pods' address template (`{pod}` replaced); `None` for a
     /// port-forward.
     pub address_template: Option<&'a str>,

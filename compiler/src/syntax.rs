@@ -95,6 +95,7 @@ pub fn target_attributes(kind: TargetKind) -> (&'static [&'static str], &'static
                 "internal_service",
                 "selector",
                 "port",
+                "replicas",
                 "reach",
                 "address_template",
             ],

@@ -549,6 +549,86 @@ async fn the_live_migration_moves_every_secret_through_raft_without_a_snapshot()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_live_run_killed_after_the_first_pod_joined_resumes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed_of("live-kill", ScenarioOptions::vault_pair_live()).await;
+    let files = bed.scenario.files();
+    let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[files.params()]);
+    // Killed while planx waits for the first pod it joined to catch up: that pod is a peer of
+    // the old cluster, the others are still empty.
+    let reached = kill_when(&bed, &args, |event| {
+        event["event"] == "activity"
+            && event["detail"].as_str().is_some_and(|d| {
+                d.starts_with("waiting for pod `vault-0` of `new_vault` to unseal")
+            })
+    })
+    .await;
+    assert!(reached, "the run never waited for the first joined pod");
+    resume_to_completion(&bed, &run_dir(&bed), "a kill in the join");
+    assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_plan_refuses_a_new_vault_that_cannot_join_before_any_change() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // vault-pair's NEW is initialised and its configuration has retry_join.
+    let bed = bed("live-refused").await;
+    let files = bed.scenario.files();
+    let params = bed.dir.join("live-params.yaml");
+    let text = std::fs::read_to_string(files.params()).unwrap();
+    let without_new_token: String = text
+        .lines()
+        .filter(|line| !line.starts_with("new_admin_token:"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&params, without_new_token).unwrap();
+    let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[params]);
+    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    assert!(outcome.starts_with("failed at `new-can-join`"), "{outcome}");
+    assert!(outcome.contains("has `retry_join`"), "{outcome}");
+    for pod in ["vault-0", "vault-1", "vault-2"] {
+        assert!(
+            outcome.contains(&format!("pod `{pod}` is initialised")),
+            "{outcome}"
+        );
+    }
+    // Nothing changed: no proxy Service, the new Vault still sealed by its own key.
+    let services = twin::catalog::find("", "v1", "services").unwrap();
+    assert!(
+        bed.scenario
+            .twin()
+            .cluster("old")
+            .store()
+            .get(services, "vault", "vault-migration-proxy")
+            .is_err(),
+        "the proxy Service was created"
+    );
+    let configmaps = twin::catalog::find("", "v1", "configmaps").unwrap();
+    let config = bed
+        .scenario
+        .twin()
+        .cluster("new")
+        .store()
+        .get(configmaps, "vault", "vault-config")
+        .unwrap();
+    assert!(
+        config["data"]["extraconfig-from-values.hcl"]
+            .as_str()
+            .unwrap()
+            .contains("new-unseal"),
+        "{config}"
+    );
+    assert_no_write_lost(&bed, "old").await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_live_run_failing_after_the_join_rolls_back_to_the_old_cluster_alone() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = bed_of("live-rollback", ScenarioOptions::vault_pair_live()).await;
@@ -640,29 +720,43 @@ async fn kill_at_and_resume(at: &str, nth: usize) {
 
 /// Run planx with `args`, and SIGKILL it when the `nth` step whose key starts with `at` starts.
 async fn kill_at(bed: &Bed, args: &[String], at: &str, nth: usize) {
+    let target = at.to_string();
+    let mut seen = 0;
+    let reached = kill_when(bed, args, move |event| {
+        if event["event"] == "started"
+            && event["step"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(target.as_str()))
+        {
+            seen += 1;
+        }
+        seen == nth
+    })
+    .await;
+    assert!(reached, "the run never reached `{at}`");
+}
+
+/// Run planx and SIGKILL it at the first event of its JSON output for which `now` says so;
+/// whether that event came.
+async fn kill_when(
+    bed: &Bed,
+    args: &[String],
+    mut now: impl FnMut(&Value) -> bool + Send + 'static,
+) -> bool {
     let mut child = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let target = at.to_string();
     let killed = tokio::task::spawn_blocking(move || {
-        let mut seen = 0;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let Ok(event) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
-            if event["event"] == "started"
-                && event["step"]
-                    .as_str()
-                    .is_some_and(|s| s.starts_with(target.as_str()))
-            {
-                seen += 1;
-                if seen == nth {
-                    return true;
-                }
+            if now(&event) {
+                return true;
             }
         }
         false
@@ -671,7 +765,7 @@ async fn kill_at(bed: &Bed, args: &[String], at: &str, nth: usize) {
     // SIGKILL: no chance to clean up.
     child.kill().unwrap();
     let _ = child.wait();
-    assert!(reached, "the run never reached `{at}`");
+    reached
 }
 
 /// Write `values` kv-v2 secrets of 700,000 random base64 characters under `secret/bulk/` of the

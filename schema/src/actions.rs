@@ -380,6 +380,18 @@ pub struct StepDownInput {
     pub token: SecretRef,
 }
 
+/// `preflight.raft-join`: before anything changes, this Vault's pods can join the raft cluster
+/// of `to`: its configuration has no `retry_join`, every pod answers uninitialised, and no pod
+/// could be mistaken for one of `to`'s peers (its IP, DNS name or node id).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightRaftJoinInput {
+    /// Id of the Vault target whose raft cluster the pods will join.
+    pub to: String,
+    /// A token of `to` with `read` on `sys/storage/raft/configuration`.
+    pub token: SecretRef,
+}
+
 /// `vault.raft-join`: every pod of this Vault, uninitialised and sealed by the key of the Vault
 /// `to`, joins `to`'s raft cluster as a non-voter, one at a time; planx waits until each has
 /// unsealed and caught up with the active node. The data moves through raft while `to` serves.
@@ -557,6 +569,7 @@ action_catalog! {
     PreflightKeyAccess => "preflight.key-access", PreflightKeyAccessInput;
     PreflightRecoveryKeys => "preflight.recovery-keys", PreflightRecoveryKeysInput;
     PreflightSealOverrides => "preflight.seal-overrides", PreflightSealOverridesInput;
+    PreflightRaftJoin => "preflight.raft-join", PreflightRaftJoinInput;
     TokenCreate => "vault.token-create", TokenCreateInput;
     TokenRevoke => "vault.token-revoke", TokenRevokeInput;
     Backup => "k8s.backup", BackupInput;

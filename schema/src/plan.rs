@@ -135,6 +135,9 @@ pub enum Reach {
 /// An execution context.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+// Only the JSON Schema of plan files is made from it (planc reads plans into its own node
+// tree), so the size of its variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum TargetSpec {
     /// A Kubernetes cluster reached through a kubeconfig context.
     Kubernetes {
@@ -175,6 +178,10 @@ pub enum TargetSpec {
         selector: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         port: Option<u16>,
+        /// Raft nodes it runs (the chart's `server.ha.replicas`, default 3): the voters the
+        /// raft membership lints count from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<u32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reach: Option<Reach>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

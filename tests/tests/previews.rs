@@ -17,7 +17,7 @@ use workspace_tests::{compile_with_params, expect_file, plan_files, workspace_ro
 fn state_folder(plan: &Path) -> PathBuf {
     let stem = plan.file_stem().and_then(|s| s.to_str()).expect("a name");
     let folder = match stem {
-        "vault-aks-migration" | "vault-aks-migration-online" => "aks",
+        "vault-aks-migration" | "vault-aks-migration-online" | "vault-aks-migration-live" => "aks",
         "vault-transit-migration"
         | "vault-transit-migration-online"
         | "vault-transit-migration-live" => "transit",

@@ -3,13 +3,34 @@
 
 use crate::catalog::{
     Action, Line,
-    SideEffect::{Irreversible, Reversible},
+    SideEffect::{Irreversible, ReadOnly, Reversible},
     TargetRequirement::Vault,
     Undo, output,
 };
 use crate::expr::Resolved;
 use crate::lints::{Facts, Index, text};
 use crate::model::CompiledStep;
+
+/// `preflight.raft-join`.
+pub struct Preflight;
+
+impl Action for Preflight {
+    fn line(&self) -> Line {
+        Line {
+            summary: "check, before anything changes, that this Vault's pods can join another Vault's raft cluster: no retry_join, every pod uninitialised, no pod mistaken for one of its peers",
+            target: Vault,
+            side_effect: ReadOnly,
+            undo: Undo::NotNeeded,
+            outputs: &[output!(
+                "leader_api_addr",
+                "the API address the joined cluster's active node advertises, which the pods must reach"
+            )],
+            secret_inputs: &["token"],
+            target_inputs: &[("to", Vault)],
+            chapter: "live",
+        }
+    }
+}
 
 /// `vault.raft-join`.
 pub struct Join;

@@ -114,6 +114,7 @@ fn live_action(kind: ActionKind) -> &'static dyn LiveAction {
         A::PreflightSealOverrides => &preflight::SealOverrides,
         A::PreflightKeyAccess => &preflight::KeyAccess,
         A::PreflightRecoveryKeys => &preflight::RecoveryKeys,
+        A::PreflightRaftJoin => &raft::Preflight,
         A::TokenCreate => &vault::TokenCreate,
         A::TokenRevoke => &vault::TokenRevoke,
         A::Backup => &kubernetes::Backup,

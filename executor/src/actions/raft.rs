@@ -39,6 +39,10 @@ impl LiveAction for Join {
 }
 
 live_action_fns!(
+    /// `preflight.raft-join`.
+    Preflight: apply preflight
+);
+live_action_fns!(
     /// `vault.raft-promote`.
     Promote: apply promote
 );
@@ -102,6 +106,47 @@ async fn refuse_retry_join(live: &Live, vault: &str) -> Result<(), ActionError> 
         )));
     }
     Ok(())
+}
+
+/// `preflight.raft-join`: what the join needs, read only: no `retry_join`, every pod answering
+/// uninitialised, none that the joined cluster's peers could be taken for.
+async fn preflight(live: &Live, run: &StepRun, _: &Effects) -> Result<Outputs, ActionError> {
+    let on = run.step.on.as_str();
+    let input: inputs::PreflightRaftJoinInput = typed(run)?;
+    let token = live.secret(run, "token")?;
+    refuse_retry_join(live, on).await?;
+    let active = active_client(live, &input.to).await?;
+    let servers = active.raft_configuration(&token).await?;
+    let mut problems = Vec::new();
+    for pod in live.vault_pods(on).await? {
+        let client = live.vault_on(on, &pod).await?;
+        match client.seal_status().await {
+            Ok(status) if status.initialized => problems.push(format!(
+                "pod `{pod}` is initialised: a joining node must be empty (deploy the new Vault without initialising it, or wipe its data volume)"
+            )),
+            Ok(_) => {}
+            Err(error) => problems.push(format!("pod `{pod}` does not answer: {error}")),
+        }
+        if let Some(peer) = peer_of(live, on, &pod, &servers).await? {
+            problems.push(format!(
+                "pod `{pod}` could be taken for the peer {} ({}) of `{}`: give the new pods cluster addresses and node ids of their own (for example `VAULT_CLUSTER_ADDR=https://$(POD_IP):8201`)",
+                peer.node_id, peer.address, input.to
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ActionError::permanent(format!(
+            "the pods of `{on}` cannot join the raft cluster of `{}`:\n  {}",
+            input.to,
+            problems.join("\n  ")
+        )));
+    }
+    let mut outputs = Outputs::new();
+    outputs.insert(
+        "leader_api_addr",
+        json!(active.leader().await?.leader_address),
+    );
+    Ok(outputs)
 }
 
 /// `vault.raft-join`: every pod, one at a time, as a non-voter; each waited for until it has
