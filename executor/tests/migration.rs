@@ -209,6 +209,22 @@ fn plan_args(bed: &Bed, plan: &str, params: &[PathBuf]) -> Vec<String> {
     args
 }
 
+/// Run planx with `args` and expect it to stop at `step`: exit 1, and a summary whose outcome
+/// is `failed at `STEP`: ...`, which it returns.
+fn apply_until_it_fails_at(bed: &Bed, args: &[String], step: &str) -> String {
+    let out = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    assert!(
+        outcome.starts_with(&format!("failed at `{step}`")),
+        "{stdout}"
+    );
+    outcome
+}
+
 fn run_dir(bed: &Bed) -> PathBuf {
     let runs: Vec<PathBuf> = std::fs::read_dir(bed.dir.join("runs"))
         .unwrap()
@@ -584,13 +600,7 @@ async fn the_live_plan_refuses_a_new_vault_that_cannot_join_before_any_change() 
         .collect();
     std::fs::write(&params, without_new_token).unwrap();
     let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[params]);
-    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
-    assert!(outcome.starts_with("failed at `new-can-join`"), "{outcome}");
+    let outcome = apply_until_it_fails_at(&bed, &args, "new-can-join");
     assert!(outcome.contains("has `retry_join`"), "{outcome}");
     for pod in ["vault-0", "vault-1", "vault-2"] {
         assert!(
@@ -639,18 +649,7 @@ async fn a_live_run_failing_after_the_join_rolls_back_to_the_old_cluster_alone()
     );
     let files = bed.scenario.files();
     let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[files.params()]);
-    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        summary(&stdout)["outcome"]
-            .as_str()
-            .unwrap()
-            .starts_with("failed at `handover.new-ingress-to-every-pod`"),
-        "{stdout}"
-    );
+    apply_until_it_fails_at(&bed, &args, "handover.new-ingress-to-every-pod");
     let token = bed.scenario.vault("old").root_token().unwrap().to_string();
     let http = client(&bed.resolve);
     let peers = || async {
@@ -898,24 +897,7 @@ async fn a_failure_after_writes_are_blocked_rolls_back_to_the_old_vault() {
             .on(Verb::Update)
             .path("/api/v1/namespaces/vault/configmaps"),
     );
-    let out = planx_command(
-        &bed,
-        &apply_args(&bed)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        summary(&stdout)["outcome"]
-            .as_str()
-            .unwrap()
-            .starts_with("failed at `cutover.point-at-old-key`"),
-        "{stdout}"
-    );
+    apply_until_it_fails_at(&bed, &apply_args(&bed), "cutover.point-at-old-key");
     // Writes are blocked: the old domain does not serve.
     let http = client(&bed.resolve);
     let blocked = http.get("http://vault.old.test/v1/sys/health").send().await;
@@ -965,18 +947,7 @@ async fn an_online_run_failing_in_its_window_rolls_back_and_leaves_the_new_vault
         "vault-transit-migration-online.yaml",
         &[files.params(), files.online_params()],
     );
-    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        summary(&stdout)["outcome"]
-            .as_str()
-            .unwrap()
-            .starts_with("failed at `cutover.block-in-cluster-writes`"),
-        "{stdout}"
-    );
+    apply_until_it_fails_at(&bed, &args, "cutover.block-in-cluster-writes");
     let run = run_dir(&bed);
     let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
         .output()
@@ -1074,15 +1045,9 @@ async fn a_wrong_recovery_key_fails_before_any_restart() {
     let mut args = apply_args(&bed);
     args.push("--set".into());
     args.push(format!("old_recovery_keys=file:{}", wrong.display()));
-    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    let outcome = apply_until_it_fails_at(&bed, &args, "old-recovery-keys");
     assert!(
-        outcome.starts_with("failed at `old-recovery-keys`")
-            && outcome.contains("the keys do not open this Vault"),
+        outcome.contains("the keys do not open this Vault"),
         "{outcome}"
     );
     for share in ["QUJDREVG", "YWJjZGVm", "MDEyMzQ1"] {
@@ -1305,18 +1270,7 @@ async fn a_rollback_killed_after_each_undo_step_completes_from_another_folder() 
     );
     let mut args = apply_args(&bed);
     args[1] = plan.display().to_string();
-    let out = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        summary(&stdout)["outcome"]
-            .as_str()
-            .unwrap()
-            .starts_with("failed at `cutover.point-at-old-key`"),
-        "{stdout}"
-    );
+    apply_until_it_fails_at(&bed, &args, "cutover.point-at-old-key");
     bed.scenario.twin().cluster("new").faults().clear();
     let run = run_dir(&bed);
 
