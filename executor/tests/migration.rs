@@ -588,8 +588,13 @@ async fn a_live_run_killed_after_the_first_pod_joined_resumes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_live_plan_refuses_a_new_vault_that_cannot_join_before_any_change() {
     let _one = ONE_AT_A_TIME.lock().await;
-    // vault-pair's NEW is initialised and its configuration has retry_join.
+    // vault-pair's NEW is initialised and its configuration has retry_join; and one new pod
+    // no longer reaches the old cluster.
     let bed = bed("live-refused").await;
+    bed.scenario
+        .twin()
+        .cluster("new")
+        .cut_pod_from_other_clusters("vault", "vault-1");
     let files = bed.scenario.files();
     let params = bed.dir.join("live-params.yaml");
     let text = std::fs::read_to_string(files.params()).unwrap();
@@ -608,6 +613,17 @@ async fn the_live_plan_refuses_a_new_vault_that_cannot_join_before_any_change() 
             "{outcome}"
         );
     }
+    // Six paths (API and cluster ports of three old peers) fail from vault-1, none from the
+    // others.
+    assert_eq!(
+        outcome.matches("pod `vault-1` does not reach").count(),
+        6,
+        "{outcome}"
+    );
+    assert!(
+        !outcome.contains("pod `vault-0` does not reach"),
+        "{outcome}"
+    );
     // Nothing changed: no proxy Service, the new Vault still sealed by its own key.
     let services = twin::catalog::find("", "v1", "services").unwrap();
     assert!(

@@ -381,8 +381,9 @@ pub struct StepDownInput {
 }
 
 /// `preflight.raft-join`: before anything changes, this Vault's pods can join the raft cluster
-/// of `to`: its configuration has no `retry_join`, every pod answers uninitialised, and no pod
-/// could be mistaken for one of `to`'s peers (its IP, DNS name or node id).
+/// of `to`: its configuration has no `retry_join`, every pod answers uninitialised, no pod could
+/// be mistaken for one of `to`'s peers (its IP, DNS name or node id), and from inside each pod
+/// (`nc -z` in its Vault container) every peer's API and cluster ports connect.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreflightRaftJoinInput {

@@ -3,6 +3,7 @@
 //! sent to the cluster's active node and waited for in its raft configuration.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use planc::expr::Resolved;
 use planc::model::CompiledStep;
@@ -83,29 +84,35 @@ async fn peer_of(
     }
 }
 
-/// Refuse a Vault whose configuration has `retry_join`: once one pod has joined, the others
-/// would join on their own as voters-to-be, and autopilot would promote them when it likes.
-async fn refuse_retry_join(live: &Live, vault: &str) -> Result<(), ActionError> {
+/// Why a Vault whose configuration has `retry_join` cannot join another's raft cluster under
+/// the plan's control (once one pod has joined, the others would join on their own and
+/// autopilot would promote them when it likes); `None` without one.
+async fn retry_join_problem(live: &Live, vault: &str) -> Result<Option<String>, ActionError> {
     let target = live.vault_target(vault)?;
     let Some(configmap) = live
         .cluster(vault)?
         .get("ConfigMap", target.configmap)
         .await?
     else {
-        return Ok(());
+        return Ok(None);
     };
     let text = configmap["data"][target.config_key].as_str().unwrap_or("");
     let joins = text.lines().any(|line| {
         let line = line.trim_start();
         line.starts_with("retry_join") && !line.starts_with('#')
     });
-    if joins {
-        return Err(ActionError::permanent(format!(
-            "the configuration of `{vault}` (ConfigMap {}, key {}) has `retry_join`: once one pod joins, the others would join on their own and autopilot would promote them, so the plan could not keep the voter count odd; remove the `retry_join` blocks from the new Vault's configuration and restart its pods before the live move",
-            target.configmap, target.config_key
-        )));
+    Ok(joins.then(|| format!(
+        "the configuration of `{vault}` (ConfigMap {}, key {}) has `retry_join`: once one pod joins, the others would join on their own and autopilot would promote them, so the plan could not keep the voter count odd; remove the `retry_join` blocks and restart the pods before the live move",
+        target.configmap, target.config_key
+    )))
+}
+
+/// Refuse a Vault whose configuration has `retry_join`.
+async fn refuse_retry_join(live: &Live, vault: &str) -> Result<(), ActionError> {
+    match retry_join_problem(live, vault).await? {
+        Some(problem) => Err(ActionError::permanent(problem)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// `preflight.raft-join`: what the join needs, read only: no `retry_join`, every pod answering
@@ -114,10 +121,9 @@ async fn preflight(live: &Live, run: &StepRun, _: &Effects) -> Result<Outputs, A
     let on = run.step.on.as_str();
     let input: inputs::PreflightRaftJoinInput = typed(run)?;
     let token = live.secret(run, "token")?;
-    refuse_retry_join(live, on).await?;
     let active = active_client(live, &input.to).await?;
     let servers = active.raft_configuration(&token).await?;
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = retry_join_problem(live, on).await?.into_iter().collect();
     for pod in live.vault_pods(on).await? {
         let client = live.vault_on(on, &pod).await?;
         match client.seal_status().await {
@@ -134,6 +140,7 @@ async fn preflight(live: &Live, run: &StepRun, _: &Effects) -> Result<Outputs, A
             ));
         }
     }
+    problems.extend(unreachable_peers(live, on, &input.to, &servers).await?);
     if !problems.is_empty() {
         return Err(ActionError::permanent(format!(
             "the pods of `{on}` cannot join the raft cluster of `{}`:\n  {}",
@@ -147,6 +154,66 @@ async fn preflight(live: &Live, run: &StepRun, _: &Effects) -> Result<Outputs, A
         json!(active.leader().await?.leader_address),
     );
     Ok(outputs)
+}
+
+/// From inside each running pod of `vault` (its Vault container), the API and cluster ports of
+/// every peer of the raft cluster it will join, probed with busybox's `nc -z -w 3` (what the
+/// Vault and OpenBao images ship); one line per path that does not connect.
+async fn unreachable_peers(
+    live: &Live,
+    vault: &str,
+    to: &str,
+    servers: &[RaftServer],
+) -> Result<Vec<String>, ActionError> {
+    let target = live.vault_target(vault)?;
+    let api_port = live.vault_target(to)?.port;
+    let cluster = live.cluster(vault)?;
+    let mut paths = Vec::new();
+    for server in servers {
+        let Some((host, cluster_port)) = server.address.rsplit_once(':') else {
+            continue;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        paths.push((
+            host.to_string(),
+            api_port.to_string(),
+            "API",
+            &server.node_id,
+        ));
+        paths.push((
+            host.to_string(),
+            cluster_port.to_string(),
+            "cluster",
+            &server.node_id,
+        ));
+    }
+    let mut problems = Vec::new();
+    for pod in live.vault_pods(vault).await? {
+        for (host, port, what, node) in &paths {
+            let command: Vec<String> = ["nc", "-z", "-w", "3", host, port]
+                .iter()
+                .map(|word| word.to_string())
+                .collect();
+            let executed = cluster
+                .exec(&pod, target.container, &command, Duration::from_secs(15))
+                .await?;
+            match executed.code {
+                Some(0) => {}
+                Some(126 | 127) => {
+                    problems.push(format!(
+                        "pod `{pod}` cannot run `nc -z` ({}): probe {host}:{port} from the pod by hand",
+                        executed.stderr.trim()
+                    ));
+                    return Ok(problems);
+                }
+                _ => problems.push(format!(
+                    "pod `{pod}` does not reach the {what} port of `{to}`'s peer {node} at {host}:{port}: {}",
+                    executed.stderr.trim()
+                )),
+            }
+        }
+    }
+    Ok(problems)
 }
 
 /// `vault.raft-join`: every pod, one at a time, as a non-voter; each waited for until it has

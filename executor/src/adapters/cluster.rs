@@ -501,6 +501,75 @@ impl Cluster {
     }
 }
 
+/// What a command run in a pod did: its exit code (`None` when the server said nothing of it)
+/// and its standard error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub code: Option<i32>,
+    pub stderr: String,
+}
+
+impl Cluster {
+    /// Run `command` in `container` of `pod` (`pods/exec` over WebSocket), without stdin; its
+    /// exit code and standard error, read within `timeout`.
+    pub async fn exec(
+        &self,
+        pod: &str,
+        container: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<Executed, ClusterError> {
+        use tokio::io::AsyncReadExt as _;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = kube::api::AttachParams::default()
+            .container(container)
+            .stdin(false)
+            .stdout(true)
+            .stderr(true);
+        let run = async {
+            let mut process = pods
+                .exec(pod, command.to_vec(), &params)
+                .await
+                .map_err(|e| ClusterError::Refused(format!("exec in pod {pod}: {e}")))?;
+            let mut stderr = String::new();
+            if let Some(mut reader) = process.stderr() {
+                let _ = reader.read_to_string(&mut stderr).await;
+            }
+            if let Some(mut reader) = process.stdout() {
+                let mut ignored = Vec::new();
+                let _ = reader.read_to_end(&mut ignored).await;
+            }
+            let status = match process.take_status() {
+                Some(status) => status.await,
+                None => None,
+            };
+            let _ = process.join().await;
+            let code = status.map(|status| {
+                if status.status.as_deref() == Some("Success") {
+                    0
+                } else {
+                    status
+                        .details
+                        .and_then(|details| details.causes)
+                        .into_iter()
+                        .flatten()
+                        .find(|cause| cause.reason.as_deref() == Some("ExitCode"))
+                        .and_then(|cause| cause.message)
+                        .and_then(|code| code.parse().ok())
+                        .unwrap_or(1)
+                }
+            });
+            Ok(Executed { code, stderr })
+        };
+        tokio::time::timeout(timeout, run).await.map_err(|_| {
+            ClusterError::Refused(format!(
+                "exec in pod {pod} gave no answer within {}s",
+                timeout.as_secs()
+            ))
+        })?
+    }
+}
+
 /// A running port-forward; stops when dropped.
 pub struct PortForward {
     pub local: SocketAddr,

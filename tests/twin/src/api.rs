@@ -391,6 +391,12 @@ async fn dispatch(
             resource,
             namespace,
             name,
+            subresource: Some(Subresource::Exec),
+        } => crate::exec::handle(state, resource, &namespace, &name, request, query).await,
+        Route::Object {
+            resource,
+            namespace,
+            name,
             subresource: Some(Subresource::Log),
         } if request.method() == Method::GET => {
             crate::podlog::handle(state, resource, &namespace, &name, query)

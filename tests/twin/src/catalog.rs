@@ -11,6 +11,8 @@ pub enum Subresource {
     PortForward,
     /// `log`: the pod's log as text (`podlog`).
     Log,
+    /// `exec`: a command in the pod over WebSocket (`exec`: the reachability probe `nc -z`).
+    Exec,
 }
 
 impl Subresource {
@@ -20,6 +22,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::PortForward => "portforward",
             Subresource::Log => "log",
+            Subresource::Exec => "exec",
         }
     }
 }
@@ -94,7 +97,7 @@ pub fn group_version_path(group: &str, version: &str) -> String {
     }
 }
 
-use Subresource::{Log, PortForward, Scale, Status};
+use Subresource::{Exec, Log, PortForward, Scale, Status};
 
 /// Every resource type the twin serves, in discovery order.
 pub static CATALOG: &[ResourceType] = &[
@@ -155,7 +158,7 @@ pub static CATALOG: &[ResourceType] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &[Status, PortForward, Log],
+        subresources: &[Status, PortForward, Log, Exec],
         has_generation: true,
     },
     ResourceType {

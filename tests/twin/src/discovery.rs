@@ -135,6 +135,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                     "name": name, "singularName": "", "namespaced": resource.namespaced,
                     "kind": "Pod", "verbs": ["get"],
                 }),
+                Subresource::Exec => json!({
+                    "name": name, "singularName": "", "namespaced": resource.namespaced,
+                    "kind": "PodExecOptions", "verbs": ["create", "get"],
+                }),
             });
         }
     }

@@ -117,9 +117,12 @@ pub struct FaultEffect {
 pub enum PodFault {
     /// The container's process exits at once with code 1, as a broken image or entrypoint does.
     FailStart,
-    /// The ingress gateway and port-forward cannot reach the pod (raft traffic between pods,
-    /// which runs on loopback, is not cut).
+    /// The ingress gateway and port-forward cannot reach the pod, and what it runs in exec
+    /// reaches nothing (raft traffic between pods, which runs on loopback, is not cut).
     NetworkCut,
+    /// What the pod runs in exec reaches only its own cluster's pods, as when the peering
+    /// between two clusters' networks is gone (raft traffic, on loopback, is not cut).
+    OtherClustersCut,
 }
 
 /// The fault rules of one cluster.

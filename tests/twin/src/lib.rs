@@ -48,6 +48,7 @@ pub mod chart;
 pub mod clock;
 pub mod daemon;
 pub mod discovery;
+pub mod exec;
 pub mod faults;
 pub mod gateway;
 pub mod hcl;

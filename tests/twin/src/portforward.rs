@@ -116,7 +116,7 @@ fn requested_ports(query: &Query) -> Result<Vec<u16>, ApiError> {
     Ok(ports)
 }
 
-fn pod_address(
+pub(crate) fn pod_address(
     state: &ClusterState,
     namespace: &str,
     name: &str,
@@ -148,7 +148,7 @@ enum Outgoing {
     PortClosed,
 }
 
-fn framed(channel: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn framed(channel: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(payload.len() + 1);
     frame.push(channel);
     frame.extend_from_slice(payload);

@@ -129,6 +129,14 @@ impl Cluster {
             .add_pod_fault(namespace, pod, PodFault::NetworkCut);
     }
 
+    /// Cuts pod `namespace/pod` off the other clusters: what it runs in exec reaches only this
+    /// cluster's pods, until `clear_pod_fault`.
+    pub fn cut_pod_from_other_clusters(&self, namespace: &str, pod: &str) {
+        self.state
+            .faults
+            .add_pod_fault(namespace, pod, PodFault::OtherClustersCut);
+    }
+
     pub fn clear_pod_fault(&self, namespace: &str, pod: &str, fault: PodFault) {
         self.state.faults.clear_pod_fault(namespace, pod, fault);
     }

@@ -484,3 +484,80 @@ async fn the_write_probe_counts_refusals_windows_and_lost_writes() {
     assert_eq!(reports[1].lost, vec![gone], "{}", reports[1]);
     assert!(reports[0].lost.is_empty(), "{}", reports[0]);
 }
+
+/// `kubectl exec POD -- nc -z -w N HOST PORT` runs the reachability probe from the pod's address
+/// with the real kubectl (WebSocket): a listening port connects, a closed one is refused with
+/// nc's message and exit code 1, a pod cut off the other clusters still reaches its own, and a
+/// command the twin does not run exits 126.
+#[tokio::test]
+async fn kubectl_exec_runs_the_reachability_probe_from_the_pod() {
+    let scenario = Scenario::start_async(one_vault())
+        .await
+        .unwrap_or_else(|why| panic!("{why}"));
+    let kubectl = Kubectl::new(scenario.twin().kubeconfig_path());
+    let pod_ip = kubectl.run(&[
+        "--context",
+        "old",
+        "-n",
+        "vault",
+        "get",
+        "pod",
+        "vault-0",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
+    let exec = |args: &[&str]| {
+        let mut all = vec![
+            "--context",
+            "old",
+            "-n",
+            "vault",
+            "exec",
+            "vault-0",
+            "-c",
+            "vault",
+            "--",
+        ];
+        all.extend_from_slice(args);
+        kubectl.output(&all)
+    };
+    let open = exec(&["nc", "-z", "-w", "2", &pod_ip, "8200"]);
+    assert!(open.status.success(), "{open:?}");
+    // The API server listens on loopback outside the pods' addresses: reached until the cut.
+    let api = scenario.twin().cluster("old").url();
+    let api_port = api
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let outside = exec(&["nc", "-z", "-w", "2", "127.0.0.1", &api_port]);
+    assert!(outside.status.success(), "{outside:?}");
+    let closed = exec(&["nc", "-z", "-w", "2", &pod_ip, "1"]);
+    assert_eq!(closed.status.code(), Some(1), "{closed:?}");
+    assert!(
+        String::from_utf8_lossy(&closed.stderr).contains("Connection refused"),
+        "{closed:?}"
+    );
+    scenario
+        .twin()
+        .cluster("old")
+        .cut_pod_from_other_clusters("vault", "vault-0");
+    let own = exec(&["nc", "-z", "-w", "2", &pod_ip, "8200"]);
+    assert!(
+        own.status.success(),
+        "its own cluster's pods stay reachable: {own:?}"
+    );
+    let elsewhere = exec(&["nc", "-z", "-w", "1", "127.0.0.1", &api_port]);
+    assert_eq!(elsewhere.status.code(), Some(1), "{elsewhere:?}");
+    assert!(
+        String::from_utf8_lossy(&elsewhere.stderr).contains("timed out"),
+        "{elsewhere:?}"
+    );
+    let other = exec(&["ls", "/"]);
+    assert_eq!(other.status.code(), Some(126), "{other:?}");
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("exec runs only `nc -z"),
+        "{other:?}"
+    );
+}
