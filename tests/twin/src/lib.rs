@@ -24,8 +24,9 @@
 //!
 //! What is modelled: discovery, OpenAPI v3 enough for `kubectl apply`, CRUD with
 //! resourceVersion/uid/generation, label and field selectors, the four patch types, delete
-//! preconditions and finalizers, `status`, `scale` and `log` (`podlog`) subresources, watches with bookmarks, and
-//! port-forward over WebSocket (`v4.channel.k8s.io`, as kube-rs speaks it). With workloads
+//! preconditions and finalizers, `status`, `scale` and `log` (`podlog`) subresources, watches with bookmarks,
+//! port-forward over WebSocket (`v4.channel.k8s.io`, as kube-rs speaks it), and exec over
+//! WebSocket for one command, the reachability probe `nc -z` (`exec`). With workloads
 //! (`TwinOptions::with_workloads`): a StatefulSet controller (Parallel, OnDelete), a kubelet
 //! running each pod as a process on its own loopback address (`kubelet`, `chart`), ingress
 //! gateways (`gateway`, `tls`), a kube-proxy per cluster forwarding Service ClusterIPs (from the
@@ -37,7 +38,7 @@
 //! patch and records one `managedFields` entry per manager); Tables other than for Pods and
 //! Services (`table`; other kinds print NAME and AGE); paging (`limit` is ignored); protobuf bodies other than the Namespaces, ConfigMaps
 //! and Secrets that `kubectl create` sends; port-forward over SPDY (what `kubectl port-forward`
-//! uses); Deployments, PersistentVolumeClaims as objects, RBAC, and the other limits listed in the
+//! uses); exec of any command but `nc -z`; Deployments, PersistentVolumeClaims as objects, RBAC, and the other limits listed in the
 //! README.
 
 pub mod addresses;
