@@ -481,6 +481,24 @@ async fn collection(
                 &list_document(resource, items, resource_version),
             ))
         }
+        Method::POST if resource.kind == "SelfSubjectAccessReview" => {
+            let protobuf_body = request
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(protobuf::is_protobuf);
+            let body = read_body(state, request.into_body()).await?;
+            let review = if protobuf_body {
+                protobuf::decode(resource.kind, &body).map_err(|error| {
+                    ApiError::bad_request(format!(
+                        "the protobuf body could not be decoded: {error}"
+                    ))
+                })?
+            } else {
+                parse_body(&body, false)?
+            };
+            Ok(json_response(201, &state.faults.review_access(review)))
+        }
         Method::POST => {
             let namespace = match (resource.namespaced, namespace) {
                 (true, Some(namespace)) => namespace,

@@ -210,6 +210,18 @@ pub static CATALOG: &[ResourceType] = &[
         has_generation: true,
     },
     ResourceType {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        subresources: &[],
+        has_generation: false,
+    },
+    ResourceType {
         group: "coordination.k8s.io",
         version: "v1",
         plural: "leases",

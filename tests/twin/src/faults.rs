@@ -2,6 +2,7 @@
 //! requests or until cleared; and pod faults: a container that fails at start, a pod cut off
 //! from the network (the ingress gateway and port-forward no longer reach it).
 
+use serde_json::Value;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -125,14 +126,69 @@ pub enum PodFault {
     OtherClustersCut,
 }
 
+/// An access a SelfSubjectAccessReview is denied: a verb on a resource (`group/resource`, or
+/// `resource` for the core group, with `/subresource` when there is one).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeniedAccess {
+    pub verb: String,
+    pub resource: String,
+}
+
 /// The fault rules of one cluster.
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Mutex<Vec<Fault>>,
     pods: Mutex<std::collections::HashSet<(String, String, PodFault)>>,
+    denied: Mutex<std::collections::HashSet<DeniedAccess>>,
 }
 
 impl Faults {
+    /// Makes SelfSubjectAccessReviews of `verb` on `resource` (`pods`, `pods/exec`,
+    /// `apps/statefulsets`, ...) answer not allowed. Requests themselves are still served: the
+    /// twin does no authorization.
+    pub fn deny(&self, verb: &str, resource: &str) {
+        self.denied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(DeniedAccess {
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+            });
+    }
+
+    /// A SelfSubjectAccessReview answered: allowed, unless [`Faults::deny`] said otherwise.
+    pub fn review_access(&self, mut review: Value) -> Value {
+        let attributes = &review["spec"]["resourceAttributes"];
+        let text = |name: &str| attributes[name].as_str().unwrap_or("").to_string();
+        let (group, plural, subresource) = (text("group"), text("resource"), text("subresource"));
+        let mut resource = if group.is_empty() {
+            plural
+        } else {
+            format!("{group}/{plural}")
+        };
+        if !subresource.is_empty() {
+            resource = format!("{resource}/{subresource}");
+        }
+        let denied = self
+            .denied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&DeniedAccess {
+                verb: text("verb"),
+                resource: resource.clone(),
+            });
+        review["status"] = if denied {
+            serde_json::json!({"allowed": false, "denied": true, "reason": format!("the twin denies {} on {resource} (injected fault)", text("verb"))})
+        } else {
+            serde_json::json!({"allowed": true, "reason": "the twin allows every request"})
+        };
+        if review["apiVersion"].is_null() {
+            review["apiVersion"] = "authorization.k8s.io/v1".into();
+            review["kind"] = "SelfSubjectAccessReview".into();
+        }
+        review
+    }
+
     pub fn inject(&self, fault: Fault) {
         self.lock().push(fault);
     }

@@ -1,7 +1,8 @@
 //! Decoding the Kubernetes protobuf encoding for the objects kubectl's typed commands create
-//! (`kubectl create namespace | configmap | secret`): the `k8s\0` envelope, `runtime.Unknown`,
-//! and Namespace, ConfigMap and Secret with the `ObjectMeta` fields a client may set. Every other
-//! kind is refused with 415, which tells the user to send JSON (`kubectl apply -f`).
+//! (`kubectl create namespace | configmap | secret`, `kubectl auth can-i`): the `k8s\0`
+//! envelope, `runtime.Unknown`, and Namespace, ConfigMap and Secret with the `ObjectMeta` fields
+//! a client may set, and a SelfSubjectAccessReview's spec. Every other kind is refused with 415,
+//! which tells the user to send JSON (`kubectl apply -f`).
 
 use serde_json::{Map, Value, json};
 
@@ -10,7 +11,12 @@ use crate::store::base64;
 const MAGIC: &[u8] = b"k8s\0";
 
 /// Kinds whose protobuf bodies the twin decodes.
-pub const DECODED_KINDS: &[&str] = &["Namespace", "ConfigMap", "Secret"];
+pub const DECODED_KINDS: &[&str] = &[
+    "Namespace",
+    "ConfigMap",
+    "Secret",
+    "SelfSubjectAccessReview",
+];
 
 /// Whether a `Content-Type` is the Kubernetes protobuf media type.
 pub fn is_protobuf(content_type: &str) -> bool {
@@ -49,6 +55,7 @@ pub fn decode(kind: &str, body: &[u8]) -> Result<Value, String> {
         "Namespace" => namespace(raw)?,
         "ConfigMap" => config_map(raw)?,
         "Secret" => secret(raw)?,
+        "SelfSubjectAccessReview" => self_subject_access_review(raw)?,
         other => {
             return Err(format!(
                 "the twin decodes protobuf only for {DECODED_KINDS:?}, not {other}"
@@ -216,6 +223,49 @@ fn namespace(bytes: &[u8]) -> Result<Value, String> {
         }
     }
     Ok(Value::Object(object))
+}
+
+/// `spec.resourceAttributes` (namespace 1, verb 2, group 3, version 4, resource 5, subresource
+/// 6, name 7) and `spec.nonResourceAttributes` (path 1, verb 2).
+fn self_subject_access_review(bytes: &[u8]) -> Result<Value, String> {
+    let strings = |message: &[u8], names: &[(u64, &str)]| -> Result<Value, String> {
+        let mut map = Map::new();
+        for field in Fields::new(message) {
+            if let (number, Wire::Bytes(text)) = field?
+                && let Some((_, name)) = names.iter().find(|(n, _)| *n == number)
+            {
+                map.insert(name.to_string(), json!(utf8(text)?));
+            }
+        }
+        Ok(Value::Object(map))
+    };
+    let mut spec = Map::new();
+    for field in Fields::new(bytes) {
+        if let (2, Wire::Bytes(spec_bytes)) = field? {
+            for inner in Fields::new(spec_bytes) {
+                match inner? {
+                    (1, Wire::Bytes(attributes)) => {
+                        let names = [
+                            (1, "namespace"),
+                            (2, "verb"),
+                            (3, "group"),
+                            (4, "version"),
+                            (5, "resource"),
+                            (6, "subresource"),
+                            (7, "name"),
+                        ];
+                        spec.insert("resourceAttributes".into(), strings(attributes, &names)?);
+                    }
+                    (2, Wire::Bytes(attributes)) => {
+                        let names = [(1, "path"), (2, "verb")];
+                        spec.insert("nonResourceAttributes".into(), strings(attributes, &names)?);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(json!({"spec": spec}))
 }
 
 fn config_map(bytes: &[u8]) -> Result<Value, String> {

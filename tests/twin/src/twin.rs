@@ -129,6 +129,12 @@ impl Cluster {
             .add_pod_fault(namespace, pod, PodFault::NetworkCut);
     }
 
+    /// Makes SelfSubjectAccessReviews (`kubectl auth can-i`, planx's permissions preflight)
+    /// deny `verb` on `resource` (`pods/exec`, `apps/statefulsets`, ...).
+    pub fn deny(&self, verb: &str, resource: &str) {
+        self.state.faults.deny(verb, resource);
+    }
+
     /// Cuts pod `namespace/pod` off the other clusters: what it runs in exec reaches only this
     /// cluster's pods, until `clear_pod_fault`.
     pub fn cut_pod_from_other_clusters(&self, namespace: &str, pod: &str) {

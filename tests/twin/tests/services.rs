@@ -561,3 +561,32 @@ async fn kubectl_exec_runs_the_reachability_probe_from_the_pod() {
         "{other:?}"
     );
 }
+
+/// `kubectl auth can-i` asks the twin (SelfSubjectAccessReview): yes by default, no for what a
+/// fault denies.
+#[tokio::test]
+async fn kubectl_auth_can_i_answers_yes_unless_a_fault_denies() {
+    let twin = twin::Twin::start(&["old"]).unwrap();
+    let kubectl = Kubectl::new(twin.kubeconfig_path());
+    let can_i = |args: &[&str]| {
+        let mut all = vec!["--context", "old", "-n", "vault", "auth", "can-i"];
+        all.extend_from_slice(args);
+        kubectl.output(&all)
+    };
+    let yes = can_i(&["create", "pods", "--subresource=exec"]);
+    assert!(yes.status.success(), "{yes:?}");
+    assert_eq!(String::from_utf8_lossy(&yes.stdout).trim(), "yes");
+    twin.cluster("old").deny("create", "pods/exec");
+    twin.cluster("old").deny("update", "apps/statefulsets");
+    for args in [
+        &["create", "pods", "--subresource=exec"][..],
+        &["update", "statefulsets.apps"][..],
+    ] {
+        let no = can_i(args);
+        assert_eq!(no.status.code(), Some(1), "{args:?}: {no:?}");
+        let answer = String::from_utf8_lossy(&no.stdout).to_string();
+        assert!(answer.starts_with("no - the twin denies"), "{args:?}: {answer}");
+    }
+    let other = can_i(&["delete", "pods"]);
+    assert!(other.status.success(), "{other:?}");
+}
