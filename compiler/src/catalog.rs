@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::diagnostic::Diagnostic;
 use crate::lints::{Facts, Index};
 use crate::model::{CompiledPlan, CompiledStep};
+use crate::permissions::Access;
 use crate::preview::{Change, PreviewRun, Written};
 
 pub use crate::actions::vault::MIGRATION_POLICY;
@@ -160,6 +161,19 @@ pub trait Action: Sync {
         _notes: &mut Vec<String>,
     ) -> Result<Vec<Change>, Box<Diagnostic>> {
         Ok(Vec::new())
+    }
+
+    /// What a step of this action (and its undo) asks of the Kubernetes API, per kubernetes
+    /// target id: by default [`crate::permissions::default_access`] (a Vault target's pods
+    /// reached; every object it changes read, written or deleted).
+    fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        let inputs = crate::preview::checked_inputs(&step.with);
+        crate::permissions::default_access(
+            plan,
+            step,
+            self.line().target,
+            self.writes(plan, &step.on, &inputs),
+        )
     }
 
     /// What a step of this action establishes for the ordering lints, changed in `facts` (the

@@ -22,6 +22,7 @@ pub mod lints;
 pub mod lower;
 pub mod model;
 pub mod params;
+pub mod permissions;
 pub mod preview;
 pub mod render;
 pub mod report;

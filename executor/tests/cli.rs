@@ -731,3 +731,51 @@ async fn the_lease_is_renewed_while_a_gate_waits_past_its_duration() {
     );
     std::fs::remove_dir_all(&bed.dir).ok();
 }
+
+/// `preflight.cluster` asks the cluster (SelfSubjectAccessReview) for everything the plan and
+/// its rollback will do there, and refuses before any change, naming each access the
+/// credentials lack.
+#[tokio::test]
+async fn the_permissions_preflight_names_what_the_credentials_may_not_do() {
+    let (bed, cluster) = bed("permissions").await;
+    let plan = bed.dir.join("permissions.yaml");
+    let with_preflight = PLAN.replace(
+        "steps:\n",
+        "steps:\n  - id: old-cluster\n    uses: preflight.cluster\n    on: old\n",
+    );
+    let with_preflight = with_preflight.replace(
+        "  - id: backup-ingress\n    uses: k8s.backup\n    on: old\n    with: {kind: Ingress, name: vault}\n",
+        "  - id: backup-ingress\n    uses: k8s.backup\n    on: old\n    with: {kind: Ingress, name: vault}\n    needs: [old-cluster]\n",
+    );
+    std::fs::write(&plan, with_preflight).unwrap();
+    bed.twin
+        .cluster("old")
+        .deny("delete", "networking.k8s.io/ingresses");
+    bed.twin
+        .cluster("old")
+        .deny("create", "discovery.k8s.io/endpointslices");
+    bed.twin.cluster("old").deny("delete", "pods");
+    let out = planx(
+        &bed,
+        &["apply", plan.to_str().unwrap(), "--yes", "--approve-all"],
+    );
+    let stdout = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for denied in [
+        "delete ingresses.networking.k8s.io",
+        "create endpointslices.discovery.k8s.io",
+        // The way back of `k8s.patch-args` restarts the pods the StatefulSet runs.
+        "delete pods",
+    ] {
+        assert!(stdout.contains(denied), "{denied} is named:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("failed at `old-cluster`"),
+        "the first step refuses:\n{stdout}"
+    );
+    assert!(
+        cluster.get("Ingress", "vault").await.unwrap().is_some(),
+        "nothing changed"
+    );
+    std::fs::remove_dir_all(&bed.dir).ok();
+}

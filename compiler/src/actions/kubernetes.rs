@@ -1,6 +1,7 @@
 //! `k8s.*`: backups, deletes, restores and the object edits (StatefulSet args, the proxy
 //! Service and EndpointSlice, Ingress rewrites), previewed with the edit functions planx applies.
 
+use crate::permissions::{self, Access};
 use planc_schema::actions::{
     BackupInput, DeleteInput, IngressRewriteInput, PatchArgsInput, ProxyServiceInput, RestoreInput,
 };
@@ -35,6 +36,13 @@ impl Action for Backup {
             target_inputs: &[],
             chapter: "3",
         }
+    }
+
+    /// The object read.
+    fn access(&self, _plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        text(step, "kind")
+            .map(|kind| permissions::on(&step.on, kind, &["get"]))
+            .unwrap_or_default()
     }
 
     fn preview(
@@ -163,6 +171,20 @@ impl Action for Restore {
         }
     }
 
+    /// The object of the backup (its kind known when the backup is a `k8s.backup` step's)
+    /// read, written back, and deleted or written again by the undo.
+    fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        let Some(Resolved::StepOutput { step: source, .. }) = step.with.get("backup") else {
+            return Vec::new();
+        };
+        plan.steps
+            .iter()
+            .find(|s| &s.id == source)
+            .and_then(|backup| text(backup, "kind"))
+            .map(|kind| permissions::on(&step.on, kind, &["get", "create", "update", "delete"]))
+            .unwrap_or_default()
+    }
+
     fn preview(
         &self,
         run: &mut PreviewRun<'_>,
@@ -198,6 +220,23 @@ impl Action for PatchArgs {
             target_inputs: &[],
             chapter: "4.4",
         }
+    }
+
+    /// The StatefulSet changed; its undo also restarts the pods it runs.
+    fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        let inputs = crate::preview::checked_inputs(&step.with);
+        let mut access = permissions::default_access(
+            plan,
+            step,
+            self.line().target,
+            self.writes(plan, &step.on, &inputs),
+        );
+        access.extend(permissions::on(
+            &step.on,
+            "Pod",
+            &["get", "list", "delete", "watch"],
+        ));
+        access
     }
 
     fn writes(&self, _plan: &CompiledPlan, on: &str, inputs: &Value) -> Option<Vec<Written>> {

@@ -2,6 +2,8 @@
 //! recovery keys, seal overrides).
 
 use crate::catalog::{Action, Line, SideEffect::ReadOnly, TargetRequirement::*, Undo, output};
+use crate::model::{CompiledPlan, CompiledStep};
+use crate::permissions::{self, Access};
 
 /// `preflight.cluster`.
 pub struct Cluster;
@@ -9,15 +11,28 @@ pub struct Cluster;
 impl Action for Cluster {
     fn line(&self) -> Line {
         Line {
-            summary: "check that the context answers, the namespace is readable and the API groups are served",
+            summary: "check that the context answers, the namespace is readable, the API groups are served, and the credentials may do everything the plan and its rollback do there",
             target: Kubernetes,
             side_effect: ReadOnly,
             undo: Undo::NotNeeded,
-            outputs: &[output!("server_version", "the API server's version")],
+            outputs: &[
+                output!("server_version", "the API server's version"),
+                output!(
+                    "permissions_checked",
+                    "how many verbs on resources were asked (SelfSubjectAccessReview)"
+                ),
+            ],
             secret_inputs: &[],
             target_inputs: &[],
             chapter: "1.3-1.4",
         }
+    }
+
+    /// The namespace read.
+    fn access(&self, _plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        let mut access = permissions::on(&step.on, "Namespace", &["get"]);
+        access.extend(permissions::on(&step.on, "ConfigMap", &["get"]));
+        access
     }
 }
 
@@ -36,6 +51,11 @@ impl Action for Replicas {
             target_inputs: &[],
             chapter: "1.5",
         }
+    }
+
+    /// The StatefulSet read.
+    fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        vault_objects_read(plan, step, &["StatefulSet"])
     }
 }
 
@@ -91,4 +111,24 @@ impl Action for SealOverrides {
             chapter: "1",
         }
     }
+
+    /// The StatefulSet read, with the ConfigMaps and Secrets its `envFrom` names.
+    fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        vault_objects_read(plan, step, &["StatefulSet", "ConfigMap", "Secret"])
+    }
+}
+
+/// `get` on `kinds` in the cluster a Vault target runs in.
+fn vault_objects_read(
+    plan: &CompiledPlan,
+    step: &CompiledStep,
+    kinds: &[&str],
+) -> Vec<(String, Access)> {
+    let Some(vault) = plan.targets.get(&step.on).and_then(|t| t.vault()) else {
+        return Vec::new();
+    };
+    kinds
+        .iter()
+        .flat_map(|kind| permissions::on(vault.cluster, kind, &["get"]))
+        .collect()
 }

@@ -9,7 +9,8 @@ use crate::catalog::{
 };
 use crate::expr::Resolved;
 use crate::lints::{Facts, Index, text};
-use crate::model::CompiledStep;
+use crate::model::{CompiledPlan, CompiledStep};
+use crate::permissions::{self, Access};
 
 /// `preflight.raft-join`.
 pub struct Preflight;
@@ -29,6 +30,15 @@ impl Action for Preflight {
             target_inputs: &[("to", Vault)],
             chapter: "live",
         }
+    }
+
+    /// Its pods reached, and `nc -z` run in each (exec).
+    fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        let mut access = permissions::vault_pods(plan, &step.on);
+        if let Some((cluster, _)) = access.first().cloned() {
+            access.push((cluster, Access::on_pods("create", "exec")));
+        }
+        access
     }
 }
 

@@ -2,6 +2,7 @@
 //! beside a new one, the disabled one removed) edited with [`crate::edit::seal`] inside the
 //! ConfigMap that holds them, and a follower's seal migration.
 
+use crate::permissions::{self, Access};
 use planc_schema::actions::{SealDisableAndAddInput, SealPointAtKeyInput, SealRemoveDisabledInput};
 use serde_json::Value;
 
@@ -194,6 +195,11 @@ impl Action for Migrate {
             target_inputs: &[],
             chapter: "8",
         }
+    }
+
+    /// The follower restarted.
+    fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        permissions::pod_restarts(plan, &step.on)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::catalog::{
     TargetRequirement::Vault,
     Undo, output,
 };
+use crate::permissions::{self, Access};
 use serde_json::Value;
 
 use crate::diagnostic::Diagnostic;
@@ -150,6 +151,11 @@ impl Action for Restart {
             target_inputs: &[],
             chapter: "4, 6, 11",
         }
+    }
+
+    /// Its pods deleted and watched until they are back.
+    fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
+        permissions::pod_restarts(plan, &step.on)
     }
 
     /// A restart after args that run `sleep` disables the Vault and blocks its writes (its

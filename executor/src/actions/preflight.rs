@@ -53,7 +53,28 @@ pub(super) async fn cluster(
     }
     // The namespace is readable.
     let _: Option<Value> = cluster.get("ConfigMap", "planx-preflight-probe").await?;
+    // Everything the plan and its way back will ask of this cluster is allowed.
+    let needed: Vec<planc::permissions::Access> = planc::permissions::needed(&live.plan)
+        .remove(on)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let denied = cluster.denied(&needed).await?;
+    if !denied.is_empty() {
+        return Err(ActionError::permanent(format!(
+            "the credentials of context `{}` may not, in namespace `{}`: {}; grant them (a Role and RoleBinding for this namespace) before the move: the plan or its rollback needs every one (`kubectl auth can-i VERB RESOURCE -n {}` checks one)",
+            cluster.context(),
+            cluster.namespace(),
+            denied
+                .iter()
+                .map(planc::permissions::Access::describe)
+                .collect::<Vec<_>>()
+                .join(", "),
+            cluster.namespace()
+        )));
+    }
     outputs.insert("server_version", json!(version));
+    outputs.insert("permissions_checked", json!(needed.len()));
     Ok(outputs)
 }
 

@@ -570,6 +570,52 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Of `accesses`, those the credentials of this context may not do in its namespace, asked
+    /// of the API server one SelfSubjectAccessReview each (what `kubectl auth can-i` does).
+    pub async fn denied(
+        &self,
+        accesses: &[planc::permissions::Access],
+    ) -> Result<Vec<planc::permissions::Access>, ClusterError> {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let reviews: Api<SelfSubjectAccessReview> = Api::all(self.client.clone());
+        let mut denied = Vec::new();
+        for access in accesses {
+            let text = |value: &str| (!value.is_empty()).then(|| value.to_string());
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(self.namespace.clone()),
+                        verb: Some(access.verb.to_string()),
+                        group: Some(access.group.to_string()),
+                        resource: Some(access.resource.to_string()),
+                        subresource: text(access.subresource),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SelfSubjectAccessReviewSpec::default()
+                },
+                ..SelfSubjectAccessReview::default()
+            };
+            let answer = reviews
+                .create(&PostParams::default(), &review)
+                .await
+                .map_err(|source| ClusterError::Api {
+                    action: "review access to",
+                    kind: "SelfSubjectAccessReview".to_string(),
+                    name: access.describe(),
+                    context: self.context.clone(),
+                    source: Box::new(source),
+                })?;
+            if !answer.status.is_some_and(|status| status.allowed) {
+                denied.push(*access);
+            }
+        }
+        Ok(denied)
+    }
+}
+
 /// A running port-forward; stops when dropped.
 pub struct PortForward {
     pub local: SocketAddr,

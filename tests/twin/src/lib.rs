@@ -26,14 +26,16 @@
 //! resourceVersion/uid/generation, label and field selectors, the four patch types, delete
 //! preconditions and finalizers, `status`, `scale` and `log` (`podlog`) subresources, watches with bookmarks,
 //! port-forward over WebSocket (`v4.channel.k8s.io`, as kube-rs speaks it), and exec over
-//! WebSocket for one command, the reachability probe `nc -z` (`exec`). With workloads
+//! WebSocket for one command, the reachability probe `nc -z` (`exec`), and
+//! SelfSubjectAccessReviews (allowed unless a fault denies a verb on a resource). With workloads
 //! (`TwinOptions::with_workloads`): a StatefulSet controller (Parallel, OnDelete), a kubelet
 //! running each pod as a process on its own loopback address (`kubelet`, `chart`), ingress
 //! gateways (`gateway`, `tls`), a kube-proxy per cluster forwarding Service ClusterIPs (from the
 //! twin's loopback range) to endpoints (`kubeproxy`), key services (`keyservice`), pod faults
 //! (`faults`), and the write probe that counts acknowledged and lost writes (`probe`).
 //!
-//! What is not: authentication and authorization (any token is accepted); admission and schema
+//! What is not: authentication and authorization (any token is accepted, every request is
+//! served whatever the access reviews answer); admission and schema
 //! validation; server-side apply conflicts and field removal (apply merges like a strategic merge
 //! patch and records one `managedFields` entry per manager); Tables other than for Pods and
 //! Services (`table`; other kinds print NAME and AGE); paging (`limit` is ignored); protobuf bodies other than the Namespaces, ConfigMaps

@@ -585,7 +585,10 @@ async fn kubectl_auth_can_i_answers_yes_unless_a_fault_denies() {
         let no = can_i(args);
         assert_eq!(no.status.code(), Some(1), "{args:?}: {no:?}");
         let answer = String::from_utf8_lossy(&no.stdout).to_string();
-        assert!(answer.starts_with("no - the twin denies"), "{args:?}: {answer}");
+        assert!(
+            answer.starts_with("no - the twin denies"),
+            "{args:?}: {answer}"
+        );
     }
     let other = can_i(&["delete", "pods"]);
     assert!(other.status.success(), "{other:?}");
