@@ -28,11 +28,9 @@ impl Action for Cluster {
         }
     }
 
-    /// The namespace read.
+    /// The namespace read (through a ConfigMap that need not exist).
     fn access(&self, _plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
-        let mut access = permissions::on(&step.on, "Namespace", &["get"]);
-        access.extend(permissions::on(&step.on, "ConfigMap", &["get"]));
-        access
+        permissions::on(&step.on, "ConfigMap", &["get"])
     }
 }
 
@@ -112,9 +110,10 @@ impl Action for SealOverrides {
         }
     }
 
-    /// The StatefulSet read, with the ConfigMaps and Secrets its `envFrom` names.
+    /// The StatefulSet read (the ConfigMaps and Secrets its `envFrom` may name are known only
+    /// when the step runs, which then says which one it could not read).
     fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
-        vault_objects_read(plan, step, &["StatefulSet", "ConfigMap", "Secret"])
+        vault_objects_read(plan, step, &["StatefulSet"])
     }
 }
 
