@@ -37,8 +37,9 @@
 //! What is not: authentication and authorization (any token is accepted, every request is
 //! served whatever the access reviews answer); admission and schema
 //! validation; server-side apply conflicts and field removal (apply merges like a strategic merge
-//! patch and records one `managedFields` entry per manager); Tables other than for Pods and
-//! Services (`table`; other kinds print NAME and AGE); paging (`limit` is ignored); protobuf bodies other than the Namespaces, ConfigMaps
+//! patch and records one `managedFields` entry per manager); Tables other than for Pods, Services,
+//! StatefulSets, ConfigMaps, Ingresses, EndpointSlices and Leases (`table`; other kinds print
+//! NAME and AGE); paging (`limit` is ignored); protobuf bodies other than the Namespaces, ConfigMaps
 //! and Secrets that `kubectl create` sends; port-forward over SPDY (what `kubectl port-forward`
 //! uses); exec of any command but `nc -z`; Deployments, PersistentVolumeClaims as objects, RBAC, and the other limits listed in the
 //! README.

@@ -1,8 +1,10 @@
 //! Server-side printing: `kubectl get` asks for a `meta.k8s.io/v1` Table (`Accept: ...;as=Table`)
-//! and prints its columns. The twin answers with one for Pods (READY, STATUS, RESTARTS, AGE;
-//! IP and NODE with `-o wide`) and Services (TYPE, CLUSTER-IP, EXTERNAL-IP, PORT(S), AGE;
-//! SELECTOR with `-o wide`), the columns a real API server prints; other kinds get the plain
-//! list, which kubectl prints as NAME and AGE. Each row carries the object's metadata, so
+//! and prints its columns. The twin answers with the columns a real API server prints for Pods
+//! (READY, STATUS, RESTARTS, AGE; IP and NODE with `-o wide`), Services (TYPE, CLUSTER-IP,
+//! EXTERNAL-IP, PORT(S), AGE; SELECTOR with `-o wide`), StatefulSets (READY, AGE; CONTAINERS and
+//! IMAGES with `-o wide`), ConfigMaps (DATA, AGE), Ingresses (CLASS, HOSTS, ADDRESS, PORTS, AGE),
+//! EndpointSlices (ADDRESSTYPE, PORTS, ENDPOINTS, AGE) and Leases (HOLDER, AGE); other kinds get
+//! the plain list, which kubectl prints as NAME and AGE. Each row carries the object's metadata, so
 //! `kubectl get -L LABEL` and `--show-labels` work; `kubectl get -w` gets each change as a one-row
 //! Table (`watch`).
 
@@ -49,6 +51,53 @@ pub fn of(resource: &ResourceType, items: &[Value], resource_version: u64) -> Op
                 ("Selector", "string", 1),
             ],
             service_cells,
+        ),
+        "StatefulSet" => (
+            &[
+                ("Name", "name", 0),
+                ("Ready", "string", 0),
+                ("Age", "string", 0),
+                ("Containers", "string", 1),
+                ("Images", "string", 1),
+            ],
+            statefulset_cells,
+        ),
+        "ConfigMap" => (
+            &[
+                ("Name", "name", 0),
+                ("Data", "integer", 0),
+                ("Age", "string", 0),
+            ],
+            configmap_cells,
+        ),
+        "Ingress" => (
+            &[
+                ("Name", "name", 0),
+                ("Class", "string", 0),
+                ("Hosts", "string", 0),
+                ("Address", "string", 0),
+                ("Ports", "string", 0),
+                ("Age", "string", 0),
+            ],
+            ingress_cells,
+        ),
+        "EndpointSlice" => (
+            &[
+                ("Name", "name", 0),
+                ("AddressType", "string", 0),
+                ("Ports", "string", 0),
+                ("Endpoints", "string", 0),
+                ("Age", "string", 0),
+            ],
+            endpointslice_cells,
+        ),
+        "Lease" => (
+            &[
+                ("Name", "name", 0),
+                ("Holder", "string", 0),
+                ("Age", "string", 0),
+            ],
+            lease_cells,
         ),
         _ => return None,
     };
@@ -176,6 +225,121 @@ fn service_cells(service: &Value, now: u64) -> Vec<Value> {
         }),
         age(service, now),
         json!(selector),
+    ]
+}
+
+fn statefulset_cells(statefulset: &Value, now: u64) -> Vec<Value> {
+    let ready = statefulset["status"]["readyReplicas"].as_u64().unwrap_or(0);
+    let replicas = statefulset["spec"]["replicas"].as_u64().unwrap_or(1);
+    let containers: Vec<&Value> = statefulset
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|containers| containers.iter().collect())
+        .unwrap_or_default();
+    let field = |name: &str| {
+        containers
+            .iter()
+            .map(|c| c[name].as_str().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    vec![
+        name(statefulset),
+        json!(format!("{ready}/{replicas}")),
+        age(statefulset, now),
+        json!(field("name")),
+        json!(field("image")),
+    ]
+}
+
+fn configmap_cells(configmap: &Value, now: u64) -> Vec<Value> {
+    let count = |field: &str| configmap[field].as_object().map_or(0, |map| map.len());
+    vec![
+        name(configmap),
+        json!(count("data") + count("binaryData")),
+        age(configmap, now),
+    ]
+}
+
+fn ingress_cells(ingress: &Value, now: u64) -> Vec<Value> {
+    let spec = &ingress["spec"];
+    let hosts: Vec<&str> = spec["rules"]
+        .as_array()
+        .map(|rules| {
+            rules
+                .iter()
+                .map(|r| r["host"].as_str().unwrap_or("*"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let addresses: Vec<&str> = ingress
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .map(|all| {
+            all.iter()
+                .filter_map(|a| a["ip"].as_str().or(a["hostname"].as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let tls = spec["tls"].as_array().is_some_and(|tls| !tls.is_empty());
+    vec![
+        name(ingress),
+        json!(spec["ingressClassName"].as_str().unwrap_or("<none>")),
+        json!(if hosts.is_empty() {
+            "*".to_string()
+        } else {
+            hosts.join(",")
+        }),
+        json!(addresses.join(",")),
+        json!(if tls { "80, 443" } else { "80" }),
+        age(ingress, now),
+    ]
+}
+
+fn endpointslice_cells(slice: &Value, now: u64) -> Vec<Value> {
+    let ports: Vec<String> = slice["ports"]
+        .as_array()
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| p["port"].as_u64().map(|port| port.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let addresses: Vec<&str> = slice["endpoints"]
+        .as_array()
+        .map(|endpoints| {
+            endpoints
+                .iter()
+                .flat_map(|e| e["addresses"].as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect()
+        })
+        .unwrap_or_default();
+    // Three addresses at most, as the API server prints them.
+    let endpoints = match addresses.len() {
+        0 => "<none>".to_string(),
+        1..=3 => addresses.join(","),
+        more => format!("{} + {} more...", addresses[..3].join(","), more - 3),
+    };
+    vec![
+        name(slice),
+        json!(slice["addressType"].as_str().unwrap_or("")),
+        json!(if ports.is_empty() {
+            "<unset>".to_string()
+        } else {
+            ports.join(",")
+        }),
+        json!(endpoints),
+        age(slice, now),
+    ]
+}
+
+fn lease_cells(lease: &Value, now: u64) -> Vec<Value> {
+    vec![
+        name(lease),
+        json!(lease["spec"]["holderIdentity"].as_str().unwrap_or("")),
+        age(lease, now),
     ]
 }
 

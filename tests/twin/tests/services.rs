@@ -593,3 +593,92 @@ async fn kubectl_auth_can_i_answers_yes_unless_a_fault_denies() {
     let other = can_i(&["delete", "pods"]);
     assert!(other.status.success(), "{other:?}");
 }
+
+/// `kubectl get` prints the server-side columns of the other kinds a rehearsal shows:
+/// StatefulSets, ConfigMaps, Ingresses, EndpointSlices and Leases.
+#[tokio::test]
+async fn kubectl_get_prints_the_columns_of_the_other_kinds_a_rehearsal_shows() {
+    let scenario = Scenario::start_async(one_vault())
+        .await
+        .unwrap_or_else(|why| panic!("{why}"));
+    let kubectl = Kubectl::new(scenario.twin().kubeconfig_path());
+    let get = |args: &[&str]| {
+        let mut all = vec!["--context", "old", "-n", "vault", "get"];
+        all.extend_from_slice(args);
+        kubectl.run(&all)
+    };
+    let table = |text: &str| -> Vec<Vec<String>> {
+        text.lines()
+            .map(|line| line.split_whitespace().map(str::to_string).collect())
+            .collect()
+    };
+    let statefulsets = table(&get(&["statefulsets", "-o", "wide"]));
+    assert_eq!(
+        statefulsets[0],
+        ["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"],
+        "{statefulsets:?}"
+    );
+    assert_eq!(statefulsets[1][..2], ["vault", "1/1"], "{statefulsets:?}");
+    assert_eq!(statefulsets[1][3], "vault", "{statefulsets:?}");
+    let configmaps = table(&get(&["configmaps", "vault-config"]));
+    assert_eq!(configmaps[0], ["NAME", "DATA", "AGE"]);
+    assert_eq!(configmaps[1][..2], ["vault-config", "1"]);
+    let ingresses = table(&get(&["ingresses"]));
+    assert_eq!(
+        ingresses[0],
+        ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+    );
+    assert_eq!(ingresses[1][..3], ["vault", "nginx", "vault.old.test"]);
+    assert_eq!(
+        ingresses[1][3], "80",
+        "no address: the PORTS column moves left"
+    );
+    let create = |object: serde_json::Value| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), object.to_string()).unwrap();
+        kubectl.run(&[
+            "--context",
+            "old",
+            "create",
+            "-f",
+            file.path().to_str().unwrap(),
+        ]);
+    };
+    create(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "proxy", "namespace": "vault",
+                     "labels": {"kubernetes.io/service-name": "proxy"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "https", "port": 443, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["127.0.0.11"]}, {"addresses": ["127.0.0.12"]},
+            {"addresses": ["127.0.0.13"]}, {"addresses": ["127.0.0.14"]},
+        ],
+    }));
+    let slices = table(&get(&["endpointslices"]));
+    assert_eq!(
+        slices[0],
+        ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
+        "{slices:?}"
+    );
+    assert_eq!(
+        slices[1][..6],
+        [
+            "proxy",
+            "IPv4",
+            "443",
+            "127.0.0.11,127.0.0.12,127.0.0.13",
+            "+",
+            "1"
+        ],
+        "three addresses, then how many more: {slices:?}"
+    );
+    create(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "planx-run", "namespace": "vault"},
+        "spec": {"holderIdentity": "run-1"},
+    }));
+    let leases = table(&get(&["leases"]));
+    assert_eq!(leases[0], ["NAME", "HOLDER", "AGE"]);
+    assert_eq!(leases[1][..2], ["planx-run", "run-1"]);
+}
