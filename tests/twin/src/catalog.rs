@@ -152,6 +152,18 @@ pub static CATALOG: &[ResourceType] = &[
     ResourceType {
         group: "",
         version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        subresources: &[],
+        has_generation: false,
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
         plural: "pods",
         singular: "pod",
         kind: "Pod",

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::catalog::{self, ResourceType};
 use crate::chart::{self, HostMap, PathMap, PodFacts, Program};
 use crate::clock::now_rfc3339;
+use crate::events;
 use crate::faults::PodFault;
 use crate::httpc::{self, Endpoint, Transport};
 use crate::node::Node;
@@ -680,6 +681,17 @@ pub async fn run_pod(node: Arc<Node>, pod: Value, mut stop: watch::Receiver<bool
             ..Default::default()
         }
     });
+    events::record(
+        &node.store,
+        &pod,
+        events::Kind::Normal,
+        "Scheduled",
+        &format!(
+            "Successfully assigned {}/{} to twin-{}",
+            key.namespace, key.name, node.cluster_name
+        ),
+        "default-scheduler",
+    );
     let Some(ip) = ip else {
         status.state = ContainerState::Waiting {
             reason: "NetworkUnavailable".to_string(),
@@ -723,6 +735,14 @@ pub async fn run_pod(node: Arc<Node>, pod: Value, mut stop: watch::Receiver<bool
         let launch = match prepared {
             Ok(launch) => launch,
             Err(not_started) => {
+                events::record(
+                    &node.store,
+                    &pod,
+                    events::Kind::Warning,
+                    "Failed",
+                    &format!("Error: {}", not_started.message),
+                    "kubelet",
+                );
                 status.state = ContainerState::Waiting {
                     reason: not_started.reason.to_string(),
                     message: not_started.message,
@@ -784,6 +804,14 @@ pub async fn run_pod(node: Arc<Node>, pod: Value, mut stop: watch::Receiver<bool
             runtime.config = launch.config.clone();
             runtime.restarts = status.restarts;
         });
+        events::record(
+            &node.store,
+            &pod,
+            events::Kind::Normal,
+            "Started",
+            &format!("Started container {}", status.container),
+            "kubelet",
+        );
         status.phase = "Running";
         status.pid = Some(pid);
         status.state = ContainerState::Running {
@@ -797,6 +825,14 @@ pub async fn run_pod(node: Arc<Node>, pod: Value, mut stop: watch::Receiver<bool
         let exit = supervise(&node, &key, &mut status, pid, launch.vault, ip, &mut stop).await;
         let Some(exit) = exit else {
             // Stopped: the pod is gone.
+            events::record(
+                &node.store,
+                &pod,
+                events::Kind::Normal,
+                "Killing",
+                &format!("Stopping container {}", status.container),
+                "kubelet",
+            );
             node.processes.stop(pid, grace).await;
             node.update_pod_runtime(&key.namespace, &key.name, |runtime| runtime.pid = None);
             return;
@@ -834,6 +870,17 @@ pub async fn run_pod(node: Arc<Node>, pod: Value, mut stop: watch::Receiver<bool
         if write_status(&node, &key, &status).is_err() {
             return;
         }
+        events::record(
+            &node.store,
+            &pod,
+            events::Kind::Warning,
+            "BackOff",
+            &format!(
+                "Back-off restarting failed container {} in pod {}_{}({})",
+                status.container, key.name, key.namespace, key.uid
+            ),
+            "kubelet",
+        );
         status.state = ContainerState::Waiting {
             reason: "CrashLoopBackOff".to_string(),
             message: format!(

@@ -31,14 +31,15 @@
 //! (`TwinOptions::with_workloads`): a StatefulSet controller (Parallel, OnDelete), a kubelet
 //! running each pod as a process on its own loopback address (`kubelet`, `chart`), ingress
 //! gateways (`gateway`, `tls`), a kube-proxy per cluster forwarding Service ClusterIPs (from the
-//! twin's loopback range) to endpoints (`kubeproxy`), key services (`keyservice`), pod faults
+//! twin's loopback range) to endpoints (`kubeproxy`), Events from the StatefulSet controller and
+//! the kubelet (`events`), key services (`keyservice`), pod faults
 //! (`faults`), and the write probe that counts acknowledged and lost writes (`probe`).
 //!
 //! What is not: authentication and authorization (any token is accepted, every request is
 //! served whatever the access reviews answer); admission and schema
 //! validation; server-side apply conflicts and field removal (apply merges like a strategic merge
 //! patch and records one `managedFields` entry per manager); Tables other than for Pods, Services,
-//! StatefulSets, ConfigMaps, Ingresses, EndpointSlices and Leases (`table`; other kinds print
+//! StatefulSets, ConfigMaps, Ingresses, EndpointSlices, Leases and Events (`table`; other kinds print
 //! NAME and AGE); paging (`limit` is ignored); protobuf bodies other than the Namespaces, ConfigMaps
 //! and Secrets that `kubectl create` sends; port-forward over SPDY (what `kubectl port-forward`
 //! uses); exec of any command but `nc -z`; Deployments, PersistentVolumeClaims as objects, RBAC, and the other limits listed in the
@@ -52,6 +53,7 @@ pub mod chart;
 pub mod clock;
 pub mod daemon;
 pub mod discovery;
+pub mod events;
 pub mod exec;
 pub mod faults;
 pub mod gateway;

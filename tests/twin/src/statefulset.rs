@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::catalog::{self, ResourceType};
+use crate::events;
 use crate::kubelet::{self, PodKey};
 use crate::node::Node;
 use crate::store::{Preconditions, UpdateMode, WriteOptions};
@@ -264,11 +265,31 @@ fn reconcile_statefulset(
             .iter()
             .any(|s| s.key.namespace == namespace && s.key.name == pod_name);
         if !exists && !stopping {
-            let _ = store.create(
+            let created = store.create(
                 pods(),
                 namespace,
                 pod_from_template(set, ordinal),
                 &WriteOptions::default(),
+            );
+            let (kind, reason, outcome) = match &created {
+                Ok(_) => (
+                    events::Kind::Normal,
+                    "SuccessfulCreate",
+                    "successful".to_string(),
+                ),
+                Err(error) => (
+                    events::Kind::Warning,
+                    "FailedCreate",
+                    format!("failed error: {}", error.message),
+                ),
+            };
+            events::record(
+                store,
+                set,
+                kind,
+                reason,
+                &format!("create Pod {pod_name} in StatefulSet {name} {outcome}"),
+                "statefulset-controller",
             );
         }
     }
@@ -276,13 +297,26 @@ fn reconcile_statefulset(
         let beyond = kubelet::ordinal_of(name, text(pod, "/metadata/name"))
             .is_none_or(|ordinal| ordinal >= replicas);
         if beyond {
-            let _ = store.delete(
-                pods(),
-                namespace,
-                text(pod, "/metadata/name"),
-                &Preconditions::default(),
-                &WriteOptions::default(),
-            );
+            let pod_name = text(pod, "/metadata/name");
+            if store
+                .delete(
+                    pods(),
+                    namespace,
+                    pod_name,
+                    &Preconditions::default(),
+                    &WriteOptions::default(),
+                )
+                .is_ok()
+            {
+                events::record(
+                    store,
+                    set,
+                    events::Kind::Normal,
+                    "SuccessfulDelete",
+                    &format!("delete Pod {pod_name} in StatefulSet {name} successful"),
+                    "statefulset-controller",
+                );
+            }
         }
     }
     let update_revision = revision(set);

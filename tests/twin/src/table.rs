@@ -3,7 +3,8 @@
 //! (READY, STATUS, RESTARTS, AGE; IP and NODE with `-o wide`), Services (TYPE, CLUSTER-IP,
 //! EXTERNAL-IP, PORT(S), AGE; SELECTOR with `-o wide`), StatefulSets (READY, AGE; CONTAINERS and
 //! IMAGES with `-o wide`), ConfigMaps (DATA, AGE), Ingresses (CLASS, HOSTS, ADDRESS, PORTS, AGE),
-//! EndpointSlices (ADDRESSTYPE, PORTS, ENDPOINTS, AGE) and Leases (HOLDER, AGE); other kinds get
+//! EndpointSlices (ADDRESSTYPE, PORTS, ENDPOINTS, AGE), Leases (HOLDER, AGE) and Events (LAST SEEN,
+//! TYPE, REASON, OBJECT, MESSAGE); other kinds get
 //! the plain list, which kubectl prints as NAME and AGE. Each row carries the object's metadata, so
 //! `kubectl get -L LABEL` and `--show-labels` work; `kubectl get -w` gets each change as a one-row
 //! Table (`watch`).
@@ -90,6 +91,19 @@ pub fn of(resource: &ResourceType, items: &[Value], resource_version: u64) -> Op
                 ("Age", "string", 0),
             ],
             endpointslice_cells,
+        ),
+        "Event" => (
+            &[
+                ("Last Seen", "string", 0),
+                ("Type", "string", 0),
+                ("Reason", "string", 0),
+                ("Object", "string", 0),
+                ("Message", "string", 0),
+                ("Source", "string", 1),
+                ("Count", "integer", 1),
+                ("Name", "name", 1),
+            ],
+            event_cells,
         ),
         "Lease" => (
             &[
@@ -332,6 +346,30 @@ fn endpointslice_cells(slice: &Value, now: u64) -> Vec<Value> {
         }),
         json!(endpoints),
         age(slice, now),
+    ]
+}
+
+fn event_cells(event: &Value, now: u64) -> Vec<Value> {
+    let last_seen = event["lastTimestamp"]
+        .as_str()
+        .and_then(crate::clock::parse_rfc3339)
+        .map_or("<unknown>".to_string(), |seen| {
+            human_duration(now.saturating_sub(seen))
+        });
+    let involved = &event["involvedObject"];
+    vec![
+        json!(last_seen),
+        json!(event["type"].as_str().unwrap_or("")),
+        json!(event["reason"].as_str().unwrap_or("")),
+        json!(format!(
+            "{}/{}",
+            involved["kind"].as_str().unwrap_or("").to_lowercase(),
+            involved["name"].as_str().unwrap_or("")
+        )),
+        json!(event["message"].as_str().unwrap_or("")),
+        json!(event["source"]["component"].as_str().unwrap_or("")),
+        json!(event["count"].as_u64().unwrap_or(1)),
+        name(event),
     ]
 }
 

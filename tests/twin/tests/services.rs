@@ -682,3 +682,64 @@ async fn kubectl_get_prints_the_columns_of_the_other_kinds_a_rehearsal_shows() {
     assert_eq!(leases[0], ["NAME", "HOLDER", "AGE"]);
     assert_eq!(leases[1][..2], ["planx-run", "run-1"]);
 }
+
+/// `kubectl get events` shows what the StatefulSet controller and the kubelet did: pods created,
+/// assigned, started, stopped when deleted, and backing off when their container fails.
+#[tokio::test]
+async fn kubectl_get_events_shows_pods_created_started_stopped_and_failing() {
+    let scenario = Scenario::start_async(one_vault())
+        .await
+        .unwrap_or_else(|why| panic!("{why}"));
+    let kubectl = Kubectl::new(scenario.twin().kubeconfig_path());
+    let events = || kubectl.run(&["--context", "old", "-n", "vault", "get", "events"]);
+    let has = |text: &str, kind: &str, reason: &str, object: &str| {
+        text.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.get(1) == Some(&kind)
+                && words.get(2) == Some(&reason)
+                && words.get(3) == Some(&object)
+        })
+    };
+    let listed = events();
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{listed}"
+    );
+    for (reason, object) in [
+        ("SuccessfulCreate", "statefulset/vault"),
+        ("Scheduled", "pod/vault-0"),
+        ("Started", "pod/vault-0"),
+    ] {
+        assert!(
+            has(&listed, "Normal", reason, object),
+            "{reason} {object}:\n{listed}"
+        );
+    }
+    scenario
+        .twin()
+        .cluster("old")
+        .fail_pod_start("vault", "vault-0");
+    kubectl.run(&[
+        "--context",
+        "old",
+        "-n",
+        "vault",
+        "delete",
+        "pod",
+        "vault-0",
+        "--wait=false",
+    ]);
+    eventually(
+        "the stop and the back-off to be recorded",
+        Duration::from_secs(60),
+        || async {
+            let listed = events();
+            let recorded = has(&listed, "Normal", "Killing", "pod/vault-0")
+                && has(&listed, "Warning", "BackOff", "pod/vault-0");
+            if recorded { Ok(()) } else { Err(listed) }
+        },
+    )
+    .await;
+}
