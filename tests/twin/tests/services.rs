@@ -163,9 +163,9 @@ async fn kubectl_get_and_logs_show_what_a_real_server_shows() {
         "one header for the list and every change: {lines:?}"
     );
     // Kinds without columns of their own print as a plain list: NAME and AGE.
-    let configmaps = get(&["configmaps"]);
-    assert!(configmaps.starts_with("NAME"), "{configmaps}");
-    assert!(row(&configmaps, "vault-config").len() == 2, "{configmaps}");
+    let budgets = get(&["poddisruptionbudgets"]);
+    assert!(budgets.starts_with("NAME"), "{budgets}");
+    assert!(row(&budgets, "vault").len() == 2, "{budgets}");
 
     // The pod keeps logging: the tail is read first, and the whole log afterwards holds it.
     let last = kubectl.run(&[
@@ -742,4 +742,98 @@ async fn kubectl_get_events_shows_pods_created_started_stopped_and_failing() {
         },
     )
     .await;
+}
+
+/// `kubectl logs` shows the current container's log; after the container died and restarted in
+/// the same pod, `--previous` shows the one before (refused before any restart); `-f` streams
+/// what the container writes next.
+#[tokio::test]
+async fn kubectl_logs_previous_and_follow() {
+    let scenario = Scenario::start_async(one_vault())
+        .await
+        .unwrap_or_else(|why| panic!("{why}"));
+    let kubectl = Kubectl::new(scenario.twin().kubeconfig_path());
+    let logs = |args: &[&str]| {
+        let mut all = vec!["--context", "old", "-n", "vault", "logs", "vault-0"];
+        all.extend_from_slice(args);
+        kubectl.output(&all)
+    };
+    let none = logs(&["--previous"]);
+    assert!(!none.status.success(), "{none:?}");
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("previous terminated container"),
+        "{none:?}"
+    );
+    // The container dies; the kubelet starts it again in the same pod.
+    let cluster = scenario.twin().cluster("old");
+    let pid = cluster
+        .pod_runtime("vault", "vault-0")
+        .unwrap()
+        .pid
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    eventually(
+        "the container to run again",
+        Duration::from_secs(60),
+        || async {
+            match cluster.pod_runtime("vault", "vault-0").and_then(|r| r.pid) {
+                Some(now) if now != pid => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let previous = logs(&["--previous"]);
+    let previous = String::from_utf8_lossy(&previous.stdout).to_string();
+    assert!(
+        previous.contains("(uid ") && previous.contains("container exited with code"),
+        "the first container, to its end: {previous}"
+    );
+    let current = String::from_utf8_lossy(&logs(&[]).stdout).to_string();
+    assert_eq!(
+        current.matches("=== twin: starting container").count(),
+        1,
+        "only the current container: {current}"
+    );
+    assert!(!current.contains("container exited with code"), "{current}");
+    // Follow: the stream stays open and carries what is written after it started.
+    let mut follow = kubectl
+        .command(&["--context", "old", "-n", "vault", "logs", "-f", "vault-0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|line| !line.contains("planx-follow-marker"))
+            .count()
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let path = cluster.pod_runtime("vault", "vault-0").unwrap().log;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(file, "planx-follow-marker").unwrap();
+    eventually(
+        "the followed log to carry the new line",
+        Duration::from_secs(10),
+        || async {
+            if lines.is_finished() {
+                Ok(())
+            } else {
+                Err("still waiting".to_string())
+            }
+        },
+    )
+    .await;
+    let _ = follow.kill();
+    let _ = follow.wait();
 }
