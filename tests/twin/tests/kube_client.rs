@@ -1118,6 +1118,7 @@ async fn discovery_documents_describe_the_served_resources() {
             "networking.k8s.io",
             "discovery.k8s.io",
             "policy",
+            "authorization.k8s.io",
             "coordination.k8s.io"
         ]
     );
