@@ -258,6 +258,13 @@ pub enum StepState {
     Failed {
         error: String,
     },
+    /// Started, and an announced side effect (the last: `effect`) happened, but the step did
+    /// not finish: killed, interrupted, or failed with `error` after it. A rollback observes and
+    /// undoes it; a resume runs it again.
+    Changed {
+        effect: String,
+        error: Option<String>,
+    },
     Interrupted,
     Undone,
     /// An undo began and did not finish: observe before undoing again.
@@ -283,30 +290,55 @@ pub fn replay(events: &[Event]) -> BTreeMap<String, StepState> {
     let mut open_effect: BTreeMap<String, String> = BTreeMap::new();
     for event in events {
         let Some(step) = event.step() else { continue };
+        // The last effect of this step known to have happened, while it has not succeeded (an
+        // attempt or a resume that starts again does not undo it).
+        let changed = match states.get(step) {
+            Some(StepState::Changed { effect, .. }) => Some(effect.clone()),
+            _ => None,
+        };
         let state = match event {
-            Event::StepStarted { .. } => StepState::StartedNoEffect,
+            Event::StepStarted { .. } => match changed {
+                Some(effect) => StepState::Changed {
+                    effect,
+                    error: None,
+                },
+                None => StepState::StartedNoEffect,
+            },
             Event::Intent { effect, .. } => {
                 open_effect.insert(step.to_string(), effect.clone());
                 StepState::InDoubt {
                     effect: effect.clone(),
                 }
             }
-            Event::Done { .. } => {
-                open_effect.remove(step);
-                StepState::StartedNoEffect
-            }
+            Event::Done { .. } => match open_effect.remove(step) {
+                Some(effect) => StepState::Changed {
+                    effect,
+                    error: None,
+                },
+                None => StepState::StartedNoEffect,
+            },
             Event::StepSucceeded { outputs, .. } => StepState::Succeeded {
                 outputs: outputs.clone(),
             },
-            Event::StepFailed { error, .. } => match open_effect.get(step) {
-                Some(effect) => StepState::InDoubt {
+            Event::StepFailed { error, .. } => match (open_effect.get(step), changed) {
+                (Some(effect), _) => StepState::InDoubt {
                     effect: effect.clone(),
                 },
-                None => StepState::Failed {
+                (None, Some(effect)) => StepState::Changed {
+                    effect,
+                    error: Some(error.clone()),
+                },
+                (None, None) => StepState::Failed {
                     error: error.clone(),
                 },
             },
-            Event::StepInterrupted { .. } => StepState::Interrupted,
+            Event::StepInterrupted { .. } => match changed {
+                Some(effect) => StepState::Changed {
+                    effect,
+                    error: None,
+                },
+                None => StepState::Interrupted,
+            },
             Event::UndoStarted { .. } => StepState::UndoInDoubt,
             Event::UndoFinished { .. } => StepState::Undone,
             Event::RunStarted { .. } | Event::RunFinished { .. } => continue,

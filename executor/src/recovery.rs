@@ -128,7 +128,10 @@ fn aggregate(items: &[(String, StepState)]) -> StepState {
     if let Some(doubt) = states().find(|s| {
         matches!(
             s,
-            StepState::InDoubt { .. } | StepState::UndoInDoubt | StepState::Undone
+            StepState::InDoubt { .. }
+                | StepState::Changed { .. }
+                | StepState::UndoInDoubt
+                | StepState::Undone
         )
     }) {
         return doubt.clone();
@@ -153,7 +156,10 @@ fn items_ran(items: &[(String, StepState)]) -> bool {
     items.iter().any(|(_, state)| {
         matches!(
             state,
-            StepState::Succeeded { .. } | StepState::InDoubt { .. } | StepState::UndoInDoubt
+            StepState::Succeeded { .. }
+                | StepState::InDoubt { .. }
+                | StepState::Changed { .. }
+                | StepState::UndoInDoubt
         )
     })
 }
@@ -192,7 +198,9 @@ pub fn rollback(plan: &CompiledPlan, states: &BTreeMap<String, StepState>) -> Ro
         // stopped part-way ran if one of its items did, in doubt unless every item succeeded.
         let ran = match &progress.state {
             StepState::Succeeded { .. } => Some(false),
-            StepState::InDoubt { .. } | StepState::UndoInDoubt => Some(true),
+            StepState::InDoubt { .. } | StepState::Changed { .. } | StepState::UndoInDoubt => {
+                Some(true)
+            }
             StepState::Failed { .. } | StepState::Interrupted | StepState::StartedNoEffect
                 if items_ran(&progress.items) =>
             {

@@ -586,6 +586,49 @@ async fn a_live_run_killed_after_the_first_pod_joined_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_live_run_killed_in_the_middle_of_the_join_rolls_back_to_the_old_cluster_alone() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed_of("live-kill-rollback", ScenarioOptions::vault_pair_live()).await;
+    let files = bed.scenario.files();
+    let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[files.params()]);
+    // Killed while the first joined pod catches up: one new node is a peer, two are not.
+    let reached = kill_when(&bed, &args, |event| {
+        event["event"] == "activity"
+            && event["detail"].as_str().is_some_and(|d| {
+                d.starts_with("waiting for pod `vault-0` of `new_vault` to unseal")
+            })
+    })
+    .await;
+    assert!(reached, "the run never waited for the first joined pod");
+    let run = run_dir(&bed);
+    let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("removed pod vault-0 of new_vault"),
+        "the node that joined is removed:\n{stderr}"
+    );
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    let raft: Value = client(&bed.resolve)
+        .get("http://vault.old.test/v1/sys/storage/raft/configuration")
+        .header("X-Vault-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let servers = raft["data"]["config"]["servers"]
+        .as_array()
+        .expect("raft servers");
+    assert_eq!(servers.len(), 3, "the old cluster alone: {raft}");
+    assert_rolled_back(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_live_plan_refuses_a_new_vault_that_cannot_join_before_any_change() {
     let _one = ONE_AT_A_TIME.lock().await;
     // vault-pair's NEW is initialised and its configuration has retry_join; and one new pod

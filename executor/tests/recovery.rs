@@ -307,3 +307,87 @@ fn an_undo_started_keeps_the_outputs_it_needs() {
         "a rollback killed while revoking still finds the accessor"
     );
 }
+
+/// A step that made a change and then stopped (killed while it waited, failed, or retried and
+/// failed before a second change) is rolled back, and says so in its state; a step that never
+/// got to a change is not.
+#[test]
+fn a_step_stopped_after_a_change_is_rolled_back() {
+    let plan = aks();
+    let step = plan
+        .steps
+        .iter()
+        .find(|s| s.id == "cutover.block-writes")
+        .expect("the cutover deletes the Ingress")
+        .id
+        .clone();
+    let step_of = |step: &str| step.to_string();
+    let started = |attempt| Event::StepStarted {
+        step: step_of(&step),
+        attempt,
+    };
+    let changed = vec![
+        started(1),
+        Event::Intent {
+            step: step_of(&step),
+            effect: "delete Ingress vault".into(),
+        },
+        Event::Done {
+            step: step_of(&step),
+            effect: "delete Ingress vault".into(),
+        },
+    ];
+    let killed = replay(&changed);
+    assert_eq!(
+        killed[&step],
+        StepState::Changed {
+            effect: "delete Ingress vault".into(),
+            error: None
+        }
+    );
+    let mut failed_later = changed.clone();
+    failed_later.extend([
+        Event::StepFailed {
+            step: step_of(&step),
+            error: "timed out".into(),
+        },
+        started(2),
+        Event::StepFailed {
+            step: step_of(&step),
+            error: "timed out again".into(),
+        },
+    ]);
+    let failed = replay(&failed_later);
+    assert_eq!(
+        failed[&step],
+        StepState::Changed {
+            effect: "delete Ingress vault".into(),
+            error: Some("timed out again".into())
+        },
+        "a second attempt does not forget the first one's change"
+    );
+    for states in [&killed, &failed] {
+        let undo = rollback(&plan, states);
+        assert!(
+            undo.actions
+                .iter()
+                .any(|(id, action)| id == &step
+                    && matches!(action, RollbackAction::ObserveThenUndo(_))),
+            "{undo:?}"
+        );
+    }
+    let nothing = replay(&[
+        started(1),
+        Event::StepFailed {
+            step: step_of(&step),
+            error: "refused".into(),
+        },
+    ]);
+    assert!(
+        !rollback(&plan, &nothing)
+            .actions
+            .iter()
+            .any(|(id, _)| id == &step),
+        "a step that changed nothing has nothing to undo"
+    );
+}

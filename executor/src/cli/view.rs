@@ -143,6 +143,14 @@ pub fn state_text(state: &StepState) -> String {
         StepState::InDoubt { effect } => format!("in doubt: {effect}"),
         StepState::Succeeded { .. } => "succeeded".into(),
         StepState::Failed { error } => format!("failed: {error}"),
+        StepState::Changed {
+            effect,
+            error: Some(error),
+        } => format!("failed after a change ({effect}): {error}"),
+        StepState::Changed {
+            effect,
+            error: None,
+        } => format!("stopped after a change ({effect})"),
         StepState::Interrupted => "interrupted".into(),
         StepState::Undone => "undone".into(),
         StepState::UndoInDoubt => "undo in doubt (run planx rollback again)".into(),
