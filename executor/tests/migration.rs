@@ -507,6 +507,42 @@ async fn the_online_migration_moves_every_secret() {
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
+/// A live run on a fresh `vault-pair-live` bed, SIGKILLed while planx waits for the first pod it
+/// joined to catch up: that pod is a peer of the old cluster, the other two are still empty.
+async fn live_run_killed_in_the_join(name: &str) -> Bed {
+    let bed = bed_of(name, ScenarioOptions::vault_pair_live()).await;
+    let files = bed.scenario.files();
+    let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[files.params()]);
+    let reached = kill_when(&bed, &args, |event| {
+        event["event"] == "activity"
+            && event["detail"].as_str().is_some_and(|d| {
+                d.starts_with("waiting for pod `vault-0` of `new_vault` to unseal")
+            })
+    })
+    .await;
+    assert!(reached, "the run never waited for the first joined pod");
+    bed
+}
+
+/// The raft peers of the cluster serving `domain` (`vault.old.test`, `vault.new.test`), read with
+/// the old root token.
+async fn raft_servers(bed: &Bed, domain: &str) -> Vec<Value> {
+    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
+    let raft: Value = client(&bed.resolve)
+        .get(format!("http://{domain}/v1/sys/storage/raft/configuration"))
+        .header("X-Vault-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    raft["data"]["config"]["servers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("raft servers: {raft}"))
+        .clone()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_live_migration_moves_every_secret_through_raft_without_a_snapshot() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -540,26 +576,15 @@ async fn the_live_migration_moves_every_secret_through_raft_without_a_snapshot()
     assert_eq!(joined.len(), 3, "{joined:?}");
     assert_no_secret_written(&bed, &stdout, &stderr);
     // Three voters, all of them the nodes that joined: the old peers were removed.
-    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
-    let raft: Value = client(&bed.resolve)
-        .get("http://vault.new.test/v1/sys/storage/raft/configuration")
-        .header("X-Vault-Token", &token)
-        .send()
+    let mut ids: Vec<Value> = raft_servers(&bed, "vault.new.test")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut ids: Vec<Value> = raft["data"]["config"]["servers"]
-        .as_array()
-        .expect("raft servers")
         .iter()
         .map(|s| s["node_id"].clone())
         .collect();
     let mut expected = joined.clone();
     ids.sort_by_key(|v| v.to_string());
     expected.sort_by_key(|v| v.to_string());
-    assert_eq!(ids, expected, "only the joined nodes are left: {raft}");
+    assert_eq!(ids, expected, "only the joined nodes are left");
     assert_moved(&bed).await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
@@ -567,19 +592,7 @@ async fn the_live_migration_moves_every_secret_through_raft_without_a_snapshot()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_run_killed_after_the_first_pod_joined_resumes() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let bed = bed_of("live-kill", ScenarioOptions::vault_pair_live()).await;
-    let files = bed.scenario.files();
-    let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[files.params()]);
-    // Killed while planx waits for the first pod it joined to catch up: that pod is a peer of
-    // the old cluster, the others are still empty.
-    let reached = kill_when(&bed, &args, |event| {
-        event["event"] == "activity"
-            && event["detail"].as_str().is_some_and(|d| {
-                d.starts_with("waiting for pod `vault-0` of `new_vault` to unseal")
-            })
-    })
-    .await;
-    assert!(reached, "the run never waited for the first joined pod");
+    let bed = live_run_killed_in_the_join("live-kill").await;
     resume_to_completion(&bed, &run_dir(&bed), "a kill in the join");
     assert_moved(&bed).await;
     std::fs::remove_dir_all(&bed.dir).ok();
@@ -588,18 +601,7 @@ async fn a_live_run_killed_after_the_first_pod_joined_resumes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_run_killed_in_the_middle_of_the_join_rolls_back_to_the_old_cluster_alone() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let bed = bed_of("live-kill-rollback", ScenarioOptions::vault_pair_live()).await;
-    let files = bed.scenario.files();
-    let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[files.params()]);
-    // Killed while the first joined pod catches up: one new node is a peer, two are not.
-    let reached = kill_when(&bed, &args, |event| {
-        event["event"] == "activity"
-            && event["detail"].as_str().is_some_and(|d| {
-                d.starts_with("waiting for pod `vault-0` of `new_vault` to unseal")
-            })
-    })
-    .await;
-    assert!(reached, "the run never waited for the first joined pod");
+    let bed = live_run_killed_in_the_join("live-kill-rollback").await;
     let run = run_dir(&bed);
     let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
         .output()
@@ -610,20 +612,8 @@ async fn a_live_run_killed_in_the_middle_of_the_join_rolls_back_to_the_old_clust
         stderr.contains("removed pod vault-0 of new_vault"),
         "the node that joined is removed:\n{stderr}"
     );
-    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
-    let raft: Value = client(&bed.resolve)
-        .get("http://vault.old.test/v1/sys/storage/raft/configuration")
-        .header("X-Vault-Token", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let servers = raft["data"]["config"]["servers"]
-        .as_array()
-        .expect("raft servers");
-    assert_eq!(servers.len(), 3, "the old cluster alone: {raft}");
+    let servers = raft_servers(&bed, "vault.old.test").await;
+    assert_eq!(servers.len(), 3, "the old cluster alone: {servers:?}");
     assert_rolled_back(&bed).await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
@@ -709,23 +699,7 @@ async fn a_live_run_failing_after_the_join_rolls_back_to_the_old_cluster_alone()
     let files = bed.scenario.files();
     let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[files.params()]);
     apply_until_it_fails_at(&bed, &args, "handover.new-ingress-to-every-pod");
-    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
-    let http = client(&bed.resolve);
-    let peers = || async {
-        let raft: Value = http
-            .get("http://vault.old.test/v1/sys/storage/raft/configuration")
-            .header("X-Vault-Token", &token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        raft["data"]["config"]["servers"]
-            .as_array()
-            .expect("raft servers")
-            .len()
-    };
+    let peers = || async { raft_servers(&bed, "vault.old.test").await.len() };
     assert_eq!(peers().await, 6, "the new pods had joined the old cluster");
     let run = run_dir(&bed);
     let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])

@@ -13,21 +13,21 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpSocket;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::api::Query;
 use crate::catalog::ResourceType;
+use crate::channels::{self, framed};
 use crate::faults::PodFault;
-use crate::portforward::{framed, pod_address};
+use crate::portforward::pod_address;
 use crate::server::{ClusterState, ResponseBody};
 use crate::status::ApiError;
 
@@ -61,13 +61,13 @@ pub async fn handle(
     request: Request<Incoming>,
     query: &Query,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    if request.method() != Method::GET && request.method() != Method::POST {
-        return Err(ApiError::method_not_allowed(format!(
-            "exec accepts GET and POST, not {}",
-            request.method()
-        )));
-    }
     let pod = state.store.get(resource, namespace, name)?;
+    let handshake = channels::accept(
+        &request,
+        PROTOCOLS,
+        "exec",
+        "the twin serves exec over WebSocket with v5.channel.k8s.io or v4.channel.k8s.io only (SPDY is not served)",
+    )?;
     if pod.pointer("/status/phase").and_then(Value::as_str) != Some("Running") {
         return Err(ApiError::bad_request(format!(
             "pod {name} is not running: cannot exec into it"
@@ -84,25 +84,6 @@ pub async fn handle(
             )));
         }
     }
-    let header = |name: hyper::header::HeaderName| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let key = header(hyper::header::SEC_WEBSOCKET_KEY);
-    let offered = header(hyper::header::SEC_WEBSOCKET_PROTOCOL);
-    let protocol = PROTOCOLS
-        .iter()
-        .find(|protocol| offered.split(',').any(|o| o.trim() == **protocol))
-        .filter(|_| header(hyper::header::UPGRADE).eq_ignore_ascii_case("websocket") && !key.is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "the twin serves exec over WebSocket with v5.channel.k8s.io or v4.channel.k8s.io only (SPDY is not served); offered: {offered:?}"
-            ))
-        })?;
     let command: Vec<String> = query
         .all("command")
         .into_iter()
@@ -152,17 +133,7 @@ pub async fn handle(
             }
         }
     });
-    Response::builder()
-        .status(101)
-        .header(hyper::header::CONNECTION, "Upgrade")
-        .header(hyper::header::UPGRADE, "websocket")
-        .header(
-            hyper::header::SEC_WEBSOCKET_ACCEPT,
-            derive_accept_key(key.as_bytes()),
-        )
-        .header(hyper::header::SEC_WEBSOCKET_PROTOCOL, *protocol)
-        .body(ResponseBody::Whole(None))
-        .map_err(|error| ApiError::new(500, "InternalError", error.to_string()))
+    channels::switching(&handshake)
 }
 
 /// The IPs of this cluster's pods.

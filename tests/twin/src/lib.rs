@@ -49,6 +49,7 @@ pub mod addresses;
 pub mod api;
 pub mod bao;
 pub mod catalog;
+pub mod channels;
 pub mod chart;
 pub mod clock;
 pub mod daemon;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,11 +20,11 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::api::Query;
 use crate::catalog::ResourceType;
+use crate::channels::{self, framed};
 use crate::server::{ClusterState, ResponseBody};
 use crate::status::ApiError;
 
@@ -40,36 +40,13 @@ pub async fn handle(
     request: Request<Incoming>,
     query: &Query,
 ) -> Result<Response<ResponseBody>, ApiError> {
-    if request.method() != Method::GET && request.method() != Method::POST {
-        return Err(ApiError::method_not_allowed(format!(
-            "port-forward accepts GET and POST, not {}",
-            request.method()
-        )));
-    }
     let pod = state.store.get(resource, namespace, name)?;
-    let header = |name: hyper::header::HeaderName| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let key = header(hyper::header::SEC_WEBSOCKET_KEY);
-    if !header(hyper::header::UPGRADE).eq_ignore_ascii_case("websocket") || key.is_empty() {
-        return Err(ApiError::bad_request(
-            "the twin serves port-forward over WebSocket with v4.channel.k8s.io only (as kube-rs Api::portforward speaks it); SPDY, which kubectl port-forward uses, is not supported",
-        ));
-    }
-    let offered = header(hyper::header::SEC_WEBSOCKET_PROTOCOL);
-    let protocol = PROTOCOLS
-        .iter()
-        .find(|protocol| offered.split(',').any(|o| o.trim() == **protocol))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "the twin serves port-forward over WebSocket with v4.channel.k8s.io only (as kube-rs Api::portforward speaks it); offered: {offered:?}"
-            ))
-        })?;
+    let handshake = channels::accept(
+        &request,
+        PROTOCOLS,
+        "port-forward",
+        "the twin serves port-forward over WebSocket with v4.channel.k8s.io only (as kube-rs Api::portforward speaks it); SPDY, which kubectl port-forward uses, is not supported",
+    )?;
     let ports = requested_ports(query)?;
     let address = pod_address(state, namespace, name, &pod)?;
     let cut = state
@@ -84,17 +61,7 @@ pub async fn handle(
             bridge(socket, address, ports, pod_name, cut).await;
         }
     });
-    Response::builder()
-        .status(101)
-        .header(hyper::header::CONNECTION, "Upgrade")
-        .header(hyper::header::UPGRADE, "websocket")
-        .header(
-            hyper::header::SEC_WEBSOCKET_ACCEPT,
-            derive_accept_key(key.as_bytes()),
-        )
-        .header(hyper::header::SEC_WEBSOCKET_PROTOCOL, *protocol)
-        .body(ResponseBody::Whole(None))
-        .map_err(|error| ApiError::new(500, "InternalError", error.to_string()))
+    channels::switching(&handshake)
 }
 
 fn requested_ports(query: &Query) -> Result<Vec<u16>, ApiError> {
@@ -146,13 +113,6 @@ pub(crate) fn pod_address(
 enum Outgoing {
     Frame(Vec<u8>),
     PortClosed,
-}
-
-pub(crate) fn framed(channel: u8, payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(payload.len() + 1);
-    frame.push(channel);
-    frame.extend_from_slice(payload);
-    frame
 }
 
 /// Relays between the WebSocket and one TCP connection per port until the client closes or
