@@ -116,20 +116,20 @@ pub fn default_access(
     access
 }
 
-/// A Vault target's pods, listed, read and reached by port-forward, in its cluster.
+/// A Vault target's pods, listed, read and reached by port-forward (unless the target reaches
+/// them by address), in its cluster.
 pub fn vault_pods(plan: &CompiledPlan, vault: &str) -> Vec<(String, Access)> {
-    let Some(cluster) = plan
-        .targets
-        .get(vault)
-        .and_then(|t| t.vault())
-        .map(|v| v.cluster.to_string())
-    else {
+    let Some(target) = plan.targets.get(vault).and_then(|t| t.vault()) else {
         return Vec::new();
     };
+    let cluster = target.cluster.to_string();
     [
         Access::on_kind("get", "Pod"),
         Access::on_kind("list", "Pod"),
-        Some(Access::on_pods("create", "portforward")),
+        target
+            .address_template
+            .is_none()
+            .then(|| Access::on_pods("create", "portforward")),
     ]
     .into_iter()
     .flatten()

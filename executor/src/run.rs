@@ -417,6 +417,9 @@ pub struct Summary {
     /// How much of the outage planx spent waiting on the servers (pod restarts, elections,
     /// seal changes); the rest is what the executor adds.
     pub outage_waits: Option<Duration>,
+    /// Whether any step of the plan blocks writes (a live move never does: its only outage is
+    /// an election, which a client sees and planx does not measure).
+    pub blocks_writes: bool,
     pub run_dir: PathBuf,
 }
 
@@ -458,6 +461,7 @@ pub async fn execute(
     };
     let window = Arc::new(std::sync::Mutex::new(OutageWindow::default()));
     let blocking = planc::lints::writes_blocking_steps(&plan);
+    let blocks_writes = !blocking.is_empty();
     let verifying: Vec<String> = plan
         .steps
         .iter()
@@ -498,6 +502,7 @@ pub async fn execute(
         total: started.elapsed(),
         outage,
         outage_waits,
+        blocks_writes,
         run_dir: run_dir.path().to_path_buf(),
     })
 }

@@ -126,6 +126,9 @@ pub fn summary(summary: &Summary, output: Output) {
             waits.as_secs_f64(),
             outage.saturating_sub(waits).as_secs_f64()
         ),
+        _ if !summary.blocks_writes => {
+            "none planned (no step blocks writes; elections interrupt clients briefly)".into()
+        }
         _ => "n/a (writes were not blocked and verified in this run)".into(),
     };
     eprintln!(
