@@ -167,13 +167,7 @@ pub trait Action: Sync {
     /// target id: by default [`crate::permissions::default_access`] (a Vault target's pods
     /// reached; every object it changes read, written or deleted).
     fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
-        let inputs = crate::preview::checked_inputs(&step.with);
-        crate::permissions::default_access(
-            plan,
-            step,
-            self.line().target,
-            self.writes(plan, &step.on, &inputs),
-        )
+        crate::permissions::default_access(plan, step, self)
     }
 
     /// What a step of this action establishes for the ordering lints, changed in `facts` (the

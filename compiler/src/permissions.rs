@@ -8,9 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use planc_schema::plan::TargetKind;
 
-use crate::catalog::TargetRequirement;
+use crate::catalog::{Action, TargetRequirement};
 use crate::model::{CompiledPlan, CompiledStep};
-use crate::preview::Written;
 
 /// One verb on one resource (or subresource) of the Kubernetes API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,17 +95,17 @@ pub fn needed(plan: &CompiledPlan) -> BTreeMap<String, BTreeSet<Access>> {
 /// its cluster; and every object the step changes read, and created, updated or deleted by the
 /// step or by its undo (a rollback puts back what was recorded: it may re-create a deleted
 /// object or delete a created one).
-pub fn default_access(
+pub fn default_access<A: Action + ?Sized>(
     plan: &CompiledPlan,
     step: &CompiledStep,
-    target: TargetRequirement,
-    written: Option<Vec<Written>>,
+    action: &A,
 ) -> Vec<(String, Access)> {
     let mut access = Vec::new();
-    if target == TargetRequirement::Vault {
+    if action.line().target == TargetRequirement::Vault {
         access.extend(vault_pods(plan, &step.on));
     }
-    for object in written.into_iter().flatten() {
+    let inputs = crate::preview::checked_inputs(&step.with);
+    for object in action.writes(plan, &step.on, &inputs).into_iter().flatten() {
         for verb in ["get", "create", "update", "delete"] {
             if let Some(one) = Access::on_kind(verb, &object.kind) {
                 access.push((object.target.clone(), one));

@@ -225,6 +225,17 @@ fn apply_until_it_fails_at(bed: &Bed, args: &[String], step: &str) -> String {
     outcome
 }
 
+/// `planx rollback RUN --yes` of the bed's one run, which must finish; what it printed.
+fn roll_back(bed: &Bed) -> String {
+    let run = run_dir(bed);
+    let out = planx_command(bed, &["rollback", run.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
 fn run_dir(bed: &Bed) -> PathBuf {
     let runs: Vec<PathBuf> = std::fs::read_dir(bed.dir.join("runs"))
         .unwrap()
@@ -602,12 +613,7 @@ async fn a_live_run_killed_after_the_first_pod_joined_resumes() {
 async fn a_live_run_killed_in_the_middle_of_the_join_rolls_back_to_the_old_cluster_alone() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = live_run_killed_in_the_join("live-kill-rollback").await;
-    let run = run_dir(&bed);
-    let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = roll_back(&bed);
     assert!(
         stderr.contains("removed pod vault-0 of new_vault"),
         "the node that joined is removed:\n{stderr}"
@@ -701,12 +707,7 @@ async fn a_live_run_failing_after_the_join_rolls_back_to_the_old_cluster_alone()
     apply_until_it_fails_at(&bed, &args, "handover.new-ingress-to-every-pod");
     let peers = || async { raft_servers(&bed, "vault.old.test").await.len() };
     assert_eq!(peers().await, 6, "the new pods had joined the old cluster");
-    let run = run_dir(&bed);
-    let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = roll_back(&bed);
     assert!(
         stderr.contains("handover.join: undone"),
         "the joined nodes are removed:\n{stderr}"
@@ -939,12 +940,7 @@ async fn a_failure_after_writes_are_blocked_rolls_back_to_the_old_vault() {
         "the old domain still serves after the Ingress was deleted"
     );
 
-    let run = run_dir(&bed);
-    let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = roll_back(&bed);
     assert!(
         stderr.contains("cannot be undone"),
         "the restore into NEW is named as a point it cannot undo:\n{stderr}"
@@ -981,12 +977,7 @@ async fn an_online_run_failing_in_its_window_rolls_back_and_leaves_the_new_vault
         &[files.params(), files.online_params()],
     );
     apply_until_it_fails_at(&bed, &args, "cutover.block-in-cluster-writes");
-    let run = run_dir(&bed);
-    let out = planx_command(&bed, &["rollback", run.to_str().unwrap(), "--yes"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = roll_back(&bed);
     assert!(
         stderr.contains(
             "adopt-old-key.remove-disabled: kept: `new_vault` passed the point of no return `adopt-old-key.migrate-followers`"

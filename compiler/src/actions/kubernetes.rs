@@ -224,13 +224,7 @@ impl Action for PatchArgs {
 
     /// The StatefulSet changed; its undo also restarts the pods it runs.
     fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
-        let inputs = crate::preview::checked_inputs(&step.with);
-        let mut access = permissions::default_access(
-            plan,
-            step,
-            self.line().target,
-            self.writes(plan, &step.on, &inputs),
-        );
+        let mut access = permissions::default_access(plan, step, self);
         access.extend(permissions::on(
             &step.on,
             "Pod",
