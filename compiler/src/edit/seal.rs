@@ -85,6 +85,14 @@ pub fn apply(config: &str, edit: &SealEdit) -> Result<String, SealEditError> {
             if let Some(name) = new_name.as_ref().filter(|n| !n.is_empty()) {
                 new_attributes.push(("name".to_string(), name.clone()));
             }
+            // A block of the same type keeps how it signs in (a client secret, an auth method).
+            if label(block) == Some(new_type.as_str()) {
+                new_attributes.extend(
+                    identity_attributes(block, new_type)
+                        .into_iter()
+                        .filter(|(key, _)| !attributes.iter().any(|(given, _)| given == key)),
+                );
+            }
             new_attributes.extend(attributes.iter().cloned());
             disable_and_add(config, block, new_type, &new_attributes, &layout)?
         }
@@ -164,6 +172,67 @@ pub fn key_attributes(kind: planc_schema::plan::TargetKind) -> &'static [&'stati
         TargetKind::Gcpckms => &["project", "region", "key_ring", "crypto_key"],
         TargetKind::Kubernetes | TargetKind::Vault => &[],
     }
+}
+
+/// The attributes of every `seal "<seal_type>"` block of `config`, each with its string value
+/// (`None` for another kind of expression); nothing for a configuration that does not parse.
+pub fn block_attributes(config: &str, seal_type: &str) -> Vec<Vec<(String, Option<String>)>> {
+    let Ok(body) = hcl::parse(config) else {
+        return Vec::new();
+    };
+    body.blocks()
+        .filter(|b| {
+            b.identifier.as_str() == "seal"
+                && b.labels.first().map(|l| l.as_str()) == Some(seal_type)
+        })
+        .map(|b| {
+            b.body
+                .attributes()
+                .map(|a| {
+                    let value = match &a.expr {
+                        hcl::Expression::String(value) => Some(value.clone()),
+                        _ => None,
+                    };
+                    (a.key.to_string(), value)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The key-service target kind of a seal type.
+fn target_kind(seal_type: &str) -> Option<planc_schema::plan::TargetKind> {
+    use planc_schema::plan::TargetKind;
+    match seal_type {
+        "azurekeyvault" => Some(TargetKind::Azurekeyvault),
+        "transit" => Some(TargetKind::Transit),
+        "awskms" => Some(TargetKind::Awskms),
+        "gcpckms" => Some(TargetKind::Gcpckms),
+        _ => None,
+    }
+}
+
+/// The attributes of `block` (of type `seal_type`) that are not where the key is: how the seal
+/// signs in and talks to the key service (`client_id`, `client_secret`, `auth_method`,
+/// `disable_renewal`...), string or boolean values only.
+fn identity_attributes(block: &Block, seal_type: &str) -> Vec<(String, String)> {
+    let key = target_kind(seal_type).map(key_attributes).unwrap_or(&[]);
+    block
+        .body
+        .attributes()
+        .filter(|a| {
+            let name = a.key.as_str();
+            !key.contains(&name) && !["name", "disabled", "priority"].contains(&name)
+        })
+        .filter_map(|a| {
+            let value = a
+                .value
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| a.value.as_bool().map(|b| b.to_string()))?;
+            Some((a.key.to_string(), value))
+        })
+        .collect()
 }
 
 /// Seal attributes whose values are secrets.

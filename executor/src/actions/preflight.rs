@@ -133,7 +133,83 @@ pub(super) async fn seal_overrides(
             overriding.join(", ")
         )));
     }
-    Ok(Outputs::new())
+    let configmap = live
+        .cluster(on)?
+        .get("ConfigMap", target.configmap)
+        .await?
+        .unwrap_or(Value::Null);
+    let config = configmap["data"][target.config_key].as_str().unwrap_or("");
+    let (contradictions, from_env) = identity_variables(&spec, config);
+    if !contradictions.is_empty() {
+        return Err(ActionError::permanent(format!(
+            "the container `{container}` and the seal block in ConfigMap `{}` disagree on the seal's identity: {}; the environment wins, so the seal would sign in as someone else: make them agree, or set it in one place",
+            target.configmap,
+            contradictions.join("; ")
+        )));
+    }
+    let mut outputs = Outputs::new();
+    outputs.insert("identity_from_env", json!(from_env));
+    Ok(outputs)
+}
+
+/// The environment variables Azure Key Vault seals take their identity from, and the seal
+/// attribute each stands for.
+const AZURE_IDENTITY_VARIABLES: &[(&str, &str)] = &[
+    ("AZURE_TENANT_ID", "tenant_id"),
+    ("AZURE_CLIENT_ID", "client_id"),
+    ("AZURE_CLIENT_SECRET", "client_secret"),
+    ("VAULT_AZUREKEYVAULT_AUTH_METHOD", "auth_method"),
+];
+
+/// The identity variables of `container` (from `env`) that contradict an `azurekeyvault` seal
+/// block of `config` (a literal value that differs, or one from a Secret or ConfigMap where
+/// the block sets the attribute too), and those that only supply what the block leaves out.
+/// Secret values are compared, never shown.
+fn identity_variables(container: &Value, config: &str) -> (Vec<String>, Vec<String>) {
+    let blocks = planc::edit::seal::block_attributes(config, "azurekeyvault");
+    let mut contradictions = Vec::new();
+    let mut from_env = Vec::new();
+    for entry in container["env"].as_array().into_iter().flatten() {
+        let Some(name) = entry["name"].as_str() else {
+            continue;
+        };
+        let Some((_, attribute)) = AZURE_IDENTITY_VARIABLES.iter().find(|(v, _)| *v == name) else {
+            continue;
+        };
+        let literal = entry["value"].as_str();
+        let mut agrees = true;
+        for block in &blocks {
+            let Some((_, in_block)) = block.iter().find(|(key, _)| key == attribute) else {
+                continue;
+            };
+            let in_block = in_block.as_deref();
+            match literal {
+                Some(value) if in_block == Some(value) => {}
+                Some(_) if *attribute == "client_secret" || in_block.is_none() => {
+                    contradictions.push(format!("{name} differs from the block's `{attribute}`"));
+                    agrees = false;
+                }
+                Some(value) => {
+                    contradictions.push(format!(
+                        "{name}={value} but the block has {attribute} = \"{}\"",
+                        in_block.unwrap_or_default()
+                    ));
+                    agrees = false;
+                }
+                None => {
+                    contradictions.push(format!(
+                        "{name} comes from a Secret or ConfigMap and the block sets `{attribute}` too"
+                    ));
+                    agrees = false;
+                }
+            }
+            break;
+        }
+        if agrees {
+            from_env.push(name.to_string());
+        }
+    }
+    (contradictions, from_env)
 }
 
 /// `preflight.key-access`.
@@ -191,8 +267,10 @@ async fn seal_overriding_variables(
             || name.starts_with("VAULT_TRANSIT_SEAL_")
             || name.starts_with("VAULT_AWSKMS_SEAL_")
             || name.starts_with("VAULT_GCPCKMS_SEAL_")
-            || name == "AZURE_TENANT_ID"
-            || name == "AZURE_CLIENT_ID"
+                && !name.starts_with("VAULT_AZUREKEYVAULT_AUTH_METHOD")
+            || name.starts_with("AZUREKEYVAULT_WRAPPER_")
+            || name == "AZURE_ENVIRONMENT"
+            || name == "AZURE_AD_RESOURCE"
     };
     let mut found: Vec<String> = container["env"]
         .as_array()

@@ -132,9 +132,23 @@ impl Cluster {
             context: Some(context.to_string()),
             ..Default::default()
         };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
             .map_err(|e| config_error(e.to_string()))?;
+        // kube takes HTTPS_PROXY for every API server; kubectl skips loopback and NO_PROXY.
+        if let Some(proxy) = &config.proxy_url {
+            let server = config.cluster_url.host().unwrap_or("").to_string();
+            if crate::adapters::proxy::bypasses_proxy(
+                &server,
+                &crate::adapters::proxy::no_proxy_from_env(),
+            ) {
+                config.proxy_url = None;
+            } else {
+                return Err(config_error(format!(
+                    "the API server {server} would be reached through the proxy {proxy} (HTTPS_PROXY or the kubeconfig's proxy-url); planx reaches API servers directly: add {server} to NO_PROXY, or remove proxy-url"
+                )));
+            }
+        }
         let client = kube::Client::try_from(config).map_err(|e| config_error(e.to_string()))?;
         Ok(Cluster {
             client,

@@ -1,7 +1,8 @@
 //! The adapters to the APIs planx changes: Kubernetes through kube ([`cluster`]) and Vault or
-//! OpenBao over HTTP ([`vault`]), and the one HTTP policy every client follows ([`http`]). They speak the API and say what failed; what a step means is
+//! OpenBao over HTTP ([`vault`]), the one HTTP policy every client follows ([`http`]) and which hosts bypass a proxy ([`proxy`]). They speak the API and say what failed; what a step means is
 //! in `actions`, never here.
 
 pub mod cluster;
 pub mod http;
+pub mod proxy;
 pub mod vault;

@@ -76,6 +76,8 @@ pub struct SealStatus {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Leader {
     pub ha_enabled: bool,
+    /// OpenBao 2.6 leaves it out on a standby.
+    #[serde(default)]
     pub is_self: bool,
     #[serde(default)]
     pub leader_address: String,

@@ -6,7 +6,8 @@
 //! - pods of the `k`-th StatefulSet the cluster sees (k in 0..=13): `127.S.(16C+k).(ordinal+1)`;
 //! - the cluster's Service ClusterIPs: `127.S.(16C+14).1`-`.254` (its kube-proxy listens there);
 //! - the cluster's ingress gateway: `127.S.(16C+15).1`;
-//! - key service `n`: `127.S.240.(n+1)`.
+//! - key service `n`: `127.S.240.(n+1)`;
+//! - the emulated cloud's proxy (the only way to it): `127.S.241.1`.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -101,6 +102,11 @@ impl Slot {
     pub fn gateway_ip(&self, cluster_index: usize) -> Option<Ipv4Addr> {
         (cluster_index < MAX_CLUSTERS)
             .then(|| Ipv4Addr::new(127, self.octet, (16 * cluster_index + 15) as u8, 1))
+    }
+
+    /// The address of the emulated cloud's proxy.
+    pub fn cloud_proxy_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.octet, 241, 1)
     }
 
     /// The address of key service `index`.

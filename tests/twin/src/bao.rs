@@ -1,10 +1,46 @@
-//! Finding the OpenBao `bao` binary: `$PLANX_BAO`, or the project venv that
-//! `tests/twin/setup-openbao.sh` installs.
+//! Finding the OpenBao `bao` binary of each pinned release: `$PLANX_BAO` (or
+//! `$PLANX_BAO_AZURE`), or the project venvs that `tests/twin/setup-openbao.sh` installs.
 
 use std::path::{Path, PathBuf};
 
 /// Environment variable naming the `bao` binary explicitly.
 pub const BAO_ENV: &str = "PLANX_BAO";
+/// Environment variable naming the `bao` binary that has the `azurekeyvault` seal built in.
+pub const BAO_AZURE_ENV: &str = "PLANX_BAO_AZURE";
+
+/// The OpenBao releases the twin runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpenBao {
+    /// 2.7.2, in `<repo>/.venv`: every scenario but the Azure one.
+    #[default]
+    Latest,
+    /// 2.6.2, in `<repo>/.venv-openbao-2.6.2`: the last release with the `azurekeyvault` seal
+    /// built in (from 2.7.0 it is an external KMS plugin).
+    WithAzureSeal,
+}
+
+impl OpenBao {
+    pub fn version(self) -> &'static str {
+        match self {
+            OpenBao::Latest => "2.7.2",
+            OpenBao::WithAzureSeal => "2.6.2",
+        }
+    }
+
+    /// This release's `bao`: its environment variable if set, else its venv.
+    pub fn path(self) -> Result<PathBuf, BaoNotFound> {
+        let (variable, venv) = match self {
+            OpenBao::Latest => (BAO_ENV, ".venv"),
+            OpenBao::WithAzureSeal => (BAO_AZURE_ENV, ".venv-openbao-2.6.2"),
+        };
+        locate(
+            variable,
+            std::env::var_os(variable),
+            &repository_root().join(venv),
+            self.version(),
+        )
+    }
+}
 
 /// The `bao` binary could not be found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,13 +63,23 @@ pub fn repository_root() -> PathBuf {
 
 /// The OpenBao `bao` binary: `$PLANX_BAO` if set, else the one in `<repo>/.venv`.
 pub fn bao_path() -> Result<PathBuf, BaoNotFound> {
-    bao_path_from(std::env::var_os(BAO_ENV), &repository_root().join(".venv"))
+    OpenBao::Latest.path()
 }
 
 /// `explicit` (the value of `$PLANX_BAO`) if given, else the `bao` installed in `venv`.
 pub fn bao_path_from(
     explicit: Option<std::ffi::OsString>,
     venv: &Path,
+) -> Result<PathBuf, BaoNotFound> {
+    locate(BAO_ENV, explicit, venv, OpenBao::Latest.version())
+}
+
+/// `explicit` (the value of `variable`) if given, else the `bao` of `version` installed in `venv`.
+fn locate(
+    variable: &str,
+    explicit: Option<std::ffi::OsString>,
+    venv: &Path,
+    version: &str,
 ) -> Result<PathBuf, BaoNotFound> {
     if let Some(explicit) = explicit {
         let path = PathBuf::from(explicit);
@@ -42,7 +88,7 @@ pub fn bao_path_from(
         } else {
             Err(BaoNotFound {
                 message: format!(
-                    "{BAO_ENV} is set to {}, which is not a file: point it at the OpenBao bao binary, or unset it to use the one tests/twin/setup-openbao.sh installs",
+                    "{variable} is set to {}, which is not a file: point it at the OpenBao {version} bao binary, or unset it to use the one tests/twin/setup-openbao.sh installs",
                     path.display()
                 ),
             })
@@ -50,7 +96,7 @@ pub fn bao_path_from(
     }
     find_in_venv(venv).ok_or_else(|| BaoNotFound {
         message: format!(
-            "OpenBao's bao binary is not installed in {}: run tests/twin/setup-openbao.sh, or set {BAO_ENV} to a bao binary",
+            "OpenBao {version}'s bao binary is not installed in {}: run tests/twin/setup-openbao.sh, or set {variable} to a bao {version} binary",
             venv.display()
         ),
     })

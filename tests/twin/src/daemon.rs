@@ -24,6 +24,9 @@ pub enum ScenarioName {
     /// OLD and NEW with the Vault chart, OLD initialised with data, NEW left uninitialised: the
     /// live plan's nodes join OLD's raft cluster.
     VaultPairLive,
+    /// As `vault-pair`, sealed by Azure Key Vault through the twin's Azure emulator (OpenBao
+    /// 2.6.2), NEW's pods signing in with workload identity; for the AKS plan.
+    VaultPairAzure,
     /// OLD and NEW API servers only: no workloads, no Vault.
     Empty,
 }
@@ -33,9 +36,10 @@ impl ScenarioName {
         match name {
             "vault-pair" => Ok(ScenarioName::VaultPair),
             "vault-pair-live" => Ok(ScenarioName::VaultPairLive),
+            "vault-pair-azure" => Ok(ScenarioName::VaultPairAzure),
             "empty" => Ok(ScenarioName::Empty),
             other => Err(format!(
-                "unknown scenario {other:?}: use vault-pair (the default), vault-pair-live or empty"
+                "unknown scenario {other:?}: use vault-pair (the default), vault-pair-live, vault-pair-azure or empty"
             )),
         }
     }
@@ -44,6 +48,7 @@ impl ScenarioName {
         match self {
             ScenarioName::VaultPair => "vault-pair",
             ScenarioName::VaultPairLive => "vault-pair-live",
+            ScenarioName::VaultPairAzure => "vault-pair-azure",
             ScenarioName::Empty => "empty",
         }
     }
@@ -174,14 +179,19 @@ pub fn serve(dir: &Path, options: &UpOptions) -> Result<(), String> {
             write_empty_env(&paths, &twin)?;
             Running::Twin(twin)
         }
-        ScenarioName::VaultPair | ScenarioName::VaultPairLive => {
-            let base = if options.scenario == ScenarioName::VaultPair {
-                ScenarioOptions::vault_pair()
-            } else {
-                ScenarioOptions::vault_pair_live()
+        ScenarioName::VaultPair | ScenarioName::VaultPairLive | ScenarioName::VaultPairAzure => {
+            let base = match options.scenario {
+                ScenarioName::VaultPairLive => ScenarioOptions::vault_pair_live(),
+                ScenarioName::VaultPairAzure => ScenarioOptions::vault_pair_azure(
+                    crate::scenario::IdentityForm::WorkloadIdentity,
+                ),
+                _ => ScenarioOptions::vault_pair(),
             };
             let mut scenario_options = base.dir(&paths.dir);
-            scenario_options.url_scheme = options.url_scheme.clone();
+            // The AKS plan's Vault URLs are https.
+            if options.scenario != ScenarioName::VaultPairAzure {
+                scenario_options.url_scheme = options.url_scheme.clone();
+            }
             Running::Scenario(Box::new(Scenario::start(scenario_options)?))
         }
     };

@@ -328,7 +328,8 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Writes the current content of ConfigMap or Secret volumes into `dir`; mounts the rest.
+/// Writes the current content of ConfigMap or Secret volumes, and the service-account tokens of
+/// projected volumes, into `dir`; mounts the rest.
 fn materialise_volumes(
     node: &Node,
     key: &PodKey,
@@ -398,6 +399,43 @@ fn materialise_volumes(
                         ),
                     });
                 }
+            }
+            volumes.push((name.to_string(), dir, false));
+        } else if let Some(sources) = volume
+            .pointer("/projected/sources")
+            .and_then(Value::as_array)
+        {
+            let dir = incarnation_dir.join("volumes").join(name);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir)
+                .map_err(io_error(format!("cannot create {}", dir.display())))?;
+            for source in sources {
+                let Some(token) = source.get("serviceAccountToken") else {
+                    continue;
+                };
+                let path = token["path"].as_str().unwrap_or("token");
+                if path.contains("..") {
+                    continue;
+                }
+                let service_account = pod
+                    .pointer("/spec/serviceAccountName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("default");
+                let lifetime = token["expirationSeconds"].as_u64().unwrap_or(3600);
+                let audience = token["audience"]
+                    .as_str()
+                    .unwrap_or("https://kubernetes.default.svc");
+                let content = crate::identity::service_account_token(
+                    &node.signer,
+                    &node.cluster_name,
+                    &key.namespace,
+                    service_account,
+                    audience,
+                    lifetime,
+                );
+                let file = dir.join(path);
+                write_private_bytes(&file, content.as_bytes())
+                    .map_err(io_error(format!("cannot write {}", file.display())))?;
             }
             volumes.push((name.to_string(), dir, false));
         } else if let Some(claim) = volume

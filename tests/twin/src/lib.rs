@@ -47,6 +47,7 @@
 
 pub mod addresses;
 pub mod api;
+pub mod azure;
 pub mod bao;
 pub mod catalog;
 pub mod channels;
@@ -60,6 +61,7 @@ pub mod faults;
 pub mod gateway;
 pub mod hcl;
 pub mod httpc;
+pub mod identity;
 pub mod keyservice;
 pub mod kubeconfig;
 pub mod kubelet;
@@ -72,6 +74,7 @@ pub mod probe;
 pub mod process;
 pub mod protobuf;
 pub mod scenario;
+pub mod scenario_azure;
 pub mod selector;
 pub mod server;
 pub mod statefulset;

@@ -36,7 +36,9 @@ enum Commands {
         #[arg(long)]
         foreground: bool,
         /// `vault-pair` (OLD with data, NEW empty, both with real OpenBao), `vault-pair-live` (NEW left
-        /// uninitialised, for the live plan) or `empty`.
+        /// uninitialised, for the live plan), `vault-pair-azure` (sealed by Azure Key Vault through
+        /// the twin's Azure emulator, OpenBao 2.6.2, https URLs; for plans/vault-aks-migration.yaml)
+        /// or `empty`.
         #[arg(long, default_value = "vault-pair")]
         scenario: String,
         /// Scheme of the Vault URLs in the env and params files (the gateways serve both).

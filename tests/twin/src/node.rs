@@ -49,6 +49,8 @@ pub struct Node {
     pub gateway: GatewayAddresses,
     /// The CA of the ingress gateways' certificates.
     pub authority: Arc<Authority>,
+    /// Signs the service-account tokens of projected volumes.
+    pub signer: Arc<crate::identity::TokenSigner>,
     statefulset_indexes: Mutex<Vec<(String, String)>>,
     pods: Mutex<HashMap<String, PodRuntime>>,
 }
@@ -80,6 +82,8 @@ pub struct Shared {
     pub dir: PathBuf,
     /// The CA of the ingress gateways' certificates.
     pub authority: Arc<Authority>,
+    /// Signs the service-account tokens of projected volumes.
+    pub signer: Arc<crate::identity::TokenSigner>,
 }
 
 impl Node {
@@ -106,6 +110,7 @@ impl Node {
             bao: shared.bao.clone(),
             gateway,
             authority: shared.authority.clone(),
+            signer: shared.signer.clone(),
             statefulset_indexes: Mutex::new(Vec::new()),
             pods: Mutex::new(HashMap::new()),
         }

@@ -14,6 +14,7 @@ use crate::httpc::{self, Endpoint, Transport};
 use crate::keyservice::{KeyService, KeyServiceSpec};
 use crate::kubeconfig::write_private;
 use crate::kubelet::{Health, probe_health};
+use crate::scenario_azure::{ScenarioAzure, start_azure};
 use crate::store::WriteOptions;
 use crate::twin::{Cluster, Twin, TwinOptions, create_private_dir};
 
@@ -54,6 +55,28 @@ pub struct ClusterPlan {
     /// Whether the configuration has the chart's `retry_join` towards the cluster's own pods;
     /// a Vault prepared for the live move has none (its pods join another cluster, by planx).
     pub retry_join: bool,
+    /// How the pods sign in to Entra ID, when the scenario's seals are Azure Key Vault.
+    pub identity: IdentityForm,
+}
+
+/// How a Vault's pods authenticate to Azure Key Vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityForm {
+    /// A service principal: `client_id` and `client_secret` in the seal block.
+    ServicePrincipal,
+    /// AKS workload identity: a projected service-account token exchanged with Entra ID
+    /// (`AZURE_FEDERATED_TOKEN_FILE`), `auth_method = "workload_identity"`.
+    WorkloadIdentity,
+}
+
+/// What seals the scenario's Vaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealKind {
+    /// Each cluster's own transit key service (a `bao` of its own).
+    Transit,
+    /// Azure Key Vault, one key vault per cluster, served by the twin's Azure emulator (OpenBao
+    /// 2.6.2, the last with that seal built in).
+    AzureKeyVault,
 }
 
 impl ClusterPlan {
@@ -65,7 +88,18 @@ impl ClusterPlan {
             replicas: 3,
             init,
             retry_join: true,
+            identity: IdentityForm::ServicePrincipal,
         }
+    }
+
+    /// The Azure key vault of this cluster's seal (`kv-vault-old`).
+    pub fn key_vault(&self) -> String {
+        format!("kv-vault-{}", self.name)
+    }
+
+    /// The resource group of [`ClusterPlan::key_vault`] (`rg-vault-old`).
+    pub fn resource_group(&self) -> String {
+        format!("rg-vault-{}", self.name)
     }
 }
 
@@ -80,6 +114,7 @@ pub struct ScenarioOptions {
     pub url_scheme: String,
     /// The longest any one wait (pods, init, voters, routes) may take.
     pub timeout: Duration,
+    pub seals: SealKind,
 }
 
 impl ScenarioOptions {
@@ -93,6 +128,31 @@ impl ScenarioOptions {
             dir: None,
             url_scheme: "http".to_string(),
             timeout: Duration::from_secs(90),
+            seals: SealKind::Transit,
+        }
+    }
+
+    /// `vault-pair-azure`: as `vault-pair`, each Vault sealed by Azure Key Vault through the
+    /// twin's emulator (`kv-vault-old` with Azure RBAC, `kv-vault-new` with access policies);
+    /// OLD's pods sign in as a service principal, NEW's as `new_identity`; URLs are https.
+    pub fn vault_pair_azure(new_identity: IdentityForm) -> ScenarioOptions {
+        let keyed = |name: &str, init: Init, identity: IdentityForm| ClusterPlan {
+            key_name: format!("vault-unseal-{name}"),
+            identity,
+            ..ClusterPlan::new(name, init)
+        };
+        ScenarioOptions {
+            clusters: vec![
+                keyed(
+                    "old",
+                    Init::WithData { secrets: 300 },
+                    IdentityForm::ServicePrincipal,
+                ),
+                keyed("new", Init::Empty, new_identity),
+            ],
+            url_scheme: "https".to_string(),
+            seals: SealKind::AzureKeyVault,
+            ..ScenarioOptions::vault_pair()
         }
     }
 
@@ -133,12 +193,43 @@ pub struct InitKeys {
     pub recovery_keys: Vec<String>,
 }
 
+/// What seals one cluster's Vault.
+#[derive(Debug, Clone)]
+pub enum ClusterSeal {
+    Transit(KeyService),
+    Azure(AzureSeal),
+}
+
+/// An Azure Key Vault seal and how the pods reach it.
+#[derive(Debug, Clone)]
+pub struct AzureSeal {
+    pub tenant_id: String,
+    pub vault_name: String,
+    pub key_name: String,
+    /// The client id of the identity the pods sign in as.
+    pub client_id: String,
+    /// Its client secret, in the service-principal form.
+    pub client_secret: Option<String>,
+    pub form: IdentityForm,
+    /// `http://ip:port` of the twin's Azure proxy.
+    pub proxy_url: String,
+    /// The CA the proxy's certificates chain to.
+    pub ca_pem: String,
+}
+
+/// The ConfigMap holding the CA of the twin's Azure proxy, and where pods mount it.
+pub const PROXY_CA_CONFIGMAP: &str = "azure-proxy-ca";
+pub const PROXY_CA_DIR: &str = "/vault/userconfig/azure-proxy-ca";
+/// Where AKS workload identity mounts the service-account token.
+pub const FEDERATED_TOKEN_DIR: &str = "/var/run/secrets/azure/tokens";
+pub const FEDERATED_TOKEN_FILE: &str = "azure-identity-token";
+
 /// One cluster's Vault in a running scenario.
 #[derive(Debug, Clone)]
 pub struct VaultCluster {
     pub plan: ClusterPlan,
     pub cluster: Cluster,
-    pub key_service: KeyService,
+    pub seal: ClusterSeal,
     pub keys: Option<InitKeys>,
     /// The userpass password of `alice` (with sample data).
     pub sample_password: Option<String>,
@@ -148,6 +239,17 @@ pub struct VaultCluster {
 impl VaultCluster {
     pub fn name(&self) -> &str {
         &self.plan.name
+    }
+
+    /// The transit key service of a transit scenario; panics for an Azure one.
+    pub fn key_service(&self) -> &KeyService {
+        match &self.seal {
+            ClusterSeal::Transit(key_service) => key_service,
+            ClusterSeal::Azure(_) => panic!(
+                "cluster {} is sealed by Azure Key Vault, not by a transit key service",
+                self.plan.name
+            ),
+        }
     }
 
     pub fn root_token(&self) -> Option<&str> {
@@ -227,6 +329,8 @@ pub struct Scenario {
     pub options: ScenarioOptions,
     /// How long `start` took.
     pub startup: Duration,
+    /// The emulated Azure tenant of `vault-pair-azure`.
+    pub azure: Option<ScenarioAzure>,
     // Dropped last: the key services' processes belong to the twin.
     twin: Twin,
 }
@@ -235,9 +339,9 @@ fn resource(group: &str, plural: &str) -> &'static ResourceType {
     catalog::find(group, "v1", plural).expect("the scenario's resource types are in the catalogue")
 }
 
-/// The chart's `extraconfig-from-values.hcl` for `replicas` raft pods sealed by `key_service`,
-/// with a `retry_join` towards each pod when `retry_join`.
-pub fn chart_config(replicas: u32, retry_join: bool, key_service: &KeyService) -> String {
+/// The chart's `extraconfig-from-values.hcl` for `replicas` raft pods sealed by `seal`, with a
+/// `retry_join` towards each pod when `retry_join`.
+pub fn chart_config(replicas: u32, retry_join: bool, seal: &ClusterSeal) -> String {
     let replicas = if retry_join { replicas } else { 0 };
     let retry_join: String = (0..replicas)
         .map(|ordinal| {
@@ -246,6 +350,32 @@ pub fn chart_config(replicas: u32, retry_join: bool, key_service: &KeyService) -
             )
         })
         .collect();
+    let seal = match seal {
+        ClusterSeal::Transit(key_service) => format!(
+            r#"seal "transit" {{
+  address         = "{address}"
+  token           = "{token}"
+  key_name        = "{key}"
+  mount_path      = "transit/"
+  disable_renewal = "true"
+}}"#,
+            address = key_service.address(),
+            token = key_service.seal_token(),
+            key = key_service.key_name(),
+        ),
+        ClusterSeal::Azure(azure) => {
+            let credential = match (&azure.form, &azure.client_secret) {
+                (IdentityForm::ServicePrincipal, Some(secret)) => {
+                    format!("  client_secret = \"{secret}\"\n")
+                }
+                _ => "  auth_method   = \"workload_identity\"\n".to_string(),
+            };
+            format!(
+                "seal \"azurekeyvault\" {{\n  tenant_id     = \"{}\"\n  client_id     = \"{}\"\n{credential}  vault_name    = \"{}\"\n  key_name      = \"{}\"\n}}",
+                azure.tenant_id, azure.client_id, azure.vault_name, azure.key_name
+            )
+        }
+    };
     format!(
         r#"ui = true
 
@@ -259,19 +389,10 @@ storage "raft" {{
   path = "/vault/data"
 {retry_join}}}
 
-seal "transit" {{
-  address         = "{address}"
-  token           = "{token}"
-  key_name        = "{key}"
-  mount_path      = "transit/"
-  disable_renewal = "true"
-}}
+{seal}
 
 service_registration "kubernetes" {{}}
-"#,
-        address = key_service.address(),
-        token = key_service.seal_token(),
-        key = key_service.key_name(),
+"#
     )
 }
 
@@ -291,7 +412,7 @@ fn selector() -> Value {
 /// The chart's objects for one cluster, in creation order: (resource, object).
 pub fn chart_objects(
     plan: &ClusterPlan,
-    key_service: &KeyService,
+    seal: &ClusterSeal,
 ) -> Vec<(&'static ResourceType, Value)> {
     let metadata = |name: &str| json!({"name": name, "namespace": NAMESPACE, "labels": chart_labels(), "annotations": {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE}});
     let ports = json!([
@@ -327,6 +448,52 @@ pub fn chart_objects(
         {"name": "VAULT_CLUSTER_ADDR", "value": format!("https://$(HOSTNAME).{RELEASE}-internal:8201")},
         {"name": "HOME", "value": "/home/vault"},
     ]);
+    let mut env = env;
+    let mut volumes = vec![
+        json!({"name": "config", "configMap": {"name": format!("{RELEASE}-config")}}),
+        json!({"name": "home", "emptyDir": {}}),
+    ];
+    let mut mounts = vec![
+        json!({"name": "data", "mountPath": "/vault/data"}),
+        json!({"name": "config", "mountPath": "/vault/config"}),
+        json!({"name": "home", "mountPath": "/home/vault"}),
+    ];
+    let mut pod_labels = json!({
+        "helm.sh/chart": "vault-0.34.0",
+        "app.kubernetes.io/name": "vault",
+        "app.kubernetes.io/instance": RELEASE,
+        "component": "server",
+    });
+    if let ClusterSeal::Azure(azure) = seal {
+        // The corporate-proxy setup: Azure only through the proxy, trusting its CA. HTTP_PROXY
+        // too, so that a plain-HTTP call (the managed-identity endpoint) is refused by it.
+        if let Some(list) = env.as_array_mut() {
+            list.extend([
+                json!({"name": "HTTPS_PROXY", "value": azure.proxy_url}),
+                json!({"name": "HTTP_PROXY", "value": azure.proxy_url}),
+                json!({"name": "NO_PROXY", "value": format!("localhost,127.0.0.0/8,.{RELEASE}-internal,.svc")}),
+                json!({"name": "SSL_CERT_FILE", "value": format!("{PROXY_CA_DIR}/ca.pem")}),
+            ]);
+            if azure.form == IdentityForm::WorkloadIdentity {
+                // What the workload-identity webhook injects.
+                list.extend([
+                    json!({"name": "AZURE_CLIENT_ID", "value": azure.client_id}),
+                    json!({"name": "AZURE_TENANT_ID", "value": azure.tenant_id}),
+                    json!({"name": "AZURE_FEDERATED_TOKEN_FILE", "value": format!("{FEDERATED_TOKEN_DIR}/{FEDERATED_TOKEN_FILE}")}),
+                    json!({"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"}),
+                ]);
+            }
+        }
+        volumes.push(json!({"name": "azure-proxy-ca", "configMap": {"name": PROXY_CA_CONFIGMAP}}));
+        mounts.push(json!({"name": "azure-proxy-ca", "mountPath": PROXY_CA_DIR, "readOnly": true}));
+        if azure.form == IdentityForm::WorkloadIdentity {
+            pod_labels["azure.workload.identity/use"] = json!("true");
+            volumes.push(json!({"name": "azure-identity-token", "projected": {"sources": [{"serviceAccountToken": {
+                "audience": crate::azure::TOKEN_EXCHANGE_AUDIENCE, "expirationSeconds": 3600, "path": FEDERATED_TOKEN_FILE,
+            }}]}}));
+            mounts.push(json!({"name": "azure-identity-token", "mountPath": FEDERATED_TOKEN_DIR, "readOnly": true}));
+        }
+    }
     let statefulset = json!({
         "metadata": metadata(RELEASE),
         "spec": {
@@ -336,20 +503,12 @@ pub fn chart_objects(
             "updateStrategy": {"type": "OnDelete"},
             "selector": {"matchLabels": selector()},
             "template": {
-                "metadata": {"labels": {
-                    "helm.sh/chart": "vault-0.34.0",
-                    "app.kubernetes.io/name": "vault",
-                    "app.kubernetes.io/instance": RELEASE,
-                    "component": "server",
-                }},
+                "metadata": {"labels": pod_labels},
                 "spec": {
                     "terminationGracePeriodSeconds": 10,
                     "serviceAccountName": RELEASE,
                     "securityContext": {"runAsNonRoot": true, "runAsGroup": 1000, "runAsUser": 100, "fsGroup": 1000},
-                    "volumes": [
-                        {"name": "config", "configMap": {"name": format!("{RELEASE}-config")}},
-                        {"name": "home", "emptyDir": {}},
-                    ],
+                    "volumes": volumes,
                     "containers": [{
                         "name": "vault",
                         "image": "quay.io/openbao/openbao:2.7.2",
@@ -357,11 +516,7 @@ pub fn chart_objects(
                         "command": ["/bin/sh", "-ec"],
                         "args": [CHART_START_SCRIPT],
                         "env": env,
-                        "volumeMounts": [
-                            {"name": "data", "mountPath": "/vault/data"},
-                            {"name": "config", "mountPath": "/vault/config"},
-                            {"name": "home", "mountPath": "/home/vault"},
-                        ],
+                        "volumeMounts": mounts,
                         "ports": [
                             {"containerPort": 8200, "name": "http"},
                             {"containerPort": 8201, "name": "https-internal"},
@@ -381,14 +536,14 @@ pub fn chart_objects(
             }],
         },
     });
-    vec![
+    let mut objects = vec![
         (
             resource("", "namespaces"),
             json!({"metadata": {"name": NAMESPACE}}),
         ),
         (
             resource("", "configmaps"),
-            json!({"metadata": metadata(&format!("{RELEASE}-config")), "data": {CONFIG_KEY: chart_config(plan.replicas, plan.retry_join, key_service)}}),
+            json!({"metadata": metadata(&format!("{RELEASE}-config")), "data": {CONFIG_KEY: chart_config(plan.replicas, plan.retry_join, seal)}}),
         ),
         (resource("", "services"), service(RELEASE, json!({}), false)),
         (
@@ -426,7 +581,17 @@ pub fn chart_objects(
             json!({"metadata": metadata(RELEASE), "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector()}}}),
         ),
         (resource("apps", "statefulsets"), statefulset),
-    ]
+    ];
+    if let ClusterSeal::Azure(azure) = seal {
+        objects.insert(
+            1,
+            (
+                resource("", "configmaps"),
+                json!({"metadata": {"name": PROXY_CA_CONFIGMAP, "namespace": NAMESPACE}, "data": {"ca.pem": azure.ca_pem}}),
+            ),
+        );
+    }
+    objects
 }
 
 async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
@@ -670,32 +835,46 @@ impl Scenario {
         let names: Vec<&str> = options.clusters.iter().map(|c| c.name.as_str()).collect();
         let mut twin_options = TwinOptions::new(&names).with_workloads();
         twin_options.dir = options.dir.clone();
+        if options.seals == SealKind::AzureKeyVault {
+            twin_options.openbao = crate::bao::OpenBao::WithAzureSeal;
+        }
         let twin = Twin::start_with(twin_options).map_err(|e| e.to_string())?;
         let shared = twin.shared().cloned().ok_or("the twin runs no workloads")?;
         let bao = shared.bao.clone()?;
+        let azure = match options.seals {
+            SealKind::Transit => None,
+            SealKind::AzureKeyVault => Some(start_azure(&twin, &shared, &options.clusters)?),
+        };
         let mut vaults = Vec::new();
         for (index, plan) in options.clusters.iter().enumerate() {
-            let ip = shared
-                .slot
-                .key_service_ip(index as u32)
-                .ok_or("too many key services")?;
-            let dir = twin.dir().join("kms").join(&plan.name);
-            create_private_dir(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let key_service = KeyService::start_new(
-                KeyServiceSpec {
-                    name: plan.name.clone(),
-                    key_name: plan.key_name.clone(),
-                    address: SocketAddr::from((ip, 8200)),
-                },
-                bao.clone(),
-                dir,
-                shared.processes.clone(),
-                twin.runtime().clone(),
-            )
-            .await?;
+            let seal = match &azure {
+                Some(azure) => ClusterSeal::Azure(azure.seal_of(plan)?),
+                None => {
+                    let ip = shared
+                        .slot
+                        .key_service_ip(index as u32)
+                        .ok_or("too many key services")?;
+                    let dir = twin.dir().join("kms").join(&plan.name);
+                    create_private_dir(&dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    ClusterSeal::Transit(
+                        KeyService::start_new(
+                            KeyServiceSpec {
+                                name: plan.name.clone(),
+                                key_name: plan.key_name.clone(),
+                                address: SocketAddr::from((ip, 8200)),
+                            },
+                            bao.clone(),
+                            dir,
+                            shared.processes.clone(),
+                            twin.runtime().clone(),
+                        )
+                        .await?,
+                    )
+                }
+            };
             let cluster = twin.cluster(&plan.name).clone();
-            for (resource, object) in chart_objects(plan, &key_service) {
+            for (resource, object) in chart_objects(plan, &seal) {
                 let namespace = if resource.namespaced { NAMESPACE } else { "" };
                 cluster
                     .store()
@@ -710,7 +889,7 @@ impl Scenario {
             vaults.push(VaultCluster {
                 plan: plan.clone(),
                 cluster,
-                key_service,
+                seal,
                 keys: None,
                 sample_password: None,
                 ca_pem: shared.authority.ca_pem().to_string(),
@@ -728,6 +907,7 @@ impl Scenario {
             vaults,
             options,
             startup: started.elapsed(),
+            azure,
             twin,
         };
         scenario.write_files()?;
@@ -811,16 +991,28 @@ impl Scenario {
                 "export {upper}_VAULT_URL={}\n",
                 shell(&gateway.url(scheme, &vault.plan.domain))
             ));
-            env.push_str(&format!(
-                "export {upper}_KMS_ADDR={}\n",
-                shell(&vault.key_service.address())
-            ));
-            let kms_token = files.secret(&format!("{name}-kms-token"));
-            write(&kms_token, &format!("{}\n", vault.key_service.seal_token()))?;
-            env.push_str(&format!(
-                "export {upper}_KMS_TOKEN_FILE={}\n",
-                shell(&kms_token.display().to_string())
-            ));
+            let kms = match &vault.seal {
+                ClusterSeal::Transit(key_service) => {
+                    env.push_str(&format!(
+                        "export {upper}_KMS_ADDR={}\n",
+                        shell(&key_service.address())
+                    ));
+                    let kms_token = files.secret(&format!("{name}-kms-token"));
+                    write(&kms_token, &format!("{}\n", key_service.seal_token()))?;
+                    env.push_str(&format!(
+                        "export {upper}_KMS_TOKEN_FILE={}\n",
+                        shell(&kms_token.display().to_string())
+                    ));
+                    key_service.address()
+                }
+                ClusterSeal::Azure(azure) => {
+                    env.push_str(&format!(
+                        "export {upper}_KEY_VAULT={}\n",
+                        shell(&azure.vault_name)
+                    ));
+                    format!("azurekeyvault {}/{}", azure.vault_name, azure.key_name)
+                }
+            };
             if let Some(keys) = &vault.keys {
                 let root = files.secret(&format!("{name}-root-token"));
                 write(&root, &format!("{}\n", keys.root_token))?;
@@ -856,7 +1048,7 @@ impl Scenario {
                 "domain": vault.plan.domain,
                 "url": gateway.url(scheme, &vault.plan.domain),
                 "gateway": {"http": gateway.http.to_string(), "https": gateway.https.to_string()},
-                "kms": vault.key_service.address(),
+                "kms": kms,
                 "initialised": vault.keys.is_some(),
             }));
         }
@@ -903,32 +1095,64 @@ impl Scenario {
             self.vaults.iter().find(|v| v.name() == "new"),
         ) {
             let reference = |name: &str| format!("file:{}", files.secret(name).display());
-            let params = format!(
-                "# Written by `twin up` for plans/vault-transit-migration.yaml (the twin's clusters old and new).\n\
+            let params = match (&old.seal, &new.seal, &self.azure) {
+                (ClusterSeal::Azure(old_seal), ClusterSeal::Azure(new_seal), Some(azure)) => {
+                    env.push_str(&self.azure_env(azure, &shell, &write)?);
+                    format!(
+                        "# Written by `twin up` for plans/vault-aks-migration.yaml (the twin's clusters old and new).\n\
+                         old_context: old\nnew_context: new\nold_namespace: {NAMESPACE}\nnew_namespace: {NAMESPACE}\n\
+                         statefulset: {RELEASE}\nconfigmap: {RELEASE}-config\ningress: {RELEASE}\n\
+                         old_domain: {}\nnew_domain: {}\nexpected_replicas: {}\n\
+                         tenant_id: {}\nnew_vault_msi_client_id: {}\n\
+                         old_key_vault_name: {}\nold_unseal_key_name: {}\n\
+                         new_key_vault_name: {}\nnew_unseal_key_name: {}\n\
+                         key_vault_subscription: {}\n\
+                         old_key_vault_resource_group: {}\nnew_key_vault_resource_group: {}\n\
+                         old_admin_token: {}\nnew_admin_token: {}\nold_recovery_keys: {}\n",
+                        old.plan.domain,
+                        new.plan.domain,
+                        old.plan.replicas,
+                        azure.tenant_id,
+                        new_seal.client_id,
+                        old_seal.vault_name,
+                        old_seal.key_name,
+                        new_seal.vault_name,
+                        new_seal.key_name,
+                        azure.subscription,
+                        old.plan.resource_group(),
+                        new.plan.resource_group(),
+                        reference("old-root-token"),
+                        reference("new-root-token"),
+                        reference("old-recovery-keys"),
+                    )
+                }
+                _ => format!(
+                    "# Written by `twin up` for plans/vault-transit-migration.yaml (the twin's clusters old and new).\n\
                  old_context: old\nnew_context: new\nold_namespace: {NAMESPACE}\nnew_namespace: {NAMESPACE}\n\
                  statefulset: {RELEASE}\nconfigmap: {RELEASE}-config\ningress: {RELEASE}\n\
                  url_scheme: {scheme}\nold_domain: {}\nnew_domain: {}\nexpected_replicas: {}\n\
                  old_kms_address: {}\nold_kms_key: {}\nold_kms_token: {}\n\
                  new_kms_address: {}\nnew_kms_key: {}\nnew_kms_token: {}\n\
                  old_admin_token: {}\n{}old_recovery_keys: {}\n",
-                old.plan.domain,
-                new.plan.domain,
-                old.plan.replicas,
-                old.key_service.address(),
-                old.plan.key_name,
-                reference("old-kms-token"),
-                new.key_service.address(),
-                new.plan.key_name,
-                reference("new-kms-token"),
-                reference("old-root-token"),
-                // An uninitialised NEW (vault-pair-live) has no token yet.
-                if new.keys.is_some() {
-                    format!("new_admin_token: {}\n", reference("new-root-token"))
-                } else {
-                    String::new()
-                },
-                reference("old-recovery-keys"),
-            );
+                    old.plan.domain,
+                    new.plan.domain,
+                    old.plan.replicas,
+                    old.key_service().address(),
+                    old.plan.key_name,
+                    reference("old-kms-token"),
+                    new.key_service().address(),
+                    new.plan.key_name,
+                    reference("new-kms-token"),
+                    reference("old-root-token"),
+                    // An uninitialised NEW (vault-pair-live) has no token yet.
+                    if new.keys.is_some() {
+                        format!("new_admin_token: {}\n", reference("new-root-token"))
+                    } else {
+                        String::new()
+                    },
+                    reference("old-recovery-keys"),
+                ),
+            };
             write(&files.params(), &params)?;
             env.push_str(&format!(
                 "export PARAMS_FILE={}\n",
@@ -957,6 +1181,39 @@ impl Scenario {
                 .unwrap_or_default(),
         )?;
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// The env lines that let planx (and `curl`) reach the twin's Azure as the operator:
+    /// `AZURE_*` of the operator's service principal (its secret read from a 0600 file), the
+    /// proxy with the twin's domains and loopback excepted, and the twin's CA.
+    fn azure_env(
+        &self,
+        azure: &ScenarioAzure,
+        shell: &dyn Fn(&str) -> String,
+        write: &dyn Fn(&Path, &str) -> Result<(), String>,
+    ) -> Result<String, String> {
+        let files = self.files();
+        let secret = files.secret("azure-operator-client-secret");
+        write(&secret, &format!("{}\n", azure.operator_secret))?;
+        let domains: Vec<String> = self
+            .vaults
+            .iter()
+            .map(|vault| vault.plan.domain.clone())
+            .collect();
+        Ok(format!(
+            "# planx signs in to the twin's Azure as the operator, through the twin's proxy (the only way to it).\n\
+             export AZURE_TENANT_ID={}\nexport AZURE_CLIENT_ID={}\nexport AZURE_CLIENT_SECRET=\"$(cat {})\"\n\
+             export HTTPS_PROXY={}\nexport NO_PROXY={}\nexport PLANX_CA_FILE={}\nexport AZURE_REQUEST_LOG={}\n",
+            shell(&azure.tenant_id),
+            shell(&azure.operator_client_id),
+            shell(&secret.display().to_string()),
+            shell(&azure.proxy_url),
+            shell(&format!("localhost,127.0.0.0/8,{}", domains.join(","))),
+            shell(&files.ca().display().to_string()),
+            shell(&azure.cloud.log_path().display().to_string()),
+        ))
     }
 }
 

@@ -33,6 +33,8 @@ pub struct TwinOptions {
     pub history_capacity: usize,
     /// Run workloads: StatefulSet controllers, pods as real processes, ingress gateways.
     pub workloads: bool,
+    /// The OpenBao release Vault pods run.
+    pub openbao: crate::bao::OpenBao,
 }
 
 impl TwinOptions {
@@ -43,6 +45,7 @@ impl TwinOptions {
             settings: ServerSettings::default(),
             history_capacity: DEFAULT_HISTORY_CAPACITY,
             workloads: false,
+            openbao: crate::bao::OpenBao::default(),
         }
     }
 
@@ -249,11 +252,16 @@ impl Twin {
             Some(Arc::new(Shared {
                 slot: Arc::new(slot),
                 processes: Arc::new(processes),
-                bao: crate::bao::bao_path()
+                bao: options
+                    .openbao
+                    .path()
                     .map(|path| path.canonicalize().unwrap_or(path))
                     .map_err(|missing| missing.to_string()),
                 dir: dir.clone(),
                 authority: Arc::new(authority),
+                signer: Arc::new(crate::identity::TokenSigner::for_dir(&dir).map_err(io(
+                    format!("cannot write the signing key in {}", dir.display()),
+                ))?),
             }))
         } else {
             None
