@@ -316,7 +316,12 @@ async fn assert_moved(bed: &Bed) {
         "the migration token is still valid"
     );
     // The old key service goes; every NEW pod restarts and unseals with the new key alone.
-    bed.scenario.vault("old").key_service.stop().await.unwrap();
+    bed.scenario
+        .vault("old")
+        .key_service()
+        .stop()
+        .await
+        .unwrap();
     restart_new_pods_until_unsealed(bed, "with the new key").await;
     assert_eq!(
         read_secrets(&bed.resolve, "vault.new.test", &token).await,

@@ -200,6 +200,19 @@ pub fn block_attributes(config: &str, seal_type: &str) -> Vec<Vec<(String, Optio
         .collect()
 }
 
+/// Whether `config` has a top-level block `identifier "labels[0]" "labels[1]"...`.
+pub fn has_block(config: &str, identifier: &str, labels: &[&str]) -> bool {
+    hcl::parse(config).is_ok_and(|body| {
+        body.blocks().any(|b| {
+            b.identifier.as_str() == identifier
+                && b.labels
+                    .iter()
+                    .map(|l| l.as_str())
+                    .eq(labels.iter().copied())
+        })
+    })
+}
+
 /// The key-service target kind of a seal type.
 fn target_kind(seal_type: &str) -> Option<planc_schema::plan::TargetKind> {
     use planc_schema::plan::TargetKind;

@@ -139,6 +139,11 @@ pub(super) async fn seal_overrides(
         .await?
         .unwrap_or(Value::Null);
     let config = configmap["data"][target.config_key].as_str().unwrap_or("");
+    if let Some(problem) = missing_kms_plugin(&spec, config) {
+        return Err(ActionError::permanent(format!(
+            "the container `{container}` {problem}"
+        )));
+    }
     let (contradictions, from_env) = identity_variables(&spec, config);
     if !contradictions.is_empty() {
         return Err(ActionError::permanent(format!(
@@ -150,6 +155,42 @@ pub(super) async fn seal_overrides(
     let mut outputs = Outputs::new();
     outputs.insert("identity_from_env", json!(from_env));
     Ok(outputs)
+}
+
+/// OpenBao moved these seals out of its binary into external KMS plugins in 2.7.0.
+const PLUGIN_SEALS: &[&str] = &["azurekeyvault"];
+
+/// For a container whose image is OpenBao 2.7 or later, the seals of `config` that need a
+/// `plugin "kms" "<type>"` stanza and lack it, said as a problem.
+fn missing_kms_plugin(container: &Value, config: &str) -> Option<String> {
+    let image = container["image"].as_str()?;
+    let (name, tag) = image.rsplit_once(':')?;
+    if !name.contains("openbao") {
+        return None;
+    }
+    let mut numbers = tag
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor))) = (numbers.next(), numbers.next()) else {
+        return None;
+    };
+    if (major, minor) < (2, 7) {
+        return None;
+    }
+    let missing: Vec<&str> = PLUGIN_SEALS
+        .iter()
+        .copied()
+        .filter(|seal| !planc::edit::seal::block_attributes(config, seal).is_empty())
+        .filter(|seal| !planc::edit::seal::has_block(config, "plugin", &["kms", seal]))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "runs {image}: OpenBao 2.7 and later have no `{}` seal built in (it is an external KMS plugin), and the configuration has no `plugin \"kms\" \"{}\" {{ command = ..., sha256sum = ... }}` stanza (with `plugin_directory`): the pods would not start after their restart; add the stanza and the plugin binary, or run OpenBao 2.6",
+            missing.join("`, `"),
+            missing[0]
+        )
+    })
 }
 
 /// The environment variables Azure Key Vault seals take their identity from, and the seal

@@ -397,6 +397,9 @@ struct JsonWebKey {
 struct KeyAttributes {
     #[serde(default)]
     enabled: Option<bool>,
+    /// When the key stops working, in seconds since the epoch.
+    #[serde(default)]
+    exp: Option<i64>,
 }
 
 impl<'a> Session<'a> {
@@ -754,6 +757,16 @@ impl<'a> Session<'a> {
         if bundle.attributes.enabled != Some(true) {
             return Err(AzureError::Check(format!(
                 "key {key_name} in Key Vault {vault_name} is disabled: the seal cannot wrap or unwrap with it; enable it with: az keyvault key set-attributes --vault-name {vault_name} --name {key_name} --enabled true"
+            )));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if let Some(expiry) = bundle.attributes.exp.filter(|at| *at <= now) {
+            return Err(AzureError::Check(format!(
+                "key {key_name} in Key Vault {vault_name} expired {} s ago (exp {expiry}): the seal cannot wrap or unwrap with it; move its expiry with: az keyvault key set-attributes --vault-name {vault_name} --name {key_name} --expires <date>",
+                now - expiry
             )));
         }
         let missing: Vec<&str> = SEAL_KEY_OPERATIONS

@@ -66,6 +66,7 @@ pub mod keyservice;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod kubeproxy;
+pub mod netwatch;
 pub mod node;
 pub mod patch;
 pub mod podlog;

@@ -449,6 +449,11 @@ pub fn chart_objects(
         {"name": "HOME", "value": "/home/vault"},
     ]);
     let mut env = env;
+    // The image names the release the twin runs (OpenBao 2.6.2 for the Azure Key Vault seal).
+    let image = match seal {
+        ClusterSeal::Transit(_) => "quay.io/openbao/openbao:2.7.2",
+        ClusterSeal::Azure(_) => "quay.io/openbao/openbao:2.6.2",
+    };
     let mut volumes = vec![
         json!({"name": "config", "configMap": {"name": format!("{RELEASE}-config")}}),
         json!({"name": "home", "emptyDir": {}}),
@@ -511,7 +516,7 @@ pub fn chart_objects(
                     "volumes": volumes,
                     "containers": [{
                         "name": "vault",
-                        "image": "quay.io/openbao/openbao:2.7.2",
+                        "image": image,
                         "imagePullPolicy": "IfNotPresent",
                         "command": ["/bin/sh", "-ec"],
                         "args": [CHART_START_SCRIPT],

@@ -341,10 +341,10 @@ async fn a_pod_cannot_unseal_while_its_key_service_is_down() {
     let vault = scenario.vault("old");
     let cluster = scenario.twin().cluster("old");
     let pods = vault_pods(&scenario, "old").await;
-    assert!(vault.key_service.seal_token_works().await);
+    assert!(vault.key_service().seal_token_works().await);
 
-    vault.key_service.stop().await.unwrap();
-    assert!(!vault.key_service.is_up().await);
+    vault.key_service().stop().await.unwrap();
+    assert!(!vault.key_service().is_up().await);
     let old_uid = delete_by_uid(&pods, "vault-0").await;
     let failing = replaced_pod(
         &pods,
@@ -381,8 +381,8 @@ async fn a_pod_cannot_unseal_while_its_key_service_is_down() {
     assert!(log.contains("Error configuring seal"), "{log}");
 
     // The key service comes back with the same key: the next restart unseals.
-    vault.key_service.start().await.unwrap();
-    assert!(vault.key_service.seal_token_works().await);
+    vault.key_service().start().await.unwrap();
+    assert!(vault.key_service().seal_token_works().await);
     eventually(
         "vault-0 unsealed after the key service is back",
         Duration::from_secs(40),
@@ -398,10 +398,10 @@ async fn a_pod_cannot_unseal_while_its_key_service_is_down() {
     .await;
 
     // Revoking the pods' access: the seal's token can no longer use the key.
-    vault.key_service.revoke_access().await.unwrap();
-    assert!(!vault.key_service.seal_token_works().await);
-    vault.key_service.grant_access().await.unwrap();
-    assert!(vault.key_service.seal_token_works().await);
+    vault.key_service().revoke_access().await.unwrap();
+    assert!(!vault.key_service().seal_token_works().await);
+    vault.key_service().grant_access().await.unwrap();
+    assert!(vault.key_service().seal_token_works().await);
 }
 
 #[tokio::test]
