@@ -275,9 +275,13 @@ pub fn check(
     Ok(value)
 }
 
-/// `env:NAME`, `file:PATH` or `prompt`.
+/// The secret reference that gives no secret: an optional secret parameter left unset (an
+/// Azure client secret where the pods sign in another way).
+pub const NO_SECRET: &str = "none";
+
+/// `env:NAME`, `file:PATH`, `prompt` or `none`.
 pub fn is_secret_reference(text: &str) -> bool {
-    if text == "prompt" {
+    if text == "prompt" || text == NO_SECRET {
         return true;
     }
     if let Some(variable) = text.strip_prefix("env:") {

@@ -213,6 +213,9 @@ pub fn parse_resolve(pairs: &[String]) -> Result<Vec<(String, SocketAddr)>, Plan
 pub fn resolve_secrets(record: &RunRecord) -> Result<HashMap<String, Secret>, PlanxError> {
     let mut resolved = HashMap::new();
     for (param, reference) in &record.secret_references {
+        if reference == planc::params::NO_SECRET {
+            continue;
+        }
         let secret = if reference == "prompt" {
             secrets::prompt(param).map_err(|e| PlanxError::input(e.to_string()))?
         } else {

@@ -231,9 +231,16 @@ fn runs(bed: &Bed) -> Vec<PathBuf> {
     runs
 }
 
-/// The newest run of the bed.
+/// The newest run of the bed (by when its directory was made: two runs may share a second).
 fn run_dir(bed: &Bed) -> PathBuf {
-    runs(bed).pop().expect("a run directory")
+    runs(bed)
+        .into_iter()
+        .max_by_key(|run| {
+            std::fs::metadata(run.join("run.json"))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .expect("a run directory")
 }
 
 async fn assert_no_write_lost(bed: &Bed, vault: &str) {
@@ -784,6 +791,54 @@ async fn the_aks_preflight_stops_a_vault_that_would_not_unseal_before_any_change
         }
     })
     .await;
+
+    // The seal block carries a client secret the plan was not given by reference: every record
+    // of the ConfigMap would hold it.
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
+    let new_cluster = Cluster::connect(&kubeconfig, "new", "vault").await.unwrap();
+    let original = new_cluster
+        .get("ConfigMap", "vault-config")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut with_secret = original.clone();
+    let config = original["data"]["extraconfig-from-values.hcl"]
+        .as_str()
+        .unwrap();
+    with_secret["data"]["extraconfig-from-values.hcl"] = json!(config.replace(
+        "  auth_method",
+        "  client_secret = \"tw~not-given-to-the-plan-0123456789\"\n  auth_method"
+    ));
+    new_cluster.replace(&with_secret).await.unwrap();
+    preflight_refuses(
+        &bed,
+        "preflight.seal-overrides",
+        "holds a secret seal attribute",
+    );
+    let current = new_cluster
+        .get("ConfigMap", "vault-config")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut restored = original.clone();
+    restored["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    new_cluster.replace(&restored).await.unwrap();
+    for run in runs(&bed) {
+        let mut stack = vec![run];
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+                assert!(
+                    !text.contains("tw~not-given-to-the-plan"),
+                    "{} holds the secret",
+                    path.display()
+                );
+            }
+        }
+    }
 
     // The pods are about to run OpenBao 2.7, which has no built-in Azure Key Vault seal.
     edit_new_container(&bed, |container| {

@@ -328,6 +328,10 @@ pub struct SealPointAtKeyInput {
     /// Extra attributes to set in the block, e.g. `client_id` for Azure.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub attributes: IndexMap<String, String>,
+    /// The client secret of the service principal the seal signs in as (Azure), by reference;
+    /// set as `client_secret` in the block. A parameter set to `none` writes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
 }
 
 /// `vault.seal-disable-and-add`: mark a seal block `disabled = "true"` and add a new block beside
@@ -344,6 +348,10 @@ pub struct SealDisableAndAddInput {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub attributes: IndexMap<String, String>,
+    /// The client secret of the service principal the seal signs in as (Azure), by reference;
+    /// set as `client_secret` in the new block. A parameter set to `none` writes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
 }
 
 /// `vault.seal-remove-disabled`: remove the seal block marked `disabled`.

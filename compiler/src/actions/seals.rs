@@ -32,7 +32,7 @@ impl Action for PointAtKey {
             side_effect: Reversible,
             undo: Undo::RestoreRecorded,
             outputs: &[],
-            secret_inputs: &[],
+            secret_inputs: &["client_secret"],
             target_inputs: &[("key_service", KeyService)],
             chapter: "6",
         }
@@ -49,7 +49,7 @@ impl Action for PointAtKey {
         _notes: &mut Vec<String>,
     ) -> Result<Vec<Change>, Box<Diagnostic>> {
         let input: SealPointAtKeyInput = input(step);
-        let attributes = key_attributes(run, &input.key_service, &input.attributes);
+        let attributes = key_attributes(run, step, &input.key_service, &input.attributes);
         seal_edit(
             run,
             step,
@@ -72,7 +72,7 @@ impl Action for DisableAndAdd {
             side_effect: Reversible,
             undo: Undo::RestoreRecorded,
             outputs: &[],
-            secret_inputs: &[],
+            secret_inputs: &["client_secret"],
             target_inputs: &[("key_service", KeyService)],
             chapter: "7",
         }
@@ -89,7 +89,7 @@ impl Action for DisableAndAdd {
         _notes: &mut Vec<String>,
     ) -> Result<Vec<Change>, Box<Diagnostic>> {
         let input: SealDisableAndAddInput = input(step);
-        let attributes = key_attributes(run, &input.key_service, &input.attributes);
+        let attributes = key_attributes(run, step, &input.key_service, &input.attributes);
         let new_type = run
             .plan()
             .targets
@@ -216,6 +216,7 @@ fn configmap_of(plan: &CompiledPlan, on: &str) -> Option<Vec<Written>> {
 /// The seal attributes that point at a key service, then the extra ones.
 fn key_attributes(
     run: &PreviewRun<'_>,
+    step: &CompiledStep,
     key_service: &str,
     extra: &indexmap::IndexMap<String, String>,
 ) -> Vec<(String, String)> {
@@ -232,6 +233,11 @@ fn key_attributes(
         })
         .collect();
     attributes.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(Resolved::Secret { param, reference }) = step.with.get("client_secret")
+        && reference != crate::params::NO_SECRET
+    {
+        attributes.push(("client_secret".to_string(), format!("<secret {param}>")));
+    }
     attributes
 }
 

@@ -801,9 +801,38 @@ impl Live {
         markers
     }
 
+    /// A record never holds a secret: a ConfigMap whose configuration carries a secret seal
+    /// attribute (`token`, `client_secret`, ...) whose value is not a secret parameter of the
+    /// run, so that it could be replaced by its marker, is refused before the step changes it.
+    pub(super) fn refuse_unknown_seal_secrets(&self, object: &Value) -> Result<(), ActionError> {
+        if object["kind"] != "ConfigMap" {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.secrets.values().map(|s| s.expose()).collect();
+        for (key, text) in object["data"].as_object().into_iter().flatten() {
+            let Some(text) = text.as_str() else { continue };
+            let mut unknown = false;
+            planc::edit::seal::redact(text, |value| {
+                if !value.is_empty() && !known.contains(&value) {
+                    unknown = true;
+                }
+                String::new()
+            });
+            if unknown {
+                return Err(ActionError::permanent(format!(
+                    "ConfigMap `{}` key `{key}` holds a secret seal attribute ({}) whose value this plan does not know: planx records the ConfigMap before it changes it and never writes a secret; give the value to the plan as a secret parameter (for Azure: the client_secret parameter, e.g. `file:secrets/client-secret`)",
+                    object["metadata"]["name"].as_str().unwrap_or("?"),
+                    planc::edit::seal::SENSITIVE_ATTRIBUTES.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Write an object record (0600), every secret value of the run replaced by its marker: a
     /// ConfigMap holding a seal's KMS token is recorded without it.
     async fn write_backup(&self, path: &Path, object: &Value) -> Result<(), ActionError> {
+        self.refuse_unknown_seal_secrets(object)?;
         let mut text = serde_json::to_string_pretty(object)
             .map_err(|e| ActionError::permanent(e.to_string()))?;
         for (value, marker) in self.secret_markers() {

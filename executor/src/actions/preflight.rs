@@ -138,6 +138,9 @@ pub(super) async fn seal_overrides(
         .get("ConfigMap", target.configmap)
         .await?
         .unwrap_or(Value::Null);
+    // Every later step records the ConfigMap before changing it: a secret in it must be one
+    // the plan holds by reference.
+    live.refuse_unknown_seal_secrets(&configmap)?;
     let config = configmap["data"][target.config_key].as_str().unwrap_or("");
     if let Some(problem) = missing_kms_plugin(&spec, config) {
         return Err(ActionError::permanent(format!(

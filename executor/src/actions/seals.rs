@@ -34,7 +34,8 @@ pub(super) async fn point_at_key(
 ) -> Result<Outputs, ActionError> {
     let on = run.step.on.as_str();
     let input: inputs::SealPointAtKeyInput = typed(run)?;
-    let attributes = live.seal_attributes(&input.key_service, &input.attributes)?;
+    let mut attributes = live.seal_attributes(&input.key_service, &input.attributes)?;
+    attributes.extend(live.client_secret_attribute(run)?);
     let edit = seal::SealEdit::PointAtKey {
         selector: selector(&input.seal),
         attributes,
@@ -51,7 +52,8 @@ pub(super) async fn disable_and_add(
 ) -> Result<Outputs, ActionError> {
     let on = run.step.on.as_str();
     let input: inputs::SealDisableAndAddInput = typed(run)?;
-    let attributes = live.seal_attributes(&input.key_service, &input.attributes)?;
+    let mut attributes = live.seal_attributes(&input.key_service, &input.attributes)?;
+    attributes.extend(live.client_secret_attribute(run)?);
     let edit = seal::SealEdit::DisableAndAdd {
         selector: selector(&input.seal),
         new_type: live.target(&input.key_service)?.kind.name().to_string(),
@@ -162,6 +164,26 @@ pub(super) async fn migrate_done(
 }
 
 impl Live {
+    /// `client_secret` with the value of the step's `client_secret` input, when it is given and
+    /// its parameter is not `none`.
+    fn client_secret_attribute(
+        &self,
+        run: &StepRun,
+    ) -> Result<Option<(String, String)>, ActionError> {
+        match run.step.with.get("client_secret") {
+            Some(planc::expr::Resolved::Secret { reference, .. })
+                if reference != planc::params::NO_SECRET =>
+            {
+                let secret = self.secret(run, "client_secret")?;
+                Ok(Some((
+                    "client_secret".to_string(),
+                    secret.expose().to_string(),
+                )))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn seal_attributes(
         &self,
         key_service: &str,

@@ -1103,6 +1103,20 @@ impl Scenario {
             let params = match (&old.seal, &new.seal, &self.azure) {
                 (ClusterSeal::Azure(old_seal), ClusterSeal::Azure(new_seal), Some(azure)) => {
                     env.push_str(&self.azure_env(azure, &shell, &write)?);
+                    // A service principal's secret goes to the plan by reference.
+                    let client_secret = match &new_seal.client_secret {
+                        Some(secret) => {
+                            write(
+                                &files.secret("new-seal-client-secret"),
+                                &format!("{secret}\n"),
+                            )?;
+                            format!(
+                                "new_vault_client_secret: {}\n",
+                                reference("new-seal-client-secret")
+                            )
+                        }
+                        None => String::new(),
+                    };
                     format!(
                         "# Written by `twin up` for plans/vault-aks-migration.yaml (the twin's clusters old and new).\n\
                          old_context: old\nnew_context: new\nold_namespace: {NAMESPACE}\nnew_namespace: {NAMESPACE}\n\
@@ -1113,7 +1127,7 @@ impl Scenario {
                          new_key_vault_name: {}\nnew_unseal_key_name: {}\n\
                          key_vault_subscription: {}\n\
                          old_key_vault_resource_group: {}\nnew_key_vault_resource_group: {}\n\
-                         old_admin_token: {}\nnew_admin_token: {}\nold_recovery_keys: {}\n",
+                         old_admin_token: {}\nnew_admin_token: {}\nold_recovery_keys: {}\n{client_secret}",
                         old.plan.domain,
                         new.plan.domain,
                         old.plan.replicas,
