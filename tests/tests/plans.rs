@@ -118,6 +118,7 @@ fn the_aks_plan_runs_the_fourteen_chapters_in_order() {
         &["proxy.reroute-ingress"],            // 13
         &["proxy.verify"],                     // 14
         &["revoke-old-token"],
+        &["withdraw-old-key"], // the new identity loses the old key
     ];
     for pair in stages.windows(2) {
         for earlier in pair[0] {
