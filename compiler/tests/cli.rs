@@ -237,7 +237,7 @@ fn diff_shows_every_change_and_exits_like_check() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("# vault-aks-migration: 8 of 29 steps change objects"));
+    assert!(stdout.starts_with("# vault-aks-migration: 8 of 30 steps change objects"));
     assert!(stdout.contains("step cutover.point-at-old-key: vault.seal-point-at-key on new_vault"));
     assert!(!stdout.contains('\x1b'));
     let out = planc(&[
@@ -302,7 +302,7 @@ fn diff_writes_markdown_comments_and_render_writes_a_saved_plan() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
     assert_eq!(saved["format"], "planc.saved-plan/v1");
-    assert_eq!(saved["previews"].as_array().unwrap().len(), 29);
+    assert_eq!(saved["previews"].as_array().unwrap().len(), 30);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -22,7 +22,7 @@ fn explains_the_aks_migration() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8(out.stdout).expect("utf-8");
     assert!(
-        text.starts_with("plan vault-aks-migration: 29 steps\n"),
+        text.starts_with("plan vault-aks-migration: 30 steps\n"),
         "{text}"
     );
     let restore = text
