@@ -99,21 +99,21 @@ pub struct SealOverrides;
 impl Action for SealOverrides {
     fn line(&self) -> Line {
         Line {
-            summary: "check that no container environment variable overrides the seal configuration",
+            summary: "check that the container starts with its seal: no environment variable moves the key or contradicts the identity, the server has the seal, no seal secret is unknown to the plan",
             target: Vault,
             side_effect: ReadOnly,
             undo: Undo::NotNeeded,
-            outputs: &[],
+            outputs: &["identity_from_env"],
             secret_inputs: &[],
             target_inputs: &[],
             chapter: "1",
         }
     }
 
-    /// The StatefulSet read (the ConfigMaps and Secrets its `envFrom` may name are known only
-    /// when the step runs, which then says which one it could not read).
+    /// The StatefulSet and the configuration read (the ConfigMaps and Secrets its `envFrom`
+    /// may name are known only when the step runs, which then says which one it could not read).
     fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
-        vault_objects_read(plan, step, &["StatefulSet"])
+        vault_objects_read(plan, step, &["StatefulSet", "ConfigMap"])
     }
 }
 
