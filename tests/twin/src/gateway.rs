@@ -1,7 +1,9 @@
 //! The ingress gateway of one cluster: an HTTP and HTTPS front door on loopback (each port
 //! answers both; a TLS ClientHello selects HTTPS) that routes by `Host` through the cluster's
 //! Ingresses, like ingress-nginx: a Service with a selector goes to one of its Ready pods, a
-//! selectorless Service to its EndpointSlice addresses. The annotations
+//! selectorless Service to its EndpointSlice addresses. Plain HTTP is redirected to HTTPS (308)
+//! where ingress-nginx would: `force-ssl-redirect`, or a `tls` entry for the host unless
+//! `ssl-redirect: "false"`. The annotations
 //! `nginx.ingress.kubernetes.io/backend-protocol: HTTPS` (TLS to the upstream, certificate not
 //! verified) and `nginx.ingress.kubernetes.io/upstream-vhost` (the `Host` header and SNI sent
 //! upstream) are honoured; pods cut off the network are skipped, and so are pods that are not
@@ -34,6 +36,8 @@ use crate::tls::Authority;
 pub const BACKEND_PROTOCOL: &str = "nginx.ingress.kubernetes.io/backend-protocol";
 pub const UPSTREAM_VHOST: &str = "nginx.ingress.kubernetes.io/upstream-vhost";
 pub const PROXY_SSL_NAME: &str = "nginx.ingress.kubernetes.io/proxy-ssl-name";
+pub const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+pub const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
 
 /// How long connecting to one upstream may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -181,6 +185,18 @@ pub struct IngressRoute {
     /// The Service port: a number, or a name.
     pub port: ServicePort,
     pub annotations: serde_json::Map<String, Value>,
+    /// The Ingress has a `tls` entry for the requested host.
+    pub tls: bool,
+}
+
+impl IngressRoute {
+    /// Whether a plain-HTTP request is redirected to HTTPS, as ingress-nginx decides it:
+    /// `force-ssl-redirect: "true"`, or TLS for the host and `ssl-redirect` not `"false"`.
+    pub fn redirects_to_https(&self) -> bool {
+        let flag = |name: &str| self.annotations.get(name).and_then(Value::as_str);
+        flag(FORCE_SSL_REDIRECT) == Some("true")
+            || (self.tls && flag(SSL_REDIRECT) != Some("false"))
+    }
 }
 
 /// A Service port as an Ingress backend names it.
@@ -242,12 +258,21 @@ pub fn find_route(ingresses: &[Value], host: &str, path: &str) -> Option<Ingress
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        let tls = ingress
+            .pointer("/spec/tls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|entry| entry["hosts"].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .any(|tls_host| host_matches(tls_host, host));
         let route = |service: String, port: ServicePort| IngressRoute {
             namespace: namespace.to_string(),
             ingress: name.to_string(),
             service,
             port,
             annotations: annotations.clone(),
+            tls,
         };
         for rule in ingress
             .pointer("/spec/rules")
@@ -480,6 +505,18 @@ async fn handle(
     let Some(route) = find_route(&ingresses, &host, request.uri().path()) else {
         return text_response(404, "default backend - 404");
     };
+    if scheme == "http" && route.redirects_to_https() {
+        let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let mut response = text_response(308, "308 Permanent Redirect");
+        if let Ok(location) =
+            hyper::header::HeaderValue::from_str(&format!("https://{host}{target}"))
+        {
+            response
+                .headers_mut()
+                .insert(hyper::header::LOCATION, location);
+        }
+        return response;
+    }
     let mut upstreams = match endpoints(state, &route) {
         Ok(upstreams) => upstreams,
         Err((code, why)) => return text_response(code, &format!("twin gateway: {why}")),

@@ -155,6 +155,7 @@ async fn splice(mut client: TcpStream, state: &ClusterState, frontend: &Frontend
         service: frontend.service.clone(),
         port: ServicePort::Number(i64::from(frontend.port)),
         annotations: Default::default(),
+        tls: false,
     };
     let endpoints = gateway::endpoints(state, &route).unwrap_or_default();
     for endpoint in endpoints {

@@ -112,6 +112,82 @@ async fn the_old_domain_reaches_the_new_vault_through_the_proxy() {
         assert_eq!(secret["data"]["data"]["value"], "v-001");
     }
 
+    // ssl-redirect as ingress-nginx reads it: without a `tls` entry for the host it does
+    // nothing; with one, plain HTTP gets 308 to HTTPS unless it is "false";
+    // force-ssl-redirect redirects without TLS. HTTPS is never redirected.
+    let gateway_http = old.gateway().unwrap().http;
+    let redirect = || {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+            ])
+            .args(["--noproxy", "*", "--connect-to"])
+            .arg(format!(
+                "vault.old.test:80:{}:{}",
+                gateway_http.ip(),
+                gateway_http.port()
+            ))
+            .arg("http://vault.old.test/v1/sys/seal-status?x=1")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let set = |annotations: serde_json::Value, tls: bool| {
+        let ingresses = ingresses.clone();
+        async move {
+            let mut ingress = ingresses.get("vault").await.unwrap();
+            let map = ingress
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            for (name, value) in annotations.as_object().unwrap() {
+                match value.as_str() {
+                    Some(value) => map.insert(name.clone(), value.to_string()),
+                    None => map.remove(name),
+                };
+            }
+            ingress.spec.as_mut().unwrap().tls = tls.then(|| {
+                serde_json::from_value(
+                    json!([{"hosts": ["vault.old.test"], "secretName": "vault-tls"}]),
+                )
+                .unwrap()
+            });
+            ingresses
+                .replace("vault", &PostParams::default(), &ingress)
+                .await
+                .unwrap();
+        }
+    };
+    let ssl = "nginx.ingress.kubernetes.io/ssl-redirect";
+    let force = "nginx.ingress.kubernetes.io/force-ssl-redirect";
+    set(json!({ssl: "true"}), false).await;
+    assert!(
+        redirect().starts_with("200"),
+        "no TLS, no redirect: {}",
+        redirect()
+    );
+    set(json!({ssl: null}), true).await;
+    assert_eq!(
+        redirect(),
+        "308 https://vault.old.test/v1/sys/seal-status?x=1",
+        "TLS for the host redirects by default"
+    );
+    let (code, _) = old
+        .ingress_endpoint("https")
+        .unwrap()
+        .json("GET", "/v1/sys/seal-status", None, None)
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "HTTPS is served");
+    set(json!({ssl: "false"}), true).await;
+    assert!(redirect().starts_with("200"), "{}", redirect());
+    set(json!({ssl: null, force: "true"}), false).await;
+    assert!(redirect().starts_with("308 https://"), "{}", redirect());
+
     // A host no Ingress names gets the default backend's 404.
     let mut unknown = old.ingress_endpoint("http").unwrap();
     unknown.host = "nobody.test".to_string();
