@@ -16,7 +16,7 @@ use crate::error::PlanxError;
 
 /// The format of `run.json` and its run directory; bump the version on any incompatible change
 /// (v3: every file planx reads back has its checksum beside it).
-pub const RUN_FORMAT: &str = "planx.run/v3";
+pub const RUN_FORMAT: &str = "planx.run/v4";
 
 /// What a run was started with, written once to `RUN/run.json`; its JSON Schema is
 /// `schema/run.schema.json`.
@@ -118,7 +118,7 @@ impl RunRecord {
     }
 }
 
-/// The JSON Schema of `run.json` (`planx.run/v3`).
+/// The JSON Schema of `run.json` (`planx.run/v4`).
 pub fn run_schema_json() -> String {
     let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let schema = generator.into_root_schema_for::<RunRecord>();

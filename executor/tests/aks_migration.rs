@@ -11,11 +11,15 @@
 
 mod common;
 
+use common::twin_bed::{
+    assert_no_write_lost, client, read_secrets, restart_pods_until_unsealed,
+    run_until_a_new_step_succeeds, summary, vault_pods,
+};
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use planx::adapters::cluster::Cluster;
@@ -49,6 +53,15 @@ struct Bed {
 }
 
 impl Bed {
+    /// The write probe, to check once.
+    fn take_probe(&self) -> WriteProbe {
+        self.probe
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the probe is checked once")
+    }
+
     fn azure(&self) -> &ScenarioAzure {
         self.scenario.azure.as_ref().expect("an Azure scenario")
     }
@@ -101,64 +114,6 @@ async fn bed(name: &str, identity: IdentityForm) -> Bed {
         source,
         probe: std::sync::Mutex::new(Some(probe)),
     }
-}
-
-fn client(resolve: &[(String, SocketAddr)]) -> reqwest::Client {
-    planx::adapters::vault::install_crypto_provider();
-    let mut builder = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .no_proxy();
-    for (host, address) in resolve {
-        builder = builder.resolve(host, *address);
-    }
-    builder.build().unwrap()
-}
-
-/// `secret/app/*` through a domain (plain HTTP at its gateway), name to value.
-async fn read_secrets(
-    resolve: &[(String, SocketAddr)],
-    domain: &str,
-    token: &str,
-) -> BTreeMap<String, String> {
-    let http = client(resolve);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let list: Value = loop {
-        let response = http
-            .get(format!("http://{domain}/v1/secret/metadata/app?list=true"))
-            .header("X-Vault-Token", token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body = response.text().await.unwrap();
-        if status == 503 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        break serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("listing through {domain}: HTTP {status}: {e}: {body}"));
-    };
-    let mut secrets = BTreeMap::new();
-    for key in list["data"]["keys"].as_array().expect("a list of secrets") {
-        let key = key.as_str().unwrap();
-        let secret: Value = http
-            .get(format!("http://{domain}/v1/secret/data/app/{key}"))
-            .header("X-Vault-Token", token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        secrets.insert(
-            key.to_string(),
-            secret["data"]["data"]["value"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-    }
-    secrets
 }
 
 /// planx as an operator runs it against Azure: signed in as the operator's service principal,
@@ -215,14 +170,6 @@ fn run(bed: &Bed, args: &[String]) -> (Option<i32>, String, String) {
     )
 }
 
-fn summary(stdout: &str) -> Value {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|e| e["event"] == "summary")
-        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"))
-}
-
 fn runs(bed: &Bed) -> Vec<PathBuf> {
     let mut runs: Vec<PathBuf> = std::fs::read_dir(bed.dir.join("runs"))
         .map(|entries| entries.map(|e| e.unwrap().path()).collect())
@@ -241,20 +188,6 @@ fn run_dir(bed: &Bed) -> PathBuf {
                 .ok()
         })
         .expect("a run directory")
-}
-
-async fn assert_no_write_lost(bed: &Bed, vault: &str) {
-    let probe = bed.probe.lock().unwrap().take().expect("checked once");
-    let logs = probe.stop().await;
-    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
-    let endpoint = bed.scenario.vault(vault).ingress_endpoint("http").unwrap();
-    let reports = twin::probe::check(&logs, &endpoint, &token).await;
-    for report in &reports {
-        println!("probe {report}");
-        assert!(report.acknowledged > 0, "the probe wrote through {report}");
-        assert!(report.lost.is_empty(), "acknowledged writes lost: {report}");
-    }
-    assert_eq!(reports.len(), 2, "{reports:?}");
 }
 
 /// The Azure requests the emulator served since entry `from` of its log, counted by
@@ -313,7 +246,7 @@ fn path_shape(path: &str) -> String {
 /// migration, the new identity without access to the old key, and every NEW pod unsealing with
 /// the new key after a restart.
 async fn assert_moved(bed: &Bed) {
-    assert_no_write_lost(bed, "new").await;
+    assert_no_write_lost(bed.take_probe(), &bed.scenario, "new").await;
     let token = bed.scenario.vault("old").root_token().unwrap().to_string();
     for domain in ["vault.new.test", "vault.old.test"] {
         assert_eq!(
@@ -356,36 +289,7 @@ async fn assert_moved(bed: &Bed) {
     }
     // Every NEW pod restarts and unseals: only the new key can be what unwraps its keys now.
     let from = bed.azure().cloud.requests().len();
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
-    let cluster = Cluster::connect(&kubeconfig, "new", "vault").await.unwrap();
-    for ordinal in 0..3 {
-        cluster
-            .restart_pod(&format!("vault-{ordinal}"), Duration::from_secs(120))
-            .await
-            .unwrap();
-    }
-    for ordinal in 0..3 {
-        let address = new.pod_address(ordinal).unwrap();
-        common::eventually(
-            &format!("NEW pod {ordinal} to unseal with the new key"),
-            Duration::from_secs(120),
-            || async {
-                match http
-                    .get(format!("http://{address}/v1/sys/seal-status"))
-                    .send()
-                    .await
-                {
-                    Ok(response) => response
-                        .json::<Value>()
-                        .await
-                        .is_ok_and(|s| s["sealed"] == false),
-                    Err(_) => false,
-                }
-            },
-        )
-        .await;
-    }
+    restart_pods_until_unsealed(&bed.scenario, "new", "with the new key").await;
     let unwraps: Vec<Value> = bed
         .azure()
         .cloud
@@ -521,43 +425,6 @@ async fn the_aks_migration_moves_every_secret_with_workload_identity_and_nothing
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
-/// One planx process, SIGKILLed right after the first step that succeeds and is not in
-/// `killed_after` yet; the summary when it finishes without such a step.
-fn run_until_a_new_step_succeeds(
-    bed: &Bed,
-    args: &[String],
-    killed_after: &mut Vec<String>,
-    output: &mut String,
-) -> Option<Value> {
-    let mut child = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        output.push_str(&line);
-        output.push('\n');
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if event["event"] == "summary" {
-            let _ = child.wait();
-            return Some(event);
-        }
-        let step = event["step"].as_str().unwrap_or_default().to_string();
-        if event["event"] == "ok" && !killed_after.contains(&step) {
-            child.kill().unwrap();
-            let _ = child.wait();
-            killed_after.push(step);
-            return None;
-        }
-    }
-    let _ = child.wait();
-    None
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_aks_run_with_a_service_principal_killed_after_each_step_in_turn_completes() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -567,9 +434,11 @@ async fn an_aks_run_with_a_service_principal_killed_after_each_step_in_turn_comp
     let mut args = apply_args(&bed);
     let summary = loop {
         assert!(killed_after.len() < 60, "no end in sight: {killed_after:?}");
-        if let Some(summary) =
-            run_until_a_new_step_succeeds(&bed, &args, &mut killed_after, &mut output)
-        {
+        if let Some(summary) = run_until_a_new_step_succeeds(
+            planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>()),
+            &mut killed_after,
+            &mut output,
+        ) {
             break summary;
         }
         let run = run_dir(&bed);
@@ -681,7 +550,7 @@ async fn an_aks_failure_after_writes_are_blocked_rolls_back_to_the_old_vault() {
             .unwrap();
         assert_eq!(status["sealed"], false, "old pod {ordinal}: {status}");
     }
-    assert_no_write_lost(&bed, "old").await;
+    assert_no_write_lost(bed.take_probe(), &bed.scenario, "old").await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
@@ -707,24 +576,6 @@ fn preflight_refuses(bed: &Bed, step: &str, expected: &str) {
     );
 }
 
-async fn vault_pods(bed: &Bed) -> BTreeMap<String, String> {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
-    let mut pods = BTreeMap::new();
-    for context in ["old", "new"] {
-        let cluster = Cluster::connect(&kubeconfig, context, "vault")
-            .await
-            .unwrap();
-        for pod in cluster.pods("app.kubernetes.io/name=vault").await.unwrap() {
-            pods.insert(
-                format!("{context}/{}", pod["metadata"]["name"].as_str().unwrap()),
-                pod["metadata"]["uid"].as_str().unwrap().to_string(),
-            );
-        }
-    }
-    pods
-}
-
 /// Replace the NEW StatefulSet's container with `change` applied (through the API, as
 /// `kubectl edit` would).
 async fn edit_new_container(bed: &Bed, change: impl FnOnce(&mut Value)) {
@@ -740,7 +591,7 @@ async fn edit_new_container(bed: &Bed, change: impl FnOnce(&mut Value)) {
 async fn the_aks_preflight_stops_a_vault_that_would_not_unseal_before_any_change() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = bed("preflight", IdentityForm::WorkloadIdentity).await;
-    let pods = vault_pods(&bed).await;
+    let pods = vault_pods(&bed.scenario).await;
     let cloud = bed.azure().cloud.clone();
     let identity = bed.new_identity();
 
@@ -851,12 +702,16 @@ async fn the_aks_preflight_stops_a_vault_that_would_not_unseal_before_any_change
         "plugin \"kms\" \"azurekeyvault\"",
     );
 
-    assert_eq!(vault_pods(&bed).await, pods, "no pod was restarted");
+    assert_eq!(
+        vault_pods(&bed.scenario).await,
+        pods,
+        "no pod was restarted"
+    );
     let token = bed.scenario.vault("old").root_token().unwrap().to_string();
     assert_eq!(
         read_secrets(&bed.resolve_http, "vault.old.test", &token).await,
         bed.source
     );
-    assert_no_write_lost(&bed, "old").await;
+    assert_no_write_lost(bed.take_probe(), &bed.scenario, "old").await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }

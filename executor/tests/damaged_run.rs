@@ -266,14 +266,14 @@ fn a_run_of_an_older_planx_is_sent_back_to_it() {
     let pristine = pristine(&listener, "older");
     let run = copy_run(&pristine, "older");
     let mut record = pristine.record.clone();
-    record["format"] = json!("planx.run/v2");
+    record["format"] = json!("planx.run/v3");
     std::fs::write(run.join("run.json"), record.to_string()).unwrap();
     std::fs::remove_file(run.join("run.json.sha256")).unwrap();
     let error = RunDir::open(&run).unwrap_err();
     assert!(
         error
             .message
-            .contains("is `planx.run/v2`; this planx reads `planx.run/v3`")
+            .contains("is `planx.run/v3`; this planx reads `planx.run/v4`")
             && error
                 .message
                 .contains("continue the run with the planx that started it"),

@@ -11,6 +11,11 @@
 
 mod common;
 
+use common::twin_bed::{
+    assert_no_write_lost, client, read_secrets, restart_pods_until_unsealed,
+    run_until_a_new_step_succeeds, summary, vault_pods,
+};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use planx::adapters::cluster::Cluster;
 use serde_json::Value;
 use twin::faults::{Fault, Verb};
 use twin::httpc::Endpoint;
@@ -42,6 +46,17 @@ struct Bed {
     source: BTreeMap<String, String>,
     /// Clients writing to the old Vault from outside and inside its cluster, until checked.
     probe: std::sync::Mutex<Option<WriteProbe>>,
+}
+
+impl Bed {
+    /// The write probe, to check once.
+    fn take_probe(&self) -> WriteProbe {
+        self.probe
+            .lock()
+            .unwrap()
+            .take()
+            .expect("the probe is checked once")
+    }
 }
 
 async fn bed(name: &str) -> Bed {
@@ -86,90 +101,6 @@ async fn bed_of(name: &str, options: ScenarioOptions) -> Bed {
         source,
         probe: std::sync::Mutex::new(Some(probe)),
     }
-}
-
-/// Stop the bed's write probe and read every write it got acknowledged back through the
-/// domain of `vault` (`old` or `new`): none may be lost.
-async fn assert_no_write_lost(bed: &Bed, vault: &str) {
-    let probe = bed
-        .probe
-        .lock()
-        .unwrap()
-        .take()
-        .expect("the probe is checked once");
-    let logs = probe.stop().await;
-    let token = bed.scenario.vault("old").root_token().unwrap().to_string();
-    let endpoint = bed.scenario.vault(vault).ingress_endpoint("http").unwrap();
-    let reports = twin::probe::check(&logs, &endpoint, &token).await;
-    for report in &reports {
-        println!("probe {report}");
-    }
-    assert_eq!(reports.len(), 2, "{reports:?}");
-    for report in &reports {
-        assert!(report.acknowledged > 0, "the probe wrote through {report}");
-        assert!(
-            report.lost.is_empty(),
-            "acknowledged writes missing from the {vault} Vault: {report}"
-        );
-    }
-}
-
-fn client(resolve: &[(String, SocketAddr)]) -> reqwest::Client {
-    planx::adapters::vault::install_crypto_provider();
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-    for (host, address) in resolve {
-        builder = builder.resolve(host, *address);
-    }
-    builder.build().unwrap()
-}
-
-/// `secret/app/*` through a domain, name to value.
-async fn read_secrets(
-    resolve: &[(String, SocketAddr)],
-    domain: &str,
-    token: &str,
-) -> BTreeMap<String, String> {
-    let http = client(resolve);
-    // Right after a restart of every node, raft may elect once more: the ingress answers 503
-    // for the moment the active pod is not Ready. Clients retry; so does this check, briefly.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let list: Value = loop {
-        let response = http
-            .get(format!("http://{domain}/v1/secret/metadata/app?list=true"))
-            .header("X-Vault-Token", token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body = response.text().await.unwrap();
-        if status == 503 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        break serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("listing through {domain}: HTTP {status}: {e}: {body}"));
-    };
-    let mut secrets = BTreeMap::new();
-    for key in list["data"]["keys"].as_array().expect("a list of secrets") {
-        let key = key.as_str().unwrap();
-        let secret: Value = http
-            .get(format!("http://{domain}/v1/secret/data/app/{key}"))
-            .header("X-Vault-Token", token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        secrets.insert(
-            key.to_string(),
-            secret["data"]["data"]["value"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
-    }
-    secrets
 }
 
 fn planx_command(bed: &Bed, args: &[&str]) -> Command {
@@ -245,18 +176,10 @@ fn run_dir(bed: &Bed) -> PathBuf {
     runs[0].clone()
 }
 
-fn summary(stdout: &str) -> Value {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|e| e["event"] == "summary")
-        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"))
-}
-
 /// What a finished move must show: every secret through both domains with an old token, three
 /// raft voters, no node in migration, the new key enough for a full restart, the tokens revoked.
 async fn assert_moved(bed: &Bed) {
-    assert_no_write_lost(bed, "new").await;
+    assert_no_write_lost(bed.take_probe(), &bed.scenario, "new").await;
     let token = bed.scenario.vault("old").root_token().unwrap().to_string();
     for domain in ["vault.new.test", "vault.old.test"] {
         let read = read_secrets(&bed.resolve, domain, &token).await;
@@ -322,45 +245,11 @@ async fn assert_moved(bed: &Bed) {
         .stop()
         .await
         .unwrap();
-    restart_new_pods_until_unsealed(bed, "with the new key").await;
+    restart_pods_until_unsealed(&bed.scenario, "new", "with the new key").await;
     assert_eq!(
         read_secrets(&bed.resolve, "vault.new.test", &token).await,
         bed.source
     );
-}
-
-/// Restart every pod of the NEW Vault and wait until each auto-unseals (`when` says what the
-/// wait is about in a timeout's message).
-async fn restart_new_pods_until_unsealed(bed: &Bed, when: &str) {
-    let http = client(&bed.resolve);
-    let new = bed.scenario.vault("new");
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
-    let cluster = Cluster::connect(&kubeconfig, "new", "vault").await.unwrap();
-    for ordinal in 0..3 {
-        cluster
-            .restart_pod(&format!("vault-{ordinal}"), Duration::from_secs(120))
-            .await
-            .unwrap();
-    }
-    for ordinal in 0..3 {
-        let address = new.pod_address(ordinal).unwrap();
-        let what = format!("NEW pod {ordinal} to auto-unseal {when}");
-        common::eventually(&what, Duration::from_secs(120), || async {
-            match http
-                .get(format!("http://{address}/v1/sys/seal-status"))
-                .send()
-                .await
-            {
-                Ok(response) => response
-                    .json::<Value>()
-                    .await
-                    .is_ok_and(|s| s["sealed"] == false),
-                Err(_) => false,
-            }
-        })
-        .await;
-    }
 }
 
 /// Nothing a run writes holds a secret value of the scenario.
@@ -694,7 +583,7 @@ async fn the_live_plan_refuses_a_new_vault_that_cannot_join_before_any_change() 
             .contains("new-unseal"),
         "{config}"
     );
-    assert_no_write_lost(&bed, "old").await;
+    assert_no_write_lost(bed.take_probe(), &bed.scenario, "old").await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
@@ -995,7 +884,7 @@ async fn an_online_run_failing_in_its_window_rolls_back_and_leaves_the_new_vault
     );
     assert_rolled_back(&bed).await;
     // Every NEW pod restarts and unseals: its configuration names the key its data is wrapped by.
-    restart_new_pods_until_unsealed(&bed, "after the rollback").await;
+    restart_pods_until_unsealed(&bed.scenario, "new", "after the rollback").await;
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
@@ -1035,33 +924,14 @@ async fn assert_rolled_back(bed: &Bed) {
         },
     )
     .await;
-    assert_no_write_lost(bed, "old").await;
-}
-
-/// Every Vault pod of both clusters, name to uid.
-async fn vault_pods(bed: &Bed) -> BTreeMap<String, String> {
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(bed.scenario.twin().kubeconfig_path()).unwrap();
-    let mut pods = BTreeMap::new();
-    for context in ["old", "new"] {
-        let cluster = Cluster::connect(&kubeconfig, context, "vault")
-            .await
-            .unwrap();
-        for pod in cluster.pods("app.kubernetes.io/name=vault").await.unwrap() {
-            pods.insert(
-                format!("{context}/{}", pod["metadata"]["name"].as_str().unwrap()),
-                pod["metadata"]["uid"].as_str().unwrap().to_string(),
-            );
-        }
-    }
-    pods
+    assert_no_write_lost(bed.take_probe(), &bed.scenario, "old").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_recovery_key_fails_before_any_restart() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = bed("wrong-key").await;
-    let pods = vault_pods(&bed).await;
+    let pods = vault_pods(&bed.scenario).await;
     assert_eq!(pods.len(), 6, "{pods:?}");
     // Three shares of the right length (33 bytes) that are not the old Vault's: enough for its
     // threshold of two.
@@ -1082,53 +952,19 @@ async fn a_wrong_recovery_key_fails_before_any_restart() {
     for share in ["QUJDREVG", "YWJjZGVm", "MDEyMzQ1"] {
         assert!(!outcome.contains(share), "a key is never echoed: {outcome}");
     }
-    assert_eq!(vault_pods(&bed).await, pods, "no pod was restarted");
+    assert_eq!(
+        vault_pods(&bed.scenario).await,
+        pods,
+        "no pod was restarted"
+    );
     let token = bed.scenario.vault("old").root_token().unwrap().to_string();
     assert_eq!(
         read_secrets(&bed.resolve, "vault.old.test", &token).await,
         bed.source,
         "the old Vault still serves everything"
     );
-    assert_no_write_lost(&bed, "old").await;
+    assert_no_write_lost(bed.take_probe(), &bed.scenario, "old").await;
     std::fs::remove_dir_all(&bed.dir).ok();
-}
-
-/// One planx process, SIGKILLed right after the first step that succeeds and is not in
-/// `killed_after` yet; the summary when it finishes without such a step.
-fn run_until_a_new_step_succeeds(
-    bed: &Bed,
-    args: &[String],
-    killed_after: &mut Vec<String>,
-    output: &mut String,
-) -> Option<Value> {
-    let mut child = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        output.push_str(&line);
-        output.push('\n');
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if event["event"] == "summary" {
-            let _ = child.wait();
-            return Some(event);
-        }
-        let step = event["step"].as_str().unwrap_or_default().to_string();
-        if event["event"] == "ok" && !killed_after.contains(&step) {
-            // SIGKILL: no chance to clean up.
-            child.kill().unwrap();
-            let _ = child.wait();
-            killed_after.push(step);
-            return None;
-        }
-    }
-    let _ = child.wait();
-    None
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1140,9 +976,11 @@ async fn a_run_killed_after_each_step_in_turn_completes() {
     let mut args = apply_args(&bed);
     let summary = loop {
         assert!(killed_after.len() < 60, "no end in sight: {killed_after:?}");
-        if let Some(summary) =
-            run_until_a_new_step_succeeds(&bed, &args, &mut killed_after, &mut output)
-        {
+        if let Some(summary) = run_until_a_new_step_succeeds(
+            planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>()),
+            &mut killed_after,
+            &mut output,
+        ) {
             break summary;
         }
         let run = run_dir(&bed);

@@ -103,7 +103,10 @@ impl Action for SealOverrides {
             target: Vault,
             side_effect: ReadOnly,
             undo: Undo::NotNeeded,
-            outputs: &["identity_from_env"],
+            outputs: &[output!(
+                "identity_from_env",
+                "the identity variables that only supply what the seal block leaves out"
+            )],
             secret_inputs: &[],
             target_inputs: &[],
             chapter: "1",

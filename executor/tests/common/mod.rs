@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod twin_bed;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -633,7 +633,10 @@ async fn object(
         }
         Method::DELETE if subresource.is_none() => {
             let body = read_body(state, request.into_body()).await?;
-            let preconditions = delete_preconditions(&body)?;
+            let mut preconditions = delete_preconditions(&body)?;
+            if let Some(grace) = query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()) {
+                preconditions.grace_period_seconds = Some(grace);
+            }
             match store.delete(resource, namespace, name, &preconditions, &options)? {
                 Deleted::Gone(object) | Deleted::Finalizing(object) => {
                     Ok(json_response(200, &object))
@@ -750,6 +753,10 @@ fn delete_preconditions(body: &[u8]) -> Result<Preconditions, ApiError> {
     Ok(Preconditions {
         uid: text("/preconditions/uid"),
         resource_version: text("/preconditions/resourceVersion"),
+        grace_period_seconds: options
+            .get("gracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .map(|g| g.max(0) as u64),
     })
 }
 

@@ -1,7 +1,8 @@
 //! The StatefulSet controller of one cluster, in-process against the store: pods `<name>-0..N-1`
 //! created together (podManagementPolicy Parallel) from the current template; template changes
-//! never touch running pods (updateStrategy OnDelete); a deleted pod is recreated with a new uid
-//! once its process has stopped; pods beyond `replicas` and pods of a deleted StatefulSet are
+//! never touch running pods (updateStrategy OnDelete); a deleted pod stays `Terminating` until
+//! its process has stopped (SIGTERM, SIGKILL after its grace period), is then removed, and
+//! recreated with a new uid; pods beyond `replicas` and pods of a deleted StatefulSet are
 //! deleted; the StatefulSet's status counts its pods. Each pod incarnation runs in a kubelet
 //! task (`kubelet::run_pod`).
 
@@ -195,6 +196,13 @@ fn reconcile(node: &Arc<Node>, supervisors: &mut Vec<Supervisor>) {
         let Some(key) = PodKey::of(pod) else {
             continue;
         };
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            // Terminating: removed once its kubelet has stopped the container.
+            if !busy(supervisors, &key.namespace, &key.name) {
+                finish_deletion(node, &key);
+            }
+            continue;
+        }
         let Some((owner, owner_uid)) = kubelet::owning_statefulset(pod) else {
             continue;
         };
@@ -211,15 +219,13 @@ fn reconcile(node: &Arc<Node>, supervisors: &mut Vec<Supervisor>) {
                 &key.name,
                 &Preconditions {
                     uid: Some(key.uid.clone()),
-                    resource_version: None,
+                    ..Preconditions::default()
                 },
                 &WriteOptions::default(),
             );
             continue;
         }
-        if pod.pointer("/metadata/deletionTimestamp").is_some()
-            || busy(supervisors, &key.namespace, &key.name)
-        {
+        if busy(supervisors, &key.namespace, &key.name) {
             continue;
         }
         let (stop, stop_receiver) = watch::channel(false);
@@ -229,6 +235,22 @@ fn reconcile(node: &Arc<Node>, supervisors: &mut Vec<Supervisor>) {
     for set in &sets {
         reconcile_statefulset(node, set, &all_pods, supervisors);
     }
+}
+
+/// Remove a Terminating pod whose containers have stopped (what the kubelet's final delete with
+/// no grace period does); a pod that still has finalizers waits for them.
+fn finish_deletion(node: &Arc<Node>, key: &PodKey) {
+    let _ = node.store.delete(
+        pods(),
+        &key.namespace,
+        &key.name,
+        &Preconditions {
+            uid: Some(key.uid.clone()),
+            resource_version: None,
+            grace_period_seconds: Some(0),
+        },
+        &WriteOptions::default(),
+    );
 }
 
 fn reconcile_statefulset(

@@ -63,11 +63,14 @@ pub struct WriteOptions {
     pub dry_run: bool,
 }
 
-/// `DeleteOptions.preconditions`.
+/// `DeleteOptions`: its preconditions and grace period.
 #[derive(Debug, Clone, Default)]
 pub struct Preconditions {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// `gracePeriodSeconds`: for a pod of a cluster that runs workloads, how long it may stay
+    /// `Terminating` (`None`: the pod's `terminationGracePeriodSeconds`; 0: removed at once).
+    pub grace_period_seconds: Option<u64>,
 }
 
 /// Result of a delete: gone at once, or kept until its finalizers are removed.
@@ -93,6 +96,8 @@ struct State {
     history_capacity: usize,
     /// The first three octets of the ClusterIPs this cluster hands out (`A.B.C.1`-`A.B.C.254`).
     cluster_ip_prefix: [u8; 3],
+    /// A kubelet stops deleted pods: a deleted pod stays `Terminating` until it removes it.
+    graceful_pod_deletion: bool,
 }
 
 /// Where a store without a twin's slot takes ClusterIPs from: loopback, outside every slot.
@@ -127,6 +132,7 @@ impl Store {
                 history: VecDeque::new(),
                 history_capacity: history_capacity.max(1),
                 cluster_ip_prefix: DEFAULT_CLUSTER_IP_PREFIX,
+                graceful_pod_deletion: false,
             }),
             changes,
         };
@@ -161,6 +167,12 @@ impl Store {
     /// range, which its kube-proxy listens on).
     pub fn set_cluster_ip_prefix(&self, prefix: [u8; 3]) {
         self.lock().cluster_ip_prefix = prefix;
+    }
+
+    /// From now on a deleted pod is marked (`deletionTimestamp`) and stays until the kubelet,
+    /// having stopped its containers, deletes it again with no grace period.
+    pub fn set_graceful_pod_deletion(&self) {
+        self.lock().graceful_pod_deletion = true;
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -540,6 +552,33 @@ impl Store {
                 Some(current),
             );
             return Ok(Deleted::Finalizing(marked));
+        }
+        if state.graceful_pod_deletion && resource.plural == "pods" && resource.group.is_empty() {
+            let grace = preconditions.grace_period_seconds.unwrap_or_else(|| {
+                current
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(30)
+            });
+            if grace > 0 {
+                if current.pointer("/metadata/deletionTimestamp").is_some() {
+                    return Ok(Deleted::Finalizing(current));
+                }
+                let mut marked = current.clone();
+                marked["metadata"]["deletionTimestamp"] =
+                    json!(crate::clock::rfc3339(crate::identity::unix_now() + grace));
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                set_resource_version(&mut marked, state.resource_version + 1);
+                self.commit(
+                    state,
+                    resource,
+                    key,
+                    marked.clone(),
+                    EventType::Modified,
+                    Some(current),
+                );
+                return Ok(Deleted::Finalizing(marked));
+            }
         }
         if *resource == *catalog::namespaces() {
             self.delete_namespace_contents(state, name);

@@ -288,6 +288,7 @@ impl Twin {
                 if let Some(prefix) = shared.slot.service_prefix(index) {
                     store.set_cluster_ip_prefix(prefix);
                 }
+                store.set_graceful_pod_deletion();
                 let (gateway_listeners, addresses) = crate::gateway::bind(ip.into()).map_err(
                     io(format!("cannot listen on {ip} for the gateway of {name}")),
                 )?;

@@ -103,8 +103,9 @@ async fn kubectl_get_and_logs_show_what_a_real_server_shows() {
         .ip()
         .to_string();
     assert!(row(&one, "vault-0").contains(&address), "{one}");
-    // `kubectl get -w` prints each change in the same columns: a pod deleted and recreated
-    // shows up with READY 0/1 before it is ready again.
+    // `kubectl get -w` prints each change in the same columns: a deleted pod is Terminating
+    // until its process has stopped, then it is recreated and shows READY 0/1 before it is
+    // ready again.
     let mut watch = kubectl
         .command(&["--context", "old", "-n", "vault", "get", "pods", "-w"])
         .stdout(std::process::Stdio::piped())
@@ -152,7 +153,11 @@ async fn kubectl_get_and_logs_show_what_a_real_server_shows() {
         "vault-0",
     ]);
     wait_for(
-        &|l| columns(l, ["vault-0", "0/1"]),
+        &|l| l.starts_with("vault-0 ") && l.split_whitespace().nth(2) == Some("Terminating"),
+        "the deleted pod Terminating while its process stops",
+    );
+    wait_for(
+        &|l| columns(l, ["vault-0", "0/1"]) && !l.contains("Terminating"),
         "the recreated pod, not ready yet",
     );
     watch.kill().unwrap();
