@@ -45,6 +45,38 @@ fn meaning(config: &str) -> Meaning {
     }
 }
 
+/// What a block added beside a block of the same type inherits from it: how it signs in, that is
+/// every string or boolean attribute but where the key is, `name`, `disabled` and `priority`
+/// (booleans are written as strings).
+fn inherited(
+    replaced_type: &str,
+    replaced: &BTreeMap<String, hcl::Expression>,
+    new_type: &str,
+) -> BTreeMap<String, hcl::Expression> {
+    use planc_schema::plan::TargetKind;
+    if replaced_type != new_type {
+        return BTreeMap::new();
+    }
+    let key: &[&str] = match new_type {
+        "azurekeyvault" => seal::key_attributes(TargetKind::Azurekeyvault),
+        "transit" => seal::key_attributes(TargetKind::Transit),
+        "awskms" => seal::key_attributes(TargetKind::Awskms),
+        "gcpckms" => seal::key_attributes(TargetKind::Gcpckms),
+        _ => &[],
+    };
+    replaced
+        .iter()
+        .filter(|(name, _)| {
+            !key.contains(&name.as_str()) && !["name", "disabled", "priority"].contains(&name.as_str())
+        })
+        .filter_map(|(name, value)| match value {
+            hcl::Expression::String(_) => Some((name.clone(), value.clone())),
+            hcl::Expression::Bool(b) => Some((name.clone(), text(&b.to_string()))),
+            _ => None,
+        })
+        .collect()
+}
+
 fn text(value: &str) -> hcl::Expression {
     hcl::Expression::String(value.to_string())
 }
@@ -225,10 +257,8 @@ fn the_corpus_edits_match_their_golden_files_and_touch_only_seal_blocks() {
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut disabled = expected.clone();
         disabled.insert("disabled".into(), text("true"));
-        let mut added: BTreeMap<String, hcl::Expression> = new_block
-            .iter()
-            .map(|(k, v)| (k.clone(), text(v)))
-            .collect();
+        let mut added = inherited(&seal_type, &expected, &seal_type);
+        added.extend(new_block.iter().map(|(k, v)| (k.clone(), text(v))));
         added.insert("name".into(), text("new"));
         assert_eq!(
             meaning(&migrating),
@@ -557,10 +587,9 @@ fn property_every_edit_changes_exactly_what_it_says() {
             let attributes = vec![("key_name".to_string(), format!("new-{case}"))];
             let mut disabled = seal_meaning(&seals[0]);
             disabled.1.insert("disabled".into(), text("true"));
-            let mut added: BTreeMap<String, hcl::Expression> = attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), text(v)))
-                .collect();
+            let (replaced_type, replaced) = seal_meaning(&seals[0]);
+            let mut added = inherited(&replaced_type, &replaced, "transit");
+            added.extend(attributes.iter().map(|(k, v)| (k.clone(), text(v))));
             added.insert("name".into(), text("new"));
             (
                 SealEdit::DisableAndAdd {

@@ -17,6 +17,7 @@ storage "raft" {
 
 seal "azurekeyvault" {
     name           = "new"
+    client_id      = "11111111-1111-1111-1111-111111111111"
     tenant_id      = "00000000-0000-0000-0000-000000000000"
     vault_name     = "kv-vault-new"
     key_name       = "vault-unseal-new"

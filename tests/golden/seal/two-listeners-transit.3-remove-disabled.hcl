@@ -23,6 +23,7 @@ storage "raft" {
 
 seal "transit" {
   name            = "new"
+  disable_renewal = "true"
   address         = "https://kms-new.example.com:8200"
   token           = "s.PLANTEDnewToken22222222222"
   mount_path      = "transit/"
