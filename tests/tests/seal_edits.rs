@@ -67,7 +67,8 @@ fn inherited(
     replaced
         .iter()
         .filter(|(name, _)| {
-            !key.contains(&name.as_str()) && !["name", "disabled", "priority"].contains(&name.as_str())
+            !key.contains(&name.as_str())
+                && !["name", "disabled", "priority"].contains(&name.as_str())
         })
         .filter_map(|(name, value)| match value {
             hcl::Expression::String(_) => Some((name.clone(), value.clone())),
