@@ -13,7 +13,7 @@ mod common;
 
 use common::twin_bed::{
     assert_no_write_lost, client, read_secrets, restart_pods_until_unsealed,
-    run_until_a_new_step_succeeds, summary, vault_pods,
+    run_until_a_new_step_succeeds, seal_status, summary, vault_pods,
 };
 
 use std::collections::BTreeMap;
@@ -206,14 +206,7 @@ async fn assert_moved(bed: &Bed) {
     let new = bed.scenario.vault("new");
     for ordinal in 0..3 {
         let address = new.pod_address(ordinal).unwrap();
-        let status: Value = http
-            .get(format!("http://{address}/v1/sys/seal-status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = seal_status(&http, address).await.expect("the pod answers");
         assert_eq!(status["migration"], false, "pod {ordinal}: {status}");
         assert_eq!(status["sealed"], false, "pod {ordinal}: {status}");
     }

@@ -148,6 +148,16 @@ pub async fn vault_pods(scenario: &Scenario) -> BTreeMap<String, String> {
     pods
 }
 
+/// `sys/seal-status` of the Vault pod at `address`, when it answers.
+pub async fn seal_status(http: &reqwest::Client, address: SocketAddr) -> Option<Value> {
+    let response = http
+        .get(format!("http://{address}/v1/sys/seal-status"))
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
 /// Restart every pod of cluster `name`'s Vault and wait until each auto-unseals (`when` says
 /// what the wait is about in a timeout's message).
 pub async fn restart_pods_until_unsealed(scenario: &Scenario, name: &str, when: &str) {
@@ -164,17 +174,9 @@ pub async fn restart_pods_until_unsealed(scenario: &Scenario, name: &str, when: 
         let address = vault.pod_address(ordinal).unwrap();
         let what = format!("{name} pod {ordinal} to auto-unseal {when}");
         super::eventually(&what, Duration::from_secs(120), || async {
-            match http
-                .get(format!("http://{address}/v1/sys/seal-status"))
-                .send()
+            seal_status(&http, address)
                 .await
-            {
-                Ok(response) => response
-                    .json::<Value>()
-                    .await
-                    .is_ok_and(|s| s["sealed"] == false),
-                Err(_) => false,
-            }
+                .is_some_and(|s| s["sealed"] == false)
         })
         .await;
     }

@@ -536,22 +536,7 @@ impl Store {
             .and_then(Value::as_array)
             .is_some_and(|finalizers| !finalizers.is_empty());
         if has_finalizers {
-            if current.pointer("/metadata/deletionTimestamp").is_some() {
-                return Ok(Deleted::Finalizing(current));
-            }
-            let mut marked = current.clone();
-            marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            set_resource_version(&mut marked, state.resource_version + 1);
-            self.commit(
-                state,
-                resource,
-                key,
-                marked.clone(),
-                EventType::Modified,
-                Some(current),
-            );
-            return Ok(Deleted::Finalizing(marked));
+            return Ok(self.mark_deleting(state, resource, key, current, 0));
         }
         if state.graceful_pod_deletion && resource.plural == "pods" && resource.group.is_empty() {
             let grace = preconditions.grace_period_seconds.unwrap_or_else(|| {
@@ -561,23 +546,7 @@ impl Store {
                     .unwrap_or(30)
             });
             if grace > 0 {
-                if current.pointer("/metadata/deletionTimestamp").is_some() {
-                    return Ok(Deleted::Finalizing(current));
-                }
-                let mut marked = current.clone();
-                marked["metadata"]["deletionTimestamp"] =
-                    json!(crate::clock::rfc3339(crate::identity::unix_now() + grace));
-                marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-                set_resource_version(&mut marked, state.resource_version + 1);
-                self.commit(
-                    state,
-                    resource,
-                    key,
-                    marked.clone(),
-                    EventType::Modified,
-                    Some(current),
-                );
-                return Ok(Deleted::Finalizing(marked));
+                return Ok(self.mark_deleting(state, resource, key, current, grace));
             }
         }
         if *resource == *catalog::namespaces() {
@@ -587,6 +556,38 @@ impl Store {
         set_resource_version(&mut gone, state.resource_version + 1);
         self.remove_locked(state, resource, &key, gone.clone());
         Ok(Deleted::Gone(gone))
+    }
+
+    /// Mark `current` as being deleted (`deletionTimestamp` `grace` seconds from now) unless it
+    /// already is; it stays until its finalizers or its kubelet let it go.
+    fn mark_deleting(
+        &self,
+        state: &mut State,
+        resource: &'static ResourceType,
+        key: ObjectKey,
+        current: Value,
+        grace: u64,
+    ) -> Deleted {
+        if current.pointer("/metadata/deletionTimestamp").is_some() {
+            return Deleted::Finalizing(current);
+        }
+        let mut marked = current.clone();
+        marked["metadata"]["deletionTimestamp"] = json!(if grace == 0 {
+            now_rfc3339()
+        } else {
+            crate::clock::rfc3339(crate::identity::unix_now() + grace)
+        });
+        marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        set_resource_version(&mut marked, state.resource_version + 1);
+        self.commit(
+            state,
+            resource,
+            key,
+            marked.clone(),
+            EventType::Modified,
+            Some(current),
+        );
+        Deleted::Finalizing(marked)
     }
 
     fn delete_namespace_contents(&self, state: &mut State, namespace: &str) {

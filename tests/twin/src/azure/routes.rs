@@ -848,6 +848,15 @@ fn key_forbidden(
     )
 }
 
+/// The operation a `POST /keys/...` path ends with.
+fn data_operation(op: &str) -> Option<KeyOperation> {
+    match op.to_ascii_lowercase().as_str() {
+        "wrapkey" => Some(KeyOperation::WrapKey),
+        "unwrapkey" => Some(KeyOperation::UnwrapKey),
+        _ => None,
+    }
+}
+
 /// Decodes a Key Vault base64url value (padding tolerated).
 fn decode_value(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD
@@ -877,55 +886,22 @@ fn key_vault(
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
+    let not_served = || {
+        error(
+            404,
+            "NotFound",
+            &format!("{method} {path} is not served by the twin's Key Vault"),
+        )
+    };
     let (key_name, version, operation) = match (method, segments.as_slice()) {
-        ("GET", ["keys", key]) => (*key, None, KeyOperation::Get),
-        ("GET", ["keys", key, version]) => (*key, Some(*version), KeyOperation::Get),
-        ("POST", ["keys", key, op]) => (
-            *key,
-            None,
-            match op.to_ascii_lowercase().as_str() {
-                "wrapkey" => KeyOperation::WrapKey,
-                "unwrapkey" => KeyOperation::UnwrapKey,
-                _ => {
-                    return (
-                        error(
-                            404,
-                            "NotFound",
-                            &format!("{method} {path} is not served by the twin's Key Vault"),
-                        ),
-                        client,
-                    );
-                }
-            },
-        ),
-        ("POST", ["keys", key, version, op]) => (
-            *key,
-            Some(*version),
-            match op.to_ascii_lowercase().as_str() {
-                "wrapkey" => KeyOperation::WrapKey,
-                "unwrapkey" => KeyOperation::UnwrapKey,
-                _ => {
-                    return (
-                        error(
-                            404,
-                            "NotFound",
-                            &format!("{method} {path} is not served by the twin's Key Vault"),
-                        ),
-                        client,
-                    );
-                }
-            },
-        ),
-        _ => {
-            return (
-                error(
-                    404,
-                    "NotFound",
-                    &format!("{method} {path} is not served by the twin's Key Vault"),
-                ),
-                client,
-            );
-        }
+        ("GET", ["keys", key]) => (*key, None, Some(KeyOperation::Get)),
+        ("GET", ["keys", key, version]) => (*key, Some(*version), Some(KeyOperation::Get)),
+        ("POST", ["keys", key, op]) => (*key, None, data_operation(op)),
+        ("POST", ["keys", key, version, op]) => (*key, Some(*version), data_operation(op)),
+        _ => return (not_served(), client),
+    };
+    let Some(operation) = operation else {
+        return (not_served(), client);
     };
     let tenant = cloud.tenant();
     let Some(vault) = tenant.vault(vault_name) else {
