@@ -16,6 +16,7 @@ pub mod diff_view;
 pub mod drift;
 pub mod edit;
 pub mod expr;
+pub mod flavour;
 pub mod graph;
 pub mod hex;
 pub mod lints;

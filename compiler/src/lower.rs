@@ -422,6 +422,31 @@ impl Lowering<'_> {
             }
         }
         if kind == TargetKind::Vault {
+            let flavour = attributes
+                .get("flavour")
+                .and_then(Resolved::as_str)
+                .unwrap_or("");
+            if crate::flavour::Flavour::parse(flavour).is_none() {
+                let known: Vec<&str> = crate::flavour::Flavour::ALL
+                    .iter()
+                    .map(|f| f.name())
+                    .collect();
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        attribute_span("flavour"),
+                        format!(
+                            "`flavour` must be {}, found `{flavour}`",
+                            known
+                                .iter()
+                                .map(|name| format!("`{name}`"))
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        ),
+                    )
+                    .with_help("for another install, keep a flavour and set each object's name (`statefulset`, `configmap`, `active_service`, ...) on the target"),
+                );
+            }
             let reach = attributes
                 .get("reach")
                 .and_then(Resolved::as_str)
@@ -1600,21 +1625,14 @@ fn fill_target_defaults(kind: TargetKind, attributes: &mut IndexMap<String, Reso
     let text = |value: &str| Resolved::Str(value.into());
     let defaults: Vec<(&str, Resolved)> = match kind {
         TargetKind::Kubernetes => vec![("namespace", text("default"))],
-        TargetKind::Vault => vec![
-            ("statefulset", text("vault")),
-            ("container", text("vault")),
-            ("configmap", text("vault-config")),
-            ("config_key", text("extraconfig-from-values.hcl")),
-            ("ingress", text("vault")),
-            ("service", text("vault")),
-            ("active_service", text("vault-active")),
-            ("standby_service", text("vault-standby")),
-            ("internal_service", text("vault-internal")),
-            ("selector", text("app.kubernetes.io/name=vault")),
-            ("port", Resolved::Int(8200)),
-            ("replicas", Resolved::Int(3)),
-            ("reach", text("port-forward")),
-        ],
+        TargetKind::Vault => {
+            crate::flavour::fill_vault_defaults(attributes);
+            vec![
+                ("port", Resolved::Int(8200)),
+                ("replicas", Resolved::Int(3)),
+                ("reach", text("port-forward")),
+            ]
+        }
         TargetKind::Transit => vec![("mount_path", text("transit/"))],
         _ => Vec::new(),
     };

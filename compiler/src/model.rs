@@ -78,6 +78,10 @@ impl CompiledTarget {
             active_service: self.filled("active_service"),
             standby_service: self.filled("standby_service"),
             selector: self.filled("selector"),
+            flavour: self.filled("flavour"),
+            status_labels: self.filled("status_labels"),
+            env_prefix: self.filled("env_prefix"),
+            data_path: self.filled("data_path"),
             port: match self.attributes.get("port") {
                 Some(Resolved::Int(port)) => u16::try_from(*port).unwrap_or(8200),
                 _ => 8200,
@@ -109,7 +113,7 @@ impl VaultTarget<'_> {
     }
 }
 
-/// A Vault target, the Helm chart's defaults filled once in lowering: the kubernetes target it
+/// A Vault target, its flavour's (Helm chart's) defaults filled once in lowering: the kubernetes target it
 /// runs in and the names of its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VaultTarget<'a> {
@@ -130,6 +134,16 @@ pub struct VaultTarget<'a> {
     pub standby_service: &'a str,
     /// The label selector of its pods.
     pub selector: &'a str,
+    /// The chart it was installed with (`vault-helm`, `openbao-helm`): where the defaults of
+    /// the other names come from.
+    pub flavour: &'a str,
+    /// The prefix of the labels the server's Kubernetes service registration puts on its pods
+    /// (`vault` for `vault-active`, `vault-sealed`, ...; `openbao` for OpenBao).
+    pub status_labels: &'a str,
+    /// The prefix of the server's environment variables (`VAULT_`, `BAO_`).
+    pub env_prefix: &'a str,
+    /// The raft storage path, which must be on the pods' persistent volume.
+    pub data_path: &'a str,
     /// The port its pods listen on.
     pub port: u16,
     /// Its raft nodes (the chart's `server.ha.replicas`).

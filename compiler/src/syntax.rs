@@ -84,6 +84,8 @@ pub fn target_attributes(kind: TargetKind) -> (&'static [&'static str], &'static
         TargetKind::Vault => (
             &["cluster", "url"],
             &[
+                "flavour",
+                "release",
                 "statefulset",
                 "container",
                 "configmap",
@@ -94,6 +96,9 @@ pub fn target_attributes(kind: TargetKind) -> (&'static [&'static str], &'static
                 "standby_service",
                 "internal_service",
                 "selector",
+                "status_labels",
+                "env_prefix",
+                "data_path",
                 "port",
                 "replicas",
                 "reach",

@@ -75,11 +75,16 @@ async fn bed_of(name: &str, options: ScenarioOptions) -> Bed {
     let source = read_secrets(&resolve, "vault.old.test", &token).await;
     assert_eq!(source.len(), 300, "the scenario writes 300 secrets");
     let old = scenario.vault("old");
+    let chart = old.chart;
     let in_cluster = scenario
         .twin()
         .cluster("old")
-        .service_address("vault", "vault-active", 8200)
-        .expect("vault-active has a ClusterIP");
+        .service_address(
+            chart.namespace(),
+            &format!("{}-active", chart.release()),
+            8200,
+        )
+        .expect("the active Service has a ClusterIP");
     let probe = WriteProbe::start(
         vec![
             ProbePath {
@@ -341,6 +346,63 @@ async fn the_full_migration_moves_every_secret() {
     }
     assert_no_secret_written(&bed, &stdout, &stderr);
     assert_moved(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
+/// The same plan on an install made with OpenBao's chart (`twin up --scenario openbao-pair`):
+/// with `flavour: openbao-helm` every name comes from that chart (namespace and objects
+/// `openbao`, container `openbao`, `openbao-active` labels), and the move completes as on the
+/// Vault chart.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_migration_on_openbao_chart_installs_moves_every_secret() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed_of("openbao-chart", ScenarioOptions::openbao_pair()).await;
+    let params = std::fs::read_to_string(bed.scenario.files().params()).unwrap();
+    assert!(params.contains("flavour: openbao-helm"), "{params}");
+    assert!(params.contains("old_namespace: openbao"), "{params}");
+    let out = planx_command(
+        &bed,
+        &apply_args(&bed)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(summary(&stdout)["outcome"], "completed");
+    // The stored plan names the chart's objects.
+    let plan: Value = serde_json::from_str(
+        &std::fs::read_to_string(run_dir(&bed).join("saved-plan.json")).unwrap(),
+    )
+    .unwrap();
+    let new_vault = &plan["compiled"]["targets"]["new_vault"];
+    for (attribute, expected) in [
+        ("flavour", "openbao-helm"),
+        ("statefulset", "openbao"),
+        ("container", "openbao"),
+        ("configmap", "openbao-config"),
+        ("active_service", "openbao-active"),
+        ("status_labels", "openbao"),
+        ("env_prefix", "BAO_"),
+        ("data_path", "/openbao/data"),
+    ] {
+        assert_eq!(
+            new_vault[attribute], expected,
+            "{attribute} of new_vault: {new_vault}"
+        );
+    }
+    assert_no_secret_written(&bed, &stdout, &stderr);
+    assert_moved(&bed).await;
+    // The new Vault's active pod carries OpenBao's service-registration label, which the
+    // chart's active Service selects.
+    let pods = vault_pods(&bed.scenario).await;
+    assert!(
+        pods.keys().any(|name| name.starts_with("new/openbao-")),
+        "{pods:?}"
+    );
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 

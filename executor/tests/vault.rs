@@ -309,6 +309,51 @@ async fn token_count(address: &str, root: &str) -> usize {
     body["data"]["keys"].as_array().expect("accessors").len()
 }
 
+/// OpenBao 2.6.2 and 2.7.2 say who they are; planx picks the authenticated
+/// `sys/generate-root-token` on both, and refuses without a token, saying what to give.
+#[tokio::test]
+async fn each_openbao_release_is_identified_and_asked_for_a_token_to_prove_keys() {
+    use planx::adapters::server::Product;
+    use twin::bao::OpenBao;
+    for (ip, release) in [
+        ("127.0.9.8", OpenBao::WithAzureSeal),
+        ("127.0.9.9", OpenBao::Latest),
+    ] {
+        let node = BaoNode::start_release(ip, Some(release));
+        let vault = Vault::new(&node.address, &[]).unwrap();
+        let server = vault.server().await.expect("identified uninitialised");
+        assert_eq!(server.product, Product::OpenBao);
+        assert_eq!(server.version_text, release.version());
+        assert!(server.supported().is_ok());
+        let init = init(&node.address).await;
+        vault
+            .unseal(&Secret::new(init.key.clone()), false)
+            .await
+            .expect("unseal");
+        eventually("a leader", Duration::from_secs(30), || async {
+            vault.leader().await.is_ok_and(|l| l.is_self)
+        })
+        .await;
+        let error = vault
+            .prove_keys(None, &[Secret::new(init.key.clone())])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("OpenBao {}", release.version()))
+                && error.contains("give the step a `token`"),
+            "{error}"
+        );
+        vault
+            .prove_keys(
+                Some(&Secret::new(init.root_token.clone())),
+                &[Secret::new(init.key.clone())],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("OpenBao {}: {e}", release.version()));
+    }
+}
+
 #[tokio::test]
 async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
     let (node, vault, init) = ready("127.0.9.7").await;
@@ -331,7 +376,7 @@ async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
     // A key of the right length (32 bytes) that is not the key.
     let wrong = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
     let error = vault
-        .prove_keys(&root, &[Secret::new(wrong)])
+        .prove_keys(Some(&root), &[Secret::new(wrong)])
         .await
         .unwrap_err()
         .to_string();
@@ -343,7 +388,7 @@ async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
     );
 
     vault
-        .prove_keys(&root, &[Secret::new(init.key.clone())])
+        .prove_keys(Some(&root), &[Secret::new(init.key.clone())])
         .await
         .expect("the right key");
     assert_eq!(
@@ -364,7 +409,7 @@ async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
     .await;
     assert_eq!(status, 200);
     let error = vault
-        .prove_keys(&root, &[Secret::new(init.key.clone())])
+        .prove_keys(Some(&root), &[Secret::new(init.key.clone())])
         .await
         .unwrap_err()
         .to_string();

@@ -145,10 +145,18 @@ pub enum TargetSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         namespace: Option<String>,
     },
-    /// A Vault (raft storage) installed by the Helm chart in a Kubernetes target.
+    /// A Vault or OpenBao (raft storage) installed by a Helm chart in a Kubernetes target.
     Vault {
         /// Id of the kubernetes target the Vault runs in.
         cluster: String,
+        /// The chart it was installed with: `vault-helm` (default) or `openbao-helm`; the
+        /// defaults of every name below come from it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flavour: Option<String>,
+        /// The chart's full name, which every object is named after (default: the chart's
+        /// name, `vault` or `openbao`; `""` means the default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         statefulset: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +184,16 @@ pub enum TargetSpec {
         /// Label selector of the Vault pods.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         selector: Option<String>,
+        /// Prefix of the status labels the server's Kubernetes service registration sets
+        /// (`vault` for `vault-active`; `openbao` for `openbao-active`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status_labels: Option<String>,
+        /// Prefix of the server's environment variables (`VAULT_`, `BAO_`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env_prefix: Option<String>,
+        /// The raft storage path (`/vault/data`, `/openbao/data`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_path: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         port: Option<u16>,
         /// Raft nodes it runs (the chart's `server.ha.replicas`, default 3): the voters the

@@ -281,7 +281,14 @@ pub(super) async fn recovery_keys(
 ) -> Result<Outputs, ActionError> {
     let on = run.step.on.as_str();
     let keys = live.secret(run, "recovery_keys")?.lines();
-    let token = live.secret(run, "token")?;
+    let token = match run.step.with.get("token") {
+        Some(planc::expr::Resolved::Secret { reference, .. })
+            if reference == planc::params::NO_SECRET =>
+        {
+            None
+        }
+        _ => Some(live.secret(run, "token")?),
+    };
     let (leader, _) = live.leader(on).await?;
     let client = live.vault_on(on, &leader).await?;
     effects
@@ -289,7 +296,7 @@ pub(super) async fn recovery_keys(
             &format!("prove the recovery keys on {on} (a root token generated and revoked)"),
             async {
                 client
-                    .prove_keys(&token, &keys)
+                    .prove_keys(token.as_ref(), &keys)
                     .await
                     .map_err(ActionError::from)
             },

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::server::Server;
 use crate::secrets::Secret;
 
 /// What went wrong talking to a Vault. Never carries a secret.
@@ -354,6 +355,31 @@ impl Vault {
 
     /// `sys/health` with every state answering with a body (OpenBao omits fields vaultrs wants).
     pub async fn health(&self) -> Result<Health, VaultError> {
+        let response = self.health_response().await?;
+        self.json("health", response).await
+    }
+
+    /// What the server says it is, from `sys/seal-status` and `sys/health` (both
+    /// unauthenticated, answered in every state).
+    pub async fn server(&self) -> Result<Server, VaultError> {
+        let response = self
+            .send(
+                "seal-status",
+                self.http.get(self.url("sys/seal-status")),
+                &[200],
+            )
+            .await?;
+        let seal_status: serde_json::Value = self.json("seal-status", response).await?;
+        let response = self.health_response().await?;
+        let health: serde_json::Value = self.json("health", response).await?;
+        Server::identify(&seal_status, &health).map_err(|message| VaultError::Client {
+            call: "seal-status",
+            address: self.address.clone(),
+            message,
+        })
+    }
+
+    async fn health_response(&self) -> Result<reqwest::Response, VaultError> {
         let request = self.http.get(self.url("sys/health")).query(&[
             ("standbyok", "true"),
             ("perfstandbyok", "true"),
@@ -364,35 +390,43 @@ impl Vault {
             ("standbycode", "299"),
             ("removedcode", "299"),
         ]);
-        let response = self.send("health", request, &[200, 299, 429]).await?;
-        self.json("health", response).await
+        self.send("health", request, &[200, 299, 429]).await
     }
 
     /// Prove that `keys` (recovery keys, or unseal keys of a Shamir seal) open this Vault, keeping
     /// nothing: start a root-token generation with a one-time pad, submit the keys (the server
     /// checks them when the threshold is reached), decode the token and revoke it at once. An
-    /// attempt already in progress is someone else's: refused, never cancelled. Uses OpenBao's
-    /// authenticated `sys/generate-root-token` (2.6+, `token` needs `sudo` there), else the
-    /// unauthenticated `sys/generate-root` of Vault and older OpenBao.
-    pub async fn prove_keys(&self, token: &Secret, keys: &[Secret]) -> Result<(), VaultError> {
+    /// attempt already in progress is someone else's: refused, never cancelled. The endpoint is
+    /// the one the server's product and version document ([`Server::root_token_generation`]);
+    /// `token` (`None` when the plan gives none) is sent where it is asked for.
+    pub async fn prove_keys(
+        &self,
+        token: Option<&Secret>,
+        keys: &[Secret],
+    ) -> Result<(), VaultError> {
         let call = "generate-root";
-        let mut base = "sys/generate-root-token";
-        let mut status = self
+        let server = self.server().await?;
+        let generation = server
+            .root_token_generation(token.is_some())
+            .map_err(|message| VaultError::Client {
+                call,
+                address: self.address.clone(),
+                message,
+            })?;
+        let base = generation.base;
+        let token = token.filter(|_| generation.authenticated);
+        let status = self
             .generate_root(base, "attempt", token, reqwest::Method::GET, None)
-            .await;
-        if matches!(
-            status,
-            Err(VaultError::Status {
-                status: 404 | 405,
-                ..
-            })
-        ) {
-            base = "sys/generate-root";
-            status = self
-                .generate_root(base, "attempt", token, reqwest::Method::GET, None)
-                .await;
-        }
-        if status?.started {
+            .await
+            .map_err(|error| match error {
+                VaultError::Status { status: 405, .. } => VaultError::Client {
+                    call,
+                    address: self.address.clone(),
+                    message: server.root_generation_blocked(),
+                },
+                other => other,
+            })?;
+        if status.started {
             return Err(VaultError::Client {
                 call,
                 address: self.address.clone(),
@@ -432,15 +466,17 @@ impl Vault {
         &self,
         base: &str,
         endpoint: &str,
-        token: &Secret,
+        token: Option<&Secret>,
         method: reqwest::Method,
         body: Option<serde_json::Value>,
     ) -> Result<GenerateRoot, VaultError> {
         let call = "generate-root";
         let mut request = self
             .http
-            .request(method.clone(), self.url(&format!("{base}/{endpoint}")))
-            .header("X-Vault-Token", token.expose());
+            .request(method.clone(), self.url(&format!("{base}/{endpoint}")));
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token.expose());
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -464,7 +500,7 @@ impl Vault {
     async fn submit_keys(
         &self,
         base: &str,
-        token: &Secret,
+        token: Option<&Secret>,
         keys: &[Secret],
         started: &GenerateRoot,
     ) -> Result<Option<Secret>, VaultError> {

@@ -49,6 +49,18 @@ impl BaoNode {
     }
 
     pub fn start(ip: &str) -> BaoNode {
+        BaoNode::start_release(ip, None)
+    }
+
+    /// A node of OpenBao `release` (from the twin's setup), or of the default `bao` when
+    /// `None`.
+    pub fn start_release(ip: &str, release: Option<twin::bao::OpenBao>) -> BaoNode {
+        let program = match release {
+            Some(release) => release
+                .path()
+                .unwrap_or_else(|e| panic!("OpenBao {}: {e}", release.version())),
+            None => bao_path(),
+        };
         let dir = std::env::temp_dir().join(format!("planx-bao-{}-{ip}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("temp dir");
@@ -72,7 +84,7 @@ storage "raft" {{
         );
         std::fs::write(dir.join("config.hcl"), config).expect("config");
         let log = std::fs::File::create(dir.join("server.log")).expect("log");
-        let child = Command::new(bao_path())
+        let child = Command::new(program)
             .arg("server")
             .arg(format!("-config={}", dir.join("config.hcl").display()))
             .stdout(Stdio::from(log.try_clone().expect("log")))

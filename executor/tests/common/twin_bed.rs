@@ -124,7 +124,8 @@ pub fn run_until_a_new_step_succeeds(
 async fn connect(scenario: &Scenario, context: &str) -> Cluster {
     let kubeconfig =
         kube::config::Kubeconfig::read_from(scenario.twin().kubeconfig_path()).unwrap();
-    Cluster::connect(&kubeconfig, context, "vault")
+    let namespace = scenario.vault(context).chart.namespace();
+    Cluster::connect(&kubeconfig, context, namespace)
         .await
         .unwrap()
 }
@@ -133,9 +134,13 @@ async fn connect(scenario: &Scenario, context: &str) -> Cluster {
 pub async fn vault_pods(scenario: &Scenario) -> BTreeMap<String, String> {
     let mut pods = BTreeMap::new();
     for context in ["old", "new"] {
+        let selector = format!(
+            "app.kubernetes.io/name={}",
+            scenario.vault(context).chart.name()
+        );
         for pod in connect(scenario, context)
             .await
-            .pods("app.kubernetes.io/name=vault")
+            .pods(&selector)
             .await
             .unwrap()
         {
@@ -166,7 +171,10 @@ pub async fn restart_pods_until_unsealed(scenario: &Scenario, name: &str, when: 
     let cluster = connect(scenario, name).await;
     for ordinal in 0..vault.plan.replicas {
         cluster
-            .restart_pod(&format!("vault-{ordinal}"), Duration::from_secs(120))
+            .restart_pod(
+                &format!("{}-{ordinal}", vault.chart.release()),
+                Duration::from_secs(120),
+            )
             .await
             .unwrap();
     }

@@ -203,3 +203,9 @@ pub mod kms {
         ]
     }
 }
+
+/// The recordings in `tests/vault-api/`, shaped after HashiCorp Vault's API documentation.
+pub const VAULT_API: Fixtures = Fixtures {
+    folder: "vault-api",
+    documentation: &["https://developer.hashicorp.com/vault/api-docs/"],
+};

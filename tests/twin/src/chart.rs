@@ -32,6 +32,9 @@ pub struct VaultStart {
     /// Placeholders the script substitutes with `sed`, in order; each is replaced by the
     /// variable of the same name when that variable is set and not empty.
     pub placeholders: Vec<String>,
+    /// The prefix of the status labels the server's Kubernetes service registration keeps on
+    /// its pod: `vault` (`vault-active`, ...) for `vault server`, `openbao` for `bao server`.
+    pub labels_prefix: String,
 }
 
 /// The placeholders of the chart's script (vault-helm 0.34), used when a chart-like script
@@ -67,6 +70,12 @@ pub fn recognise(command: &[String], args: &[String]) -> Result<Program, String>
     let Some(server_at) = server_at else {
         return Ok(Program::Idle);
     };
+    let binary = words[server_at];
+    let labels_prefix = if binary == "bao" || binary.ends_with("/bao") {
+        "openbao"
+    } else {
+        "vault"
+    };
     let mut config_path = None;
     let mut index = server_at + 2;
     while index < words.len() {
@@ -101,6 +110,7 @@ pub fn recognise(command: &[String], args: &[String]) -> Result<Program, String>
         copy_from,
         config_path,
         placeholders,
+        labels_prefix: labels_prefix.to_string(),
     }))
 }
 
@@ -540,6 +550,7 @@ mod tests {
                 copy_from: Some("/vault/config/extraconfig-from-values.hcl".to_string()),
                 config_path: "/tmp/storageconfig.hcl".to_string(),
                 placeholders: strings(CHART_PLACEHOLDERS),
+                labels_prefix: "vault".to_string(),
             })
         );
         assert_eq!(

@@ -27,6 +27,9 @@ pub enum ScenarioName {
     /// As `vault-pair`, sealed by Azure Key Vault through the twin's Azure emulator (OpenBao
     /// 2.6.2), NEW's pods signing in with workload identity; for the AKS plan.
     VaultPairAzure,
+    /// As `vault-pair`, both clusters installed with OpenBao's chart (`openbao-helm`): release
+    /// and namespace `openbao`, `openbao-active` labels, `BAO_*` variables.
+    OpenbaoPair,
     /// OLD and NEW API servers only: no workloads, no Vault.
     Empty,
 }
@@ -37,9 +40,10 @@ impl ScenarioName {
             "vault-pair" => Ok(ScenarioName::VaultPair),
             "vault-pair-live" => Ok(ScenarioName::VaultPairLive),
             "vault-pair-azure" => Ok(ScenarioName::VaultPairAzure),
+            "openbao-pair" => Ok(ScenarioName::OpenbaoPair),
             "empty" => Ok(ScenarioName::Empty),
             other => Err(format!(
-                "unknown scenario {other:?}: use vault-pair (the default), vault-pair-live, vault-pair-azure or empty"
+                "unknown scenario {other:?}: use vault-pair (the default), vault-pair-live, vault-pair-azure, openbao-pair or empty"
             )),
         }
     }
@@ -49,6 +53,7 @@ impl ScenarioName {
             ScenarioName::VaultPair => "vault-pair",
             ScenarioName::VaultPairLive => "vault-pair-live",
             ScenarioName::VaultPairAzure => "vault-pair-azure",
+            ScenarioName::OpenbaoPair => "openbao-pair",
             ScenarioName::Empty => "empty",
         }
     }
@@ -179,9 +184,13 @@ pub fn serve(dir: &Path, options: &UpOptions) -> Result<(), String> {
             write_empty_env(&paths, &twin)?;
             Running::Twin(twin)
         }
-        ScenarioName::VaultPair | ScenarioName::VaultPairLive | ScenarioName::VaultPairAzure => {
+        ScenarioName::VaultPair
+        | ScenarioName::VaultPairLive
+        | ScenarioName::VaultPairAzure
+        | ScenarioName::OpenbaoPair => {
             let base = match options.scenario {
                 ScenarioName::VaultPairLive => ScenarioOptions::vault_pair_live(),
+                ScenarioName::OpenbaoPair => ScenarioOptions::openbao_pair(),
                 ScenarioName::VaultPairAzure => ScenarioOptions::vault_pair_azure(
                     crate::scenario::IdentityForm::WorkloadIdentity,
                 ),
@@ -513,10 +522,16 @@ pub fn status(dir: &Path) -> Result<String, String> {
                 vault["gateway"]["http"].as_str().unwrap_or("?"),
                 vault["kms"].as_str().unwrap_or("?"),
             ));
-            match http_get_json(&url, "/api/v1/namespaces/vault/pods") {
+            let namespace = vault["namespace"].as_str().unwrap_or("vault");
+            let labels = if vault["chart"] == "openbao-helm" {
+                "openbao"
+            } else {
+                "vault"
+            };
+            match http_get_json(&url, &format!("/api/v1/namespaces/{namespace}/pods")) {
                 Ok(pods) => {
                     for pod in pods["items"].as_array().into_iter().flatten() {
-                        text.push_str(&format!("    {}\n", describe_pod(pod)));
+                        text.push_str(&format!("    {}\n", describe_pod(pod, labels)));
                     }
                 }
                 Err(error) => text.push_str(&format!("    pods: {error}\n")),
@@ -527,8 +542,9 @@ pub fn status(dir: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// One line about a pod: name, phase, readiness, address, Vault labels, restarts.
-fn describe_pod(pod: &Value) -> String {
+/// One line about a pod: name, phase, readiness, address, the status labels (prefixed
+/// `labels`), restarts.
+fn describe_pod(pod: &Value, labels: &str) -> String {
     let label = |name: &str| {
         pod.pointer(&format!("/metadata/labels/{name}"))
             .and_then(Value::as_str)
@@ -548,7 +564,7 @@ fn describe_pod(pod: &Value) -> String {
         .and_then(|state| state.keys().next().cloned())
         .unwrap_or_else(|| "-".to_string());
     format!(
-        "pod {}: {} {} ({}), ip {}, restarts {}, vault-active={} vault-sealed={} vault-initialized={}",
+        "pod {}: {} {} ({}), ip {}, restarts {}, {labels}-active={} {labels}-sealed={} {labels}-initialized={}",
         pod.pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("?"),
@@ -563,9 +579,9 @@ fn describe_pod(pod: &Value) -> String {
         container
             .and_then(|c| c["restartCount"].as_u64())
             .unwrap_or(0),
-        label("vault-active"),
-        label("vault-sealed"),
-        label("vault-initialized"),
+        label(&format!("{labels}-active")),
+        label(&format!("{labels}-sealed")),
+        label(&format!("{labels}-initialized")),
     )
 }
 

@@ -3,7 +3,9 @@
 //! (or `vault server`) becomes `bao server` with a configuration rendered from the current
 //! ConfigMap; any other container runs `sleep infinity` as a stand-in. Exited containers are
 //! restarted with a bounded backoff; a Vault pod is Ready only while `sys/health` says unsealed,
-//! and its `vault-active`, `vault-sealed`, `vault-initialized` labels follow that answer.
+//! and its status labels (`vault-active`, `vault-sealed`, `vault-initialized` for `vault server`,
+//! `openbao-*` for `bao server`, as each server's service registration sets them) follow that
+//! answer.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -36,8 +38,6 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// The longest the kubelet waits for a process to stop after SIGTERM before SIGKILL.
 pub const MAX_GRACE: Duration = Duration::from_secs(10);
 
-/// The labels Vault's Kubernetes service registration keeps on its pod.
-pub const VAULT_LABELS: &[&str] = &["vault-active", "vault-sealed", "vault-initialized"];
 
 fn pods() -> &'static ResourceType {
     catalog::find("", "v1", "pods").expect("pods are in the catalogue")
@@ -221,7 +221,7 @@ fn same_incarnation<'a>(current: Option<&'a Value>, key: &PodKey) -> Result<&'a 
 }
 
 /// Sets `labels` on the pod if it is still the incarnation `key`.
-fn write_labels(node: &Node, key: &PodKey, labels: &[(&str, String)]) -> Result<(), ApiError> {
+fn write_labels(node: &Node, key: &PodKey, labels: &[(String, String)]) -> Result<(), ApiError> {
     node.store
         .update(
             pods(),
@@ -235,7 +235,7 @@ fn write_labels(node: &Node, key: &PodKey, labels: &[(&str, String)]) -> Result<
                     next["metadata"]["labels"] = json!({});
                 }
                 for (name, value) in labels {
-                    next["metadata"]["labels"][*name] = json!(value);
+                    next["metadata"]["labels"][name.as_str()] = json!(value);
                 }
                 Ok(next)
             },
@@ -284,8 +284,8 @@ struct Launch {
     args: Vec<String>,
     env: Vec<(String, String)>,
     cwd: PathBuf,
-    /// For Vault: the API port and whether it speaks TLS.
-    vault: Option<(u16, bool)>,
+    /// For Vault: the API port, whether it speaks TLS, and its status labels' prefix.
+    vault: Option<(u16, bool, String)>,
     config: Option<PathBuf>,
 }
 
@@ -306,12 +306,13 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> NotStarted {
     }
 }
 
-/// The container the twin runs: the one named `vault`, else the first.
+/// The container the twin runs: the one named `vault` or `openbao` (the charts' names), else
+/// the first.
 fn main_container(pod: &Value) -> Option<&Value> {
     let containers = pod.pointer("/spec/containers")?.as_array()?;
     containers
         .iter()
-        .find(|c| c["name"] == "vault")
+        .find(|c| c["name"] == "vault" || c["name"] == "openbao")
         .or_else(|| containers.first())
 }
 
@@ -561,9 +562,11 @@ fn prepare(
             mounts.push((path.to_string(), dir));
         }
     }
-    if !mounts.iter().any(|(path, _)| path == "/vault/data") {
+    // The chart's data path, on the pod's claim when nothing is mounted there.
+    let data_path = format!("/{}/data", start.labels_prefix);
+    if !mounts.iter().any(|(path, _)| *path == data_path) {
         mounts.push((
-            "/vault/data".to_string(),
+            data_path,
             node.claim_dir(&key.namespace, &format!("data-{}", key.name)),
         ));
     }
@@ -648,7 +651,11 @@ fn prepare(
         ],
         env: process_env,
         cwd: incarnation_dir.to_path_buf(),
-        vault: Some((rendered.api_port, rendered.api_tls)),
+        vault: Some((
+            rendered.api_port,
+            rendered.api_tls,
+            start.labels_prefix.clone(),
+        )),
         config: Some(target),
     })
 }
@@ -973,7 +980,7 @@ async fn supervise(
     key: &PodKey,
     status: &mut PodStatus,
     pid: u32,
-    vault: Option<(u16, bool)>,
+    vault: Option<(u16, bool, String)>,
     ip: Ipv4Addr,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<crate::process::Exit> {
@@ -983,11 +990,11 @@ async fn supervise(
         if let Some(exit) = node.processes.try_wait(pid) {
             return Some(exit);
         }
-        if let Some((port, tls)) = vault
+        if let Some((port, tls, prefix)) = &vault
             && last_health.is_none_or(|at| at.elapsed() >= HEALTH_INTERVAL)
         {
             last_health = Some(Instant::now());
-            let health = probe_health(SocketAddr::from((ip, port)), tls).await;
+            let health = probe_health(SocketAddr::from((ip, *port)), *tls).await;
             let ready = health.is_some_and(|h| !h.sealed);
             if ready != status.ready {
                 status.set_ready(ready);
@@ -1000,10 +1007,10 @@ async fn supervise(
             {
                 let flag = |on: bool| if on { "true" } else { "false" }.to_string();
                 let labels = [
-                    ("vault-active", flag(health.active())),
-                    ("vault-sealed", flag(health.sealed)),
-                    ("vault-initialized", flag(health.initialized)),
-                    ("vault-perf-standby", flag(false)),
+                    (format!("{prefix}-active"), flag(health.active())),
+                    (format!("{prefix}-sealed"), flag(health.sealed)),
+                    (format!("{prefix}-initialized"), flag(health.initialized)),
+                    (format!("{prefix}-perf-standby"), flag(false)),
                 ];
                 if write_labels(node, key, &labels).is_err() {
                     return None;

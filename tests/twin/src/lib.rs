@@ -62,6 +62,7 @@ pub mod gateway;
 pub mod hcl;
 pub mod httpc;
 pub mod identity;
+pub mod install;
 pub mod keyservice;
 pub mod kubeconfig;
 pub mod kubelet;

@@ -37,8 +37,9 @@ enum Commands {
         foreground: bool,
         /// `vault-pair` (OLD with data, NEW empty, both with real OpenBao), `vault-pair-live` (NEW left
         /// uninitialised, for the live plan), `vault-pair-azure` (sealed by Azure Key Vault through
-        /// the twin's Azure emulator, OpenBao 2.6.2, https URLs; for plans/vault-aks-migration.yaml)
-        /// or `empty`.
+        /// the twin's Azure emulator, OpenBao 2.6.2, https URLs; for plans/vault-aks-migration.yaml),
+        /// `openbao-pair` (as vault-pair, installed with OpenBao's chart: namespace and release
+        /// `openbao`; the plans take `flavour: openbao-helm` from DIR/params.yaml) or `empty`.
         #[arg(long, default_value = "vault-pair")]
         scenario: String,
         /// Scheme of the Vault URLs in the env and params files (the gateways serve both).

@@ -1,7 +1,8 @@
-//! Scenarios: clusters brought up with the Vault Helm chart's objects, each Vault sealed by its
-//! own key service, initialised as asked; and the files a person or a plan needs to drive them
-//! (kubeconfig, CA, secrets, a params file for `plans/vault-transit-migration.yaml`, an env file).
-//! `vault-pair` is OLD (initialised, with data) and NEW (initialised, empty).
+//! Scenarios: clusters brought up with a Helm chart's objects (`vault-helm`, or `openbao-helm`
+//! for `openbao-pair`), each Vault sealed by its own key service, initialised as asked; and the
+//! files a person or a plan needs to drive them (kubeconfig, CA, secrets, a params file for
+//! `plans/vault-transit-migration.yaml`, an env file). `vault-pair` is OLD (initialised, with
+//! data) and NEW (initialised, empty).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{self, ResourceType};
 use crate::httpc::{self, Endpoint, Transport};
+use crate::install::Chart;
 use crate::keyservice::{KeyService, KeyServiceSpec};
 use crate::kubeconfig::write_private;
 use crate::kubelet::{Health, probe_health};
@@ -18,17 +20,16 @@ use crate::scenario_azure::{ScenarioAzure, start_azure};
 use crate::store::WriteOptions;
 use crate::twin::{Cluster, Twin, TwinOptions, create_private_dir};
 
-/// The namespace the chart's objects go into.
+/// The namespace the `vault-helm` chart's objects go into.
 pub const NAMESPACE: &str = "vault";
-/// The Helm release name (StatefulSet, ConfigMap `<release>-config`, Services, Ingress, PDB).
+/// The `vault-helm` release name (StatefulSet, ConfigMap `<release>-config`, Services,
+/// Ingress, PDB).
 pub const RELEASE: &str = "vault";
 /// The ConfigMap key the chart's start script copies.
 pub const CONFIG_KEY: &str = "extraconfig-from-values.hcl";
 /// The userpass user the sample data gets.
 pub const SAMPLE_USER: &str = "alice";
 
-/// The start script of vault-helm 0.34's server StatefulSet (`args[0]`).
-pub const CHART_START_SCRIPT: &str = "cp /vault/config/extraconfig-from-values.hcl /tmp/storageconfig.hcl;\n[ -n \"${HOST_IP}\" ] && sed -Ei \"s|HOST_IP|${HOST_IP?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${POD_IP}\" ] && sed -Ei \"s|POD_IP|${POD_IP?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${HOSTNAME}\" ] && sed -Ei \"s|HOSTNAME|${HOSTNAME?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${API_ADDR}\" ] && sed -Ei \"s|API_ADDR|${API_ADDR?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${TRANSIT_ADDR}\" ] && sed -Ei \"s|TRANSIT_ADDR|${TRANSIT_ADDR?}|g\" /tmp/storageconfig.hcl;\n[ -n \"${RAFT_ADDR}\" ] && sed -Ei \"s|RAFT_ADDR|${RAFT_ADDR?}|g\" /tmp/storageconfig.hcl;\n/usr/local/bin/docker-entrypoint.sh vault server -config=/tmp/storageconfig.hcl \n";
 
 /// How a cluster's Vault is initialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +116,8 @@ pub struct ScenarioOptions {
     /// The longest any one wait (pods, init, voters, routes) may take.
     pub timeout: Duration,
     pub seals: SealKind,
+    /// The chart every cluster is installed with.
+    pub chart: Chart,
 }
 
 impl ScenarioOptions {
@@ -129,6 +132,17 @@ impl ScenarioOptions {
             url_scheme: "http".to_string(),
             timeout: Duration::from_secs(90),
             seals: SealKind::Transit,
+            chart: Chart::VaultHelm,
+        }
+    }
+
+    /// `openbao-pair`: as `vault-pair`, both clusters installed with OpenBao's chart (release
+    /// and namespace `openbao`, container `openbao`, `BAO_*` variables, `openbao-active`
+    /// labels, `/openbao/...` paths).
+    pub fn openbao_pair() -> ScenarioOptions {
+        ScenarioOptions {
+            chart: Chart::OpenbaoHelm,
+            ..ScenarioOptions::vault_pair()
         }
     }
 
@@ -228,6 +242,8 @@ pub const FEDERATED_TOKEN_FILE: &str = "azure-identity-token";
 #[derive(Debug, Clone)]
 pub struct VaultCluster {
     pub plan: ClusterPlan,
+    /// The chart it is installed with.
+    pub chart: Chart,
     pub cluster: Cluster,
     pub seal: ClusterSeal,
     pub keys: Option<InitKeys>,
@@ -258,7 +274,11 @@ impl VaultCluster {
 
     /// The address of pod `ordinal`'s Vault API.
     pub fn pod_address(&self, ordinal: u32) -> Option<SocketAddr> {
-        let ip = self.cluster.node()?.pod_ip(NAMESPACE, RELEASE, ordinal)?;
+        let ip = self.cluster.node()?.pod_ip(
+            self.chart.namespace(),
+            self.chart.release(),
+            ordinal,
+        )?;
         Some(SocketAddr::from((ip, 8200)))
     }
 
@@ -341,12 +361,14 @@ fn resource(group: &str, plural: &str) -> &'static ResourceType {
 
 /// The chart's `extraconfig-from-values.hcl` for `replicas` raft pods sealed by `seal`, with a
 /// `retry_join` towards each pod when `retry_join`.
-pub fn chart_config(replicas: u32, retry_join: bool, seal: &ClusterSeal) -> String {
+pub fn chart_config(chart: Chart, replicas: u32, retry_join: bool, seal: &ClusterSeal) -> String {
     let replicas = if retry_join { replicas } else { 0 };
+    let release = chart.release();
+    let root = chart.root();
     let retry_join: String = (0..replicas)
         .map(|ordinal| {
             format!(
-                "  retry_join {{\n    leader_api_addr = \"http://{RELEASE}-{ordinal}.{RELEASE}-internal:8200\"\n  }}\n"
+                "  retry_join {{\n    leader_api_addr = \"http://{release}-{ordinal}.{release}-internal:8200\"\n  }}\n"
             )
         })
         .collect();
@@ -386,7 +408,7 @@ listener "tcp" {{
 }}
 
 storage "raft" {{
-  path = "/vault/data"
+  path = "{root}/data"
 {retry_join}}}
 
 {seal}
@@ -396,31 +418,38 @@ service_registration "kubernetes" {{}}
     )
 }
 
-fn chart_labels() -> Value {
+fn chart_labels(chart: Chart) -> Value {
     json!({
-        "app.kubernetes.io/name": "vault",
-        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/name": chart.name(),
+        "app.kubernetes.io/instance": chart.release(),
         "app.kubernetes.io/managed-by": "Helm",
-        "helm.sh/chart": "vault-0.34.0",
+        "helm.sh/chart": chart.chart_label(),
     })
 }
 
-fn selector() -> Value {
-    json!({"app.kubernetes.io/name": "vault", "app.kubernetes.io/instance": RELEASE, "component": "server"})
+fn selector(chart: Chart) -> Value {
+    json!({"app.kubernetes.io/name": chart.name(), "app.kubernetes.io/instance": chart.release(), "component": "server"})
 }
 
 /// The chart's objects for one cluster, in creation order: (resource, object).
 pub fn chart_objects(
+    chart: Chart,
     plan: &ClusterPlan,
     seal: &ClusterSeal,
 ) -> Vec<(&'static ResourceType, Value)> {
-    let metadata = |name: &str| json!({"name": name, "namespace": NAMESPACE, "labels": chart_labels(), "annotations": {"meta.helm.sh/release-name": RELEASE, "meta.helm.sh/release-namespace": NAMESPACE}});
+    let (namespace, release, root, env_prefix) = (
+        chart.namespace(),
+        chart.release(),
+        chart.root(),
+        chart.env_prefix(),
+    );
+    let metadata = |name: &str| json!({"name": name, "namespace": namespace, "labels": chart_labels(chart), "annotations": {"meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": namespace}});
     let ports = json!([
         {"name": "http", "port": 8200, "targetPort": 8200},
         {"name": "https-internal", "port": 8201, "targetPort": 8201},
     ]);
     let service = |name: &str, extra_selector: Value, headless: bool| {
-        let mut selector = selector();
+        let mut selector = selector(chart);
         if let (Some(all), Some(extra)) = (selector.as_object_mut(), extra_selector.as_object()) {
             for (key, value) in extra {
                 all.insert(key.clone(), value.clone());
@@ -433,20 +462,20 @@ pub fn chart_objects(
         }
         json!({"metadata": metadata(name), "spec": spec})
     };
-    let mut statefulset_labels = chart_labels();
+    let mut statefulset_labels = chart_labels(chart);
     statefulset_labels["component"] = json!("server");
     let env = json!([
         {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "VAULT_K8S_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "VAULT_K8S_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "VAULT_ADDR", "value": "http://127.0.0.1:8200"},
-        {"name": "VAULT_API_ADDR", "value": "http://$(POD_IP):8200"},
+        {"name": format!("{env_prefix}K8S_POD_NAME"), "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": format!("{env_prefix}K8S_NAMESPACE"), "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": format!("{env_prefix}ADDR"), "value": "http://127.0.0.1:8200"},
+        {"name": format!("{env_prefix}API_ADDR"), "value": "http://$(POD_IP):8200"},
         {"name": "SKIP_CHOWN", "value": "true"},
         {"name": "SKIP_SETCAP", "value": "true"},
         {"name": "HOSTNAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "VAULT_CLUSTER_ADDR", "value": format!("https://$(HOSTNAME).{RELEASE}-internal:8201")},
-        {"name": "HOME", "value": "/home/vault"},
+        {"name": format!("{env_prefix}CLUSTER_ADDR"), "value": format!("https://$(HOSTNAME).{release}-internal:8201")},
+        {"name": "HOME", "value": format!("/home/{}", chart.name())},
     ]);
     let mut env = env;
     // The image names the release the twin runs (OpenBao 2.6.2 for the Azure Key Vault seal).
@@ -455,18 +484,18 @@ pub fn chart_objects(
         ClusterSeal::Azure(_) => "quay.io/openbao/openbao:2.6.2",
     };
     let mut volumes = vec![
-        json!({"name": "config", "configMap": {"name": format!("{RELEASE}-config")}}),
+        json!({"name": "config", "configMap": {"name": format!("{release}-config")}}),
         json!({"name": "home", "emptyDir": {}}),
     ];
     let mut mounts = vec![
-        json!({"name": "data", "mountPath": "/vault/data"}),
-        json!({"name": "config", "mountPath": "/vault/config"}),
-        json!({"name": "home", "mountPath": "/home/vault"}),
+        json!({"name": "data", "mountPath": format!("{root}/data")}),
+        json!({"name": "config", "mountPath": format!("{root}/config")}),
+        json!({"name": "home", "mountPath": format!("/home/{}", chart.name())}),
     ];
     let mut pod_labels = json!({
-        "helm.sh/chart": "vault-0.34.0",
-        "app.kubernetes.io/name": "vault",
-        "app.kubernetes.io/instance": RELEASE,
+        "helm.sh/chart": chart.chart_label(),
+        "app.kubernetes.io/name": chart.name(),
+        "app.kubernetes.io/instance": release,
         "component": "server",
     });
     if let ClusterSeal::Azure(azure) = seal {
@@ -476,7 +505,7 @@ pub fn chart_objects(
             list.extend([
                 json!({"name": "HTTPS_PROXY", "value": azure.proxy_url}),
                 json!({"name": "HTTP_PROXY", "value": azure.proxy_url}),
-                json!({"name": "NO_PROXY", "value": format!("localhost,127.0.0.0/8,.{RELEASE}-internal,.svc")}),
+                json!({"name": "NO_PROXY", "value": format!("localhost,127.0.0.0/8,.{release}-internal,.svc")}),
                 json!({"name": "SSL_CERT_FILE", "value": format!("{PROXY_CA_DIR}/ca.pem")}),
             ]);
             if azure.form == IdentityForm::WorkloadIdentity {
@@ -500,26 +529,26 @@ pub fn chart_objects(
         }
     }
     let statefulset = json!({
-        "metadata": metadata(RELEASE),
+        "metadata": metadata(release),
         "spec": {
-            "serviceName": format!("{RELEASE}-internal"),
+            "serviceName": format!("{release}-internal"),
             "podManagementPolicy": "Parallel",
             "replicas": plan.replicas,
             "updateStrategy": {"type": "OnDelete"},
-            "selector": {"matchLabels": selector()},
+            "selector": {"matchLabels": selector(chart)},
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {
                     "terminationGracePeriodSeconds": 10,
-                    "serviceAccountName": RELEASE,
+                    "serviceAccountName": release,
                     "securityContext": {"runAsNonRoot": true, "runAsGroup": 1000, "runAsUser": 100, "fsGroup": 1000},
                     "volumes": volumes,
                     "containers": [{
-                        "name": "vault",
+                        "name": chart.name(),
                         "image": image,
                         "imagePullPolicy": "IfNotPresent",
                         "command": ["/bin/sh", "-ec"],
-                        "args": [CHART_START_SCRIPT],
+                        "args": [chart.start_script()],
                         "env": env,
                         "volumeMounts": mounts,
                         "ports": [
@@ -528,7 +557,7 @@ pub fn chart_objects(
                             {"containerPort": 8202, "name": "http-rep"},
                         ],
                         "readinessProbe": {
-                            "exec": {"command": ["/bin/sh", "-ec", "vault status -tls-skip-verify"]},
+                            "exec": {"command": ["/bin/sh", "-ec", format!("{} status -tls-skip-verify", chart.binary())]},
                             "failureThreshold": 2, "initialDelaySeconds": 5, "periodSeconds": 5,
                             "successThreshold": 1, "timeoutSeconds": 3,
                         },
@@ -541,49 +570,51 @@ pub fn chart_objects(
             }],
         },
     });
+    // The label the server's service registration sets on the active node.
+    let active_label = format!("{}-active", chart.name());
     let mut objects = vec![
         (
             resource("", "namespaces"),
-            json!({"metadata": {"name": NAMESPACE}}),
+            json!({"metadata": {"name": namespace}}),
         ),
         (
             resource("", "configmaps"),
-            json!({"metadata": metadata(&format!("{RELEASE}-config")), "data": {CONFIG_KEY: chart_config(plan.replicas, plan.retry_join, seal)}}),
+            json!({"metadata": metadata(&format!("{release}-config")), "data": {CONFIG_KEY: chart_config(chart, plan.replicas, plan.retry_join, seal)}}),
         ),
-        (resource("", "services"), service(RELEASE, json!({}), false)),
+        (resource("", "services"), service(release, json!({}), false)),
         (
             resource("", "services"),
             service(
-                &format!("{RELEASE}-active"),
-                json!({"vault-active": "true"}),
+                &format!("{release}-active"),
+                json!({active_label.clone(): "true"}),
                 false,
             ),
         ),
         (
             resource("", "services"),
             service(
-                &format!("{RELEASE}-standby"),
-                json!({"vault-active": "false"}),
+                &format!("{release}-standby"),
+                json!({active_label: "false"}),
                 false,
             ),
         ),
         (
             resource("", "services"),
-            service(&format!("{RELEASE}-internal"), json!({}), true),
+            service(&format!("{release}-internal"), json!({}), true),
         ),
         (
             resource("networking.k8s.io", "ingresses"),
-            json!({"metadata": metadata(RELEASE), "spec": {
+            json!({"metadata": metadata(release), "spec": {
                 "ingressClassName": "nginx",
                 "rules": [{"host": plan.domain, "http": {"paths": [{
                     "path": "/", "pathType": "Prefix",
-                    "backend": {"service": {"name": format!("{RELEASE}-active"), "port": {"number": 8200}}},
+                    "backend": {"service": {"name": format!("{release}-active"), "port": {"number": 8200}}},
                 }]}}],
             }}),
         ),
         (
             resource("policy", "poddisruptionbudgets"),
-            json!({"metadata": metadata(RELEASE), "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector()}}}),
+            json!({"metadata": metadata(release), "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(chart)}}}),
         ),
         (resource("apps", "statefulsets"), statefulset),
     ];
@@ -592,7 +623,7 @@ pub fn chart_objects(
             1,
             (
                 resource("", "configmaps"),
-                json!({"metadata": {"name": PROXY_CA_CONFIGMAP, "namespace": NAMESPACE}, "data": {"ca.pem": azure.ca_pem}}),
+                json!({"metadata": {"name": PROXY_CA_CONFIGMAP, "namespace": namespace}, "data": {"ca.pem": azure.ca_pem}}),
             ),
         );
     }
@@ -641,10 +672,11 @@ async fn expect(
 /// ingress.
 async fn initialise(vault: &mut VaultCluster, timeout: Duration) -> Result<(), String> {
     let name = vault.plan.name.clone();
+    let release = vault.chart.release();
     let first = vault
         .pod_endpoint(0)
-        .ok_or_else(|| format!("cluster {name} has no address for pod {RELEASE}-0"))?;
-    wait_for(&format!("{name}: {RELEASE}-0 answers"), timeout, || async {
+        .ok_or_else(|| format!("cluster {name} has no address for pod {release}-0"))?;
+    wait_for(&format!("{name}: {release}-0 answers"), timeout, || async {
         probe_health(first.address, false)
             .await
             .ok_or_else(|| "no answer".to_string())
@@ -680,7 +712,7 @@ async fn initialise(vault: &mut VaultCluster, timeout: Duration) -> Result<(), S
     }
     let token = keys.root_token.clone();
     vault.keys = Some(keys);
-    wait_for(&format!("{name}: {RELEASE}-0 active"), timeout, || async {
+    wait_for(&format!("{name}: {release}-0 active"), timeout, || async {
         match probe_health(first.address, false).await {
             Some(health) if health.active() => Ok(()),
             other => Err(format!("{other:?}")),
@@ -879,8 +911,12 @@ impl Scenario {
                 }
             };
             let cluster = twin.cluster(&plan.name).clone();
-            for (resource, object) in chart_objects(plan, &seal) {
-                let namespace = if resource.namespaced { NAMESPACE } else { "" };
+            for (resource, object) in chart_objects(options.chart, plan, &seal) {
+                let namespace = if resource.namespaced {
+                    options.chart.namespace()
+                } else {
+                    ""
+                };
                 cluster
                     .store()
                     .create(resource, namespace, object, &WriteOptions::default())
@@ -893,6 +929,7 @@ impl Scenario {
             }
             vaults.push(VaultCluster {
                 plan: plan.clone(),
+                chart: options.chart,
                 cluster,
                 seal,
                 keys: None,
@@ -1055,6 +1092,8 @@ impl Scenario {
                 "gateway": {"http": gateway.http.to_string(), "https": gateway.https.to_string()},
                 "kms": kms,
                 "initialised": vault.keys.is_some(),
+                "chart": vault.chart.flavour(),
+                "namespace": vault.chart.namespace(),
             }));
         }
         let resolve: Vec<String> = self
@@ -1100,6 +1139,7 @@ impl Scenario {
             self.vaults.iter().find(|v| v.name() == "new"),
         ) {
             let reference = |name: &str| format!("file:{}", files.secret(name).display());
+            let (namespace, flavour) = (self.options.chart.namespace(), self.options.chart.flavour());
             let params = match (&old.seal, &new.seal, &self.azure) {
                 (ClusterSeal::Azure(old_seal), ClusterSeal::Azure(new_seal), Some(azure)) => {
                     env.push_str(&self.azure_env(azure, &shell, &write)?);
@@ -1119,8 +1159,8 @@ impl Scenario {
                     };
                     format!(
                         "# Written by `twin up` for plans/vault-aks-migration.yaml (the twin's clusters old and new).\n\
-                         old_context: old\nnew_context: new\nold_namespace: {NAMESPACE}\nnew_namespace: {NAMESPACE}\n\
-                         statefulset: {RELEASE}\nconfigmap: {RELEASE}-config\ningress: {RELEASE}\n\
+                         old_context: old\nnew_context: new\nold_namespace: {namespace}\nnew_namespace: {namespace}\n\
+                         flavour: {flavour}\n\
                          old_domain: {}\nnew_domain: {}\nexpected_replicas: {}\n\
                          tenant_id: {}\nnew_vault_msi_client_id: {}\n\
                          old_key_vault_name: {}\nold_unseal_key_name: {}\n\
@@ -1147,8 +1187,8 @@ impl Scenario {
                 }
                 _ => format!(
                     "# Written by `twin up` for plans/vault-transit-migration.yaml (the twin's clusters old and new).\n\
-                 old_context: old\nnew_context: new\nold_namespace: {NAMESPACE}\nnew_namespace: {NAMESPACE}\n\
-                 statefulset: {RELEASE}\nconfigmap: {RELEASE}-config\ningress: {RELEASE}\n\
+                 old_context: old\nnew_context: new\nold_namespace: {namespace}\nnew_namespace: {namespace}\n\
+                 flavour: {flavour}\n\
                  url_scheme: {scheme}\nold_domain: {}\nnew_domain: {}\nexpected_replicas: {}\n\
                  old_kms_address: {}\nold_kms_key: {}\nold_kms_token: {}\n\
                  new_kms_address: {}\nnew_kms_key: {}\nnew_kms_token: {}\n\

@@ -1,0 +1,129 @@
+//! HashiCorp Vault's side of the server differences, against replays of its documented
+//! exchanges (`tests/vault-api/*.json`, each naming its page on developer.hashicorp.com): planx
+//! tells Vault 1.19 and 2.0 from OpenBao by what `sys/seal-status` and `sys/health` say, proves
+//! recovery keys at the unauthenticated `sys/generate-root` of Vault 1.x, sends the token there
+//! on Vault 2.0, refuses on 2.0 without a token before any generation starts, and explains a
+//! 405. OpenBao's side runs against the real server (2.6.2 and 2.7.2) in `tests/vault.rs`.
+
+mod replay;
+
+use planx::adapters::server::Product;
+use planx::adapters::vault::Vault;
+use planx::secrets::Secret;
+use replay::Replay;
+use replay::recorded::VAULT_API;
+
+const OPERATOR_TOKEN: &str = "hvs.OperatorTokenWithSudo0001";
+
+fn keys() -> Vec<Secret> {
+    vec![
+        Secret::new("cmVjb3Zlcnkta2V5LW9uZQ=="),
+        Secret::new("cmVjb3Zlcnkta2V5LXR3bw=="),
+    ]
+}
+
+/// Finish `replay` (every exchange made) and serve `files` afresh.
+async fn replay_again(replay: Replay, files: &[&str]) -> Replay {
+    replay.finish();
+    Replay::start(&VAULT_API, files).await
+}
+
+#[tokio::test]
+async fn vault_1_19_is_identified_and_proves_keys_without_a_token() {
+    let replay = Replay::start(
+        &VAULT_API,
+        &[
+            "vault-1.19.0-seal-status",
+            "vault-1.19.0-health",
+            "generate-root-unauthenticated",
+            "token-revoke-self",
+        ],
+    )
+    .await;
+    let vault = Vault::new(&replay.base, &[]).unwrap();
+    vault
+        .prove_keys(Some(&Secret::new(OPERATOR_TOKEN)), &keys())
+        .await
+        .expect("the keys are proved");
+    let requests = replay.finish_with_requests();
+    let generation: Vec<_> = requests
+        .iter()
+        .filter(|r| r.target.starts_with("/v1/sys/generate-root/"))
+        .collect();
+    assert_eq!(generation.len(), 4, "attempt read, started, two keys");
+    assert!(
+        generation
+            .iter()
+            .all(|r| !r.headers.contains_key("x-vault-token")),
+        "Vault 1.x documents sys/generate-root as unauthenticated: planx sends no token there"
+    );
+}
+
+#[tokio::test]
+async fn vault_2_0_gets_the_token_on_generate_root() {
+    let replay = Replay::start(
+        &VAULT_API,
+        &[
+            "vault-2.0.0-seal-status",
+            "vault-2.0.0-health",
+            "generate-root-with-token",
+            "token-revoke-self",
+        ],
+    )
+    .await;
+    let vault = Vault::new(&replay.base, &[]).unwrap();
+    vault
+        .prove_keys(Some(&Secret::new(OPERATOR_TOKEN)), &keys())
+        .await
+        .expect("the keys are proved with the token");
+    replay.finish();
+}
+
+#[tokio::test]
+async fn vault_2_0_without_a_token_is_refused_before_a_generation_starts() {
+    let replay = Replay::start(
+        &VAULT_API,
+        &["vault-2.0.0-seal-status", "vault-2.0.0-health"],
+    )
+    .await;
+    let vault = Vault::new(&replay.base, &[]).unwrap();
+    let server = vault.server().await.unwrap();
+    assert_eq!(
+        (server.product, server.describe()),
+        (Product::Vault, "HashiCorp Vault 2.0.0".to_string())
+    );
+    let replay = replay_again(replay, &["vault-2.0.0-seal-status", "vault-2.0.0-health"]).await;
+    let vault = Vault::new(&replay.base, &[]).unwrap();
+    let error = vault.prove_keys(None, &keys()).await.unwrap_err().to_string();
+    assert!(
+        error.contains("HashiCorp Vault 2.0.0") && error.contains("give the step a `token`"),
+        "{error}"
+    );
+    // Nothing but the two identifying reads was asked: no attempt was started.
+    assert_eq!(replay.finish().len(), 2);
+}
+
+#[tokio::test]
+async fn a_vault_that_switched_generate_root_off_is_explained() {
+    let replay = Replay::start(
+        &VAULT_API,
+        &[
+            "vault-1.19.0-seal-status",
+            "vault-1.19.0-health",
+            "generate-root-refused",
+        ],
+    )
+    .await;
+    let vault = Vault::new(&replay.base, &[]).unwrap();
+    let error = vault
+        .prove_keys(Some(&Secret::new(OPERATOR_TOKEN)), &keys())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("HashiCorp Vault 1.19.0 refuses root-token generation"),
+        "{error}"
+    );
+    assert!(!error.contains(OPERATOR_TOKEN));
+    replay.finish();
+}
