@@ -102,6 +102,9 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write the man pages, planc.1 and one per subcommand, into DIR (book/man/ holds them).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Args)]
@@ -246,6 +249,20 @@ fn main() -> ExitCode {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "planc", &mut std::io::stdout());
             ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            match std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!(
+                        "error: cannot write the man pages into {}: {error}",
+                        dir.display()
+                    );
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

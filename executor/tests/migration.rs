@@ -360,6 +360,44 @@ async fn the_full_migration_on_openbao_chart_installs_moves_every_secret() {
     let params = std::fs::read_to_string(bed.scenario.files().params()).unwrap();
     assert!(params.contains("flavour: openbao-helm"), "{params}");
     assert!(params.contains("old_namespace: openbao"), "{params}");
+    // The Vault chart's names do not fit this install: refused (not left waiting for a leader
+    // that no pod can be), saying which flavour may, before anything changes (run from a
+    // folder of its own).
+    let elsewhere = bed.dir.join("wrong-flavour");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let mut wrong = apply_args(&bed);
+    wrong.extend(["--set".to_string(), "flavour=vault-helm".to_string()]);
+    let out = planx_command(&bed, &wrong.iter().map(String::as_str).collect::<Vec<_>>())
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    assert!(
+        outcome.contains("does not exist in namespace `openbao`")
+            && outcome.contains("flavour: openbao-helm"),
+        "{outcome}"
+    );
+    assert!(
+        !stdout.contains("\"event\":\"ok\",\"step\":\"cutover"),
+        "nothing changed: {stdout}"
+    );
+    // Rolled back (nothing to undo), the refused run leaves the clusters to the next one.
+    let refused: Vec<PathBuf> = std::fs::read_dir(elsewhere.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let out = planx_command(&bed, &["rollback", refused[0].to_str().unwrap(), "--yes"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = planx_command(
         &bed,
         &apply_args(&bed)
@@ -373,12 +411,19 @@ async fn the_full_migration_on_openbao_chart_installs_moves_every_secret() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(summary(&stdout)["outcome"], "completed");
-    // The stored plan names the chart's objects.
-    let plan: Value = serde_json::from_str(
-        &std::fs::read_to_string(run_dir(&bed).join("saved-plan.json")).unwrap(),
-    )
-    .unwrap();
-    let new_vault = &plan["compiled"]["targets"]["new_vault"];
+    // The preflight found the server it runs, and journaled what it found.
+    let journal = std::fs::read_to_string(run_dir(&bed).join("journal.jsonl")).unwrap();
+    let server = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "step-succeeded" && e["step"] == "preflight.replicas")
+        .map(|e| e["outputs"]["server"].clone());
+    assert_eq!(server, Some(Value::from("OpenBao 2.7.2")), "{journal}");
+    // The run's compiled plan names the chart's objects.
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir(&bed).join("run.json")).unwrap())
+            .unwrap();
+    let new_vault = &record["compiled"]["targets"]["new_vault"]["attributes"];
     for (attribute, expected) in [
         ("flavour", "openbao-helm"),
         ("statefulset", "openbao"),
@@ -390,7 +435,7 @@ async fn the_full_migration_on_openbao_chart_installs_moves_every_secret() {
         ("data_path", "/openbao/data"),
     ] {
         assert_eq!(
-            new_vault[attribute], expected,
+            new_vault[attribute]["Str"], expected,
             "{attribute} of new_vault: {new_vault}"
         );
     }

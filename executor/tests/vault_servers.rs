@@ -94,7 +94,11 @@ async fn vault_2_0_without_a_token_is_refused_before_a_generation_starts() {
     );
     let replay = replay_again(replay, &["vault-2.0.0-seal-status", "vault-2.0.0-health"]).await;
     let vault = Vault::new(&replay.base, &[]).unwrap();
-    let error = vault.prove_keys(None, &keys()).await.unwrap_err().to_string();
+    let error = vault
+        .prove_keys(None, &keys())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("HashiCorp Vault 2.0.0") && error.contains("give the step a `token`"),
         "{error}"
@@ -125,5 +129,32 @@ async fn a_vault_that_switched_generate_root_off_is_explained() {
         "{error}"
     );
     assert!(!error.contains(OPERATOR_TOKEN));
+    replay.finish();
+}
+
+/// The operations whose paths are the same on every supported release read Vault's documented
+/// answers as they read OpenBao's: the raft configuration, the leader, a step-down.
+#[tokio::test]
+async fn vault_raft_leader_and_step_down_answers_are_read() {
+    let replay = Replay::start(&VAULT_API, &["raft-configuration", "leader", "step-down"]).await;
+    let vault = Vault::new(&replay.base, &[]).unwrap();
+    let token = Secret::new(OPERATOR_TOKEN);
+    let servers = vault.raft_configuration(&token).await.unwrap();
+    let voters: Vec<(&str, bool, bool)> = servers
+        .iter()
+        .map(|s| (s.node_id.as_str(), s.leader, s.voter))
+        .collect();
+    assert_eq!(
+        voters,
+        [
+            ("vault-0", true, true),
+            ("vault-1", false, true),
+            ("vault-2", false, false)
+        ]
+    );
+    let leader = vault.leader().await.unwrap();
+    assert!(leader.ha_enabled && !leader.is_self);
+    assert_eq!(leader.raft_applied_index, 164);
+    vault.step_down(&token).await.unwrap();
     replay.finish();
 }

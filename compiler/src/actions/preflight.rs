@@ -40,20 +40,28 @@ pub struct Replicas;
 impl Action for Replicas {
     fn line(&self) -> Line {
         Line {
-            summary: "check that the Vault StatefulSet has the expected available replicas",
+            summary: "check that the install is the one the target describes (the StatefulSet and its container, the raft data path on a persistent volume, the active Service on the server's status label) with the expected available replicas, and that its server is a supported Vault or OpenBao",
             target: Vault,
             side_effect: ReadOnly,
             undo: Undo::NotNeeded,
-            outputs: &[output!("available", "available replicas")],
+            outputs: &[
+                output!("available", "available replicas"),
+                output!(
+                    "server",
+                    "the product and version the server reports, e.g. `OpenBao 2.7.2`"
+                ),
+            ],
             secret_inputs: &[],
             target_inputs: &[],
             chapter: "1.5",
         }
     }
 
-    /// The StatefulSet read.
+    /// The StatefulSet and the active Service read, pod 0 reached.
     fn access(&self, plan: &CompiledPlan, step: &CompiledStep) -> Vec<(String, Access)> {
-        vault_objects_read(plan, step, &["StatefulSet"])
+        let mut access = vault_objects_read(plan, step, &["StatefulSet", "Service"]);
+        access.extend(permissions::vault_pods(plan, &step.on));
+        access
     }
 }
 

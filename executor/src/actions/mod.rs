@@ -441,6 +441,28 @@ impl Live {
             })
     }
 
+    /// When no pod matches a vault target's selector: refuse at once if its StatefulSet does
+    /// not exist either (the target names another install), rather than wait for a leader.
+    async fn refuse_missing_install(&self, vault: &str) -> Result<(), ActionError> {
+        let target = self.vault_target(vault)?;
+        let cluster = self.cluster(vault)?;
+        if cluster
+            .get("StatefulSet", target.statefulset)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        Err(ActionError::permanent(format!(
+            "no pod matches `{}` and StatefulSet `{}` does not exist in namespace `{}` of `{}`{}",
+            target.selector,
+            target.statefulset,
+            cluster.namespace(),
+            cluster.context(),
+            flavour_hint(&target)
+        )))
+    }
+
     /// The active pod and the standbys, asked of each pod's Vault. An election may be under
     /// way after a restart: wait for a leader, up to `self.wait`.
     async fn leader(&self, vault: &str) -> Result<(String, Vec<String>), ActionError> {
@@ -449,7 +471,11 @@ impl Live {
         loop {
             let mut leader = None;
             let mut followers = Vec::new();
-            for pod in self.vault_pods(vault).await? {
+            let pods = self.vault_pods(vault).await?;
+            if pods.is_empty() {
+                self.refuse_missing_install(vault).await?;
+            }
+            for pod in pods {
                 let client = self.vault_on(vault, &pod).await?;
                 match client.leader().await {
                     Ok(answer) if answer.is_self => leader = Some(pod),
@@ -954,4 +980,16 @@ fn strip_volatile(object: &Value) -> Value {
 fn typed<T: serde::de::DeserializeOwned>(run: &StepRun) -> Result<T, ActionError> {
     serde_json::from_value(planc::preview::checked_inputs(&run.inputs))
         .map_err(|e| ActionError::permanent(format!("inputs of `{}`: {e}", run.key)))
+}
+
+/// For a target that does not match the install: the flavour it has, and the other chart's.
+pub(super) fn flavour_hint(target: &VaultTarget<'_>) -> String {
+    let other = match target.flavour {
+        "openbao-helm" => "vault-helm",
+        _ => "openbao-helm",
+    };
+    format!(
+        " (target `{}` has flavour `{}`; an install made with the other chart needs `flavour: {other}`, and any other names set on the target)",
+        target.id, target.flavour
+    )
 }

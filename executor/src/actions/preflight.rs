@@ -5,7 +5,7 @@
 use planc_schema::actions as inputs;
 use serde_json::{Value, json};
 
-use super::{Live, Outputs, typed};
+use super::{Live, Outputs, flavour_hint, typed};
 use crate::adapters::cluster;
 use crate::engine::{ActionError, Effects, StepRun};
 
@@ -78,7 +78,8 @@ pub(super) async fn cluster(
     Ok(outputs)
 }
 
-/// `preflight.replicas`.
+/// `preflight.replicas`: the install is the one the target describes (its flavour's names),
+/// with the replicas expected available, and its server is a Vault or OpenBao planx supports.
 pub(super) async fn replicas(
     live: &Live,
     run: &StepRun,
@@ -87,12 +88,28 @@ pub(super) async fn replicas(
     let on = run.step.on.as_str();
     let mut outputs = Outputs::new();
     let input: inputs::PreflightReplicasInput = typed(run)?;
-    let name = live.vault_target(on)?.statefulset;
-    let statefulset = live
-        .cluster(on)?
-        .get("StatefulSet", name)
-        .await?
-        .ok_or_else(|| ActionError::permanent(format!("StatefulSet `{name}` does not exist")))?;
+    let target = live.vault_target(on)?;
+    let cluster = live.cluster(on)?;
+    let name = target.statefulset;
+    let statefulset = cluster.get("StatefulSet", name).await?.ok_or_else(|| {
+        ActionError::permanent(format!(
+            "StatefulSet `{name}` does not exist in namespace `{}` of `{}`{}",
+            cluster.namespace(),
+            cluster.context(),
+            flavour_hint(&target)
+        ))
+    })?;
+    let active = cluster.get("Service", target.active_service).await?;
+    let mismatches = install_mismatches(&target, &statefulset, active.as_ref());
+    if !mismatches.is_empty() {
+        return Err(ActionError::permanent(format!(
+            "the install in namespace `{}` of `{}` is not what target `{on}` describes: {}{}",
+            cluster.namespace(),
+            cluster.context(),
+            mismatches.join("; "),
+            flavour_hint(&target)
+        )));
+    }
     let available = statefulset["status"]["availableReplicas"]
         .as_u64()
         .or(statefulset["status"]["readyReplicas"].as_u64())
@@ -103,8 +120,93 @@ pub(super) async fn replicas(
             input.expected
         )));
     }
+    let server = live
+        .vault_on(on, &format!("{name}-0"))
+        .await?
+        .server()
+        .await?;
+    server.supported().map_err(ActionError::permanent)?;
     outputs.insert("available", json!(available));
+    outputs.insert("server", json!(server.describe()));
     Ok(outputs)
+}
+
+/// Where the objects of a vault target differ from what its flavour (or its explicit names)
+/// says: the container missing from the StatefulSet, the raft data path on no persistent
+/// volume, the active Service selecting on another product's status label.
+fn install_mismatches(
+    target: &planc::model::VaultTarget<'_>,
+    statefulset: &Value,
+    active_service: Option<&Value>,
+) -> Vec<String> {
+    let mut mismatches = Vec::new();
+    let pod = &statefulset["spec"]["template"]["spec"];
+    let containers: Vec<&str> = pod["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let container = pod["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == target.container);
+    match container {
+        None => mismatches.push(format!(
+            "StatefulSet `{}` has no container `{}` (it has {})",
+            target.statefulset,
+            target.container,
+            containers.join(", ")
+        )),
+        Some(container) => {
+            let claims: Vec<&str> = statefulset["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["metadata"]["name"].as_str())
+                .collect();
+            let on_claim = container["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|mount| {
+                    mount["name"].as_str().is_some_and(|n| claims.contains(&n))
+                        && mount["mountPath"].as_str().is_some_and(|path| {
+                            let path = path.trim_end_matches('/');
+                            target.data_path == path
+                                || target.data_path.starts_with(&format!("{path}/"))
+                        })
+                });
+            if !on_claim {
+                mismatches.push(format!(
+                    "the raft data path `{}` is on no persistent volume of container `{}` (a restart would lose the node's data)",
+                    target.data_path, target.container
+                ));
+            }
+        }
+    }
+    match active_service {
+        None => mismatches.push(format!(
+            "Service `{}` does not exist",
+            target.active_service
+        )),
+        Some(service) => {
+            let label = format!("{}-active", target.status_labels);
+            let selector = service["spec"]["selector"].as_object();
+            let other = selector
+                .into_iter()
+                .flatten()
+                .find(|(key, _)| key.ends_with("-active") && **key != label);
+            if let Some((key, _)) = other {
+                mismatches.push(format!(
+                    "Service `{}` selects pods by `{key}`, but the server's service registration sets `{label}` (status_labels `{}`): the Service would never find the active node",
+                    target.active_service, target.status_labels
+                ));
+            }
+        }
+    }
+    mismatches
 }
 
 /// `preflight.seal-overrides`.
@@ -312,16 +414,20 @@ async fn seal_overriding_variables(
     cluster: &cluster::Cluster,
     container: &Value,
 ) -> Result<Vec<String>, ActionError> {
+    // OpenBao reads `BAO_SEAL_TYPE` where Vault reads `VAULT_SEAL_TYPE`; the seal wrappers'
+    // own variables keep their names in both. The sign-in method is an identity variable,
+    // checked against the seal block instead.
     let overrides = |name: &str| {
-        name.starts_with("VAULT_SEAL_")
+        let moves_the_key = name.starts_with("VAULT_SEAL_")
+            || name.starts_with("BAO_SEAL_")
             || name.starts_with("VAULT_AZUREKEYVAULT_")
             || name.starts_with("VAULT_TRANSIT_SEAL_")
             || name.starts_with("VAULT_AWSKMS_SEAL_")
             || name.starts_with("VAULT_GCPCKMS_SEAL_")
-                && !name.starts_with("VAULT_AZUREKEYVAULT_AUTH_METHOD")
             || name.starts_with("AZUREKEYVAULT_WRAPPER_")
             || name == "AZURE_ENVIRONMENT"
-            || name == "AZURE_AD_RESOURCE"
+            || name == "AZURE_AD_RESOURCE";
+        moves_the_key && name != "VAULT_AZUREKEYVAULT_AUTH_METHOD"
     };
     let mut found: Vec<String> = container["env"]
         .as_array()

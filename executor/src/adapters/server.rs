@@ -64,8 +64,8 @@ impl Server {
                 "cannot tell whether the server (version {version_text}) is HashiCorp Vault or OpenBao: its sys/seal-status has neither `commit_date` (OpenBao) nor `build_date` (Vault)"
             ));
         };
-        let enterprise = health["enterprise"].as_bool().unwrap_or(false)
-            || version_text.contains("+ent");
+        let enterprise =
+            health["enterprise"].as_bool().unwrap_or(false) || version_text.contains("+ent");
         Ok(Server {
             product,
             version,
@@ -110,10 +110,7 @@ impl Server {
     /// - HashiCorp Vault 2.0+: `sys/generate-root` with a token, unless unauthenticated access
     ///   is enabled;
     /// - HashiCorp Vault 1.x: the unauthenticated `sys/generate-root`.
-    pub fn root_token_generation(
-        &self,
-        token_given: bool,
-    ) -> Result<RootTokenGeneration, String> {
+    pub fn root_token_generation(&self, token_given: bool) -> Result<RootTokenGeneration, String> {
         match self.product {
             Product::OpenBao if self.version >= (2, 6, 0) => {
                 if !token_given {
@@ -168,10 +165,7 @@ impl Server {
 
 /// `2.7.2`, `v1.19.0-beta1`, `1.15.2+ent` → the three numbers.
 fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
-    let core = text
-        .trim_start_matches('v')
-        .split(['-', '+', ' '])
-        .next()?;
+    let core = text.trim_start_matches('v').split(['-', '+', ' ']).next()?;
     let mut numbers = core.split('.').map(|n| n.parse::<u32>().ok());
     let major = numbers.next()??;
     let minor = numbers.next().flatten().unwrap_or(0);
@@ -234,21 +228,51 @@ mod tests {
     #[test]
     fn each_release_generates_root_tokens_where_it_documents() {
         let cases = [
-            (Product::OpenBao, (2, 7, 2), true, Ok(("sys/generate-root-token", true))),
-            (Product::OpenBao, (2, 6, 2), false, Err("sys/generate-root-token")),
-            (Product::OpenBao, (2, 5, 2), false, Ok(("sys/generate-root", false))),
-            (Product::Vault, (1, 19, 0), false, Ok(("sys/generate-root", false))),
-            (Product::Vault, (2, 0, 0), true, Ok(("sys/generate-root", true))),
+            (
+                Product::OpenBao,
+                (2, 7, 2),
+                true,
+                Ok(("sys/generate-root-token", true)),
+            ),
+            (
+                Product::OpenBao,
+                (2, 6, 2),
+                false,
+                Err("sys/generate-root-token"),
+            ),
+            (
+                Product::OpenBao,
+                (2, 5, 2),
+                false,
+                Ok(("sys/generate-root", false)),
+            ),
+            (
+                Product::Vault,
+                (1, 19, 0),
+                false,
+                Ok(("sys/generate-root", false)),
+            ),
+            (
+                Product::Vault,
+                (2, 0, 0),
+                true,
+                Ok(("sys/generate-root", true)),
+            ),
             (Product::Vault, (2, 0, 0), false, Err("asks for a token")),
         ];
         for (product, version, token, expected) in cases {
             let got = server(product, version).root_token_generation(token);
             match (got, expected) {
                 (Ok(generation), Ok((base, authenticated))) => {
-                    assert_eq!((generation.base, generation.authenticated), (base, authenticated));
+                    assert_eq!(
+                        (generation.base, generation.authenticated),
+                        (base, authenticated)
+                    );
                 }
                 (Err(message), Err(part)) => assert!(message.contains(part), "{message}"),
-                (got, expected) => panic!("{product:?} {version:?}: {got:?}, expected {expected:?}"),
+                (got, expected) => {
+                    panic!("{product:?} {version:?}: {got:?}, expected {expected:?}")
+                }
             }
         }
     }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use planc::CompileRequest;
 use planx::engine::{Outcome, Preapproved};
 use planx::error::{ErrorKind, PlanxError};
@@ -181,6 +181,9 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Write the man pages, planx.1 and one per subcommand, into DIR (book/man/ holds them).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -229,6 +232,15 @@ fn main() -> ExitCode {
         Command::Rollback { run, yes } => runtime.block_on(rollback(run, yes)),
         Command::Status { run, output } => status(&run, output),
         Command::Unlock { run, yes } => runtime.block_on(unlock(run, yes)),
+        Command::Man { dir } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| {
+                PlanxError::input(format!(
+                    "cannot write the man pages into {}: {e}",
+                    dir.display()
+                ))
+            }),
     };
     match result {
         Ok(code) => code,

@@ -407,9 +407,18 @@ fn summary(paths: &TwinDir) -> String {
     if scenario.is_empty() {
         text.push_str("  example: kubectl --context old get namespaces\n");
     } else {
-        text.push_str(
-            "  example: kubectl --context old -n vault get pods -L vault-active,vault-sealed\n  example: curl $CURL_CONNECT_TO -H \"X-Vault-Token: $(cat $OLD_ROOT_TOKEN_FILE)\" $OLD_VAULT_URL/v1/sys/leader\n",
-        );
+        let first = scenario.first();
+        let namespace = first
+            .and_then(|vault| vault["namespace"].as_str())
+            .unwrap_or("vault");
+        let labels = if first.is_some_and(|vault| vault["chart"] == "openbao-helm") {
+            "openbao"
+        } else {
+            "vault"
+        };
+        text.push_str(&format!(
+            "  example: kubectl --context old -n {namespace} get pods -L {labels}-active,{labels}-sealed\n  example: curl $CURL_CONNECT_TO -H \"X-Vault-Token: $(cat $OLD_ROOT_TOKEN_FILE)\" $OLD_VAULT_URL/v1/sys/leader\n",
+        ));
     }
     text.push_str(&format!(
         "  stop with: twin down --dir {}",

@@ -75,8 +75,16 @@ impl Chart {
     pub fn start_script(self) -> String {
         let root = self.root();
         let binary = self.binary();
-        let mut script = format!("cp {root}/config/extraconfig-from-values.hcl /tmp/storageconfig.hcl;\n");
-        for placeholder in ["HOST_IP", "POD_IP", "HOSTNAME", "API_ADDR", "TRANSIT_ADDR", "RAFT_ADDR"] {
+        let mut script =
+            format!("cp {root}/config/extraconfig-from-values.hcl /tmp/storageconfig.hcl;\n");
+        for placeholder in [
+            "HOST_IP",
+            "POD_IP",
+            "HOSTNAME",
+            "API_ADDR",
+            "TRANSIT_ADDR",
+            "RAFT_ADDR",
+        ] {
             script.push_str(&format!(
                 "[ -n \"${{{placeholder}}}\" ] && sed -Ei \"s|{placeholder}|${{{placeholder}?}}|g\" /tmp/storageconfig.hcl;\n"
             ));

@@ -38,7 +38,6 @@ const BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// The longest the kubelet waits for a process to stop after SIGTERM before SIGKILL.
 pub const MAX_GRACE: Duration = Duration::from_secs(10);
 
-
 fn pods() -> &'static ResourceType {
     catalog::find("", "v1", "pods").expect("pods are in the catalogue")
 }

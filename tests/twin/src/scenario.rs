@@ -30,7 +30,6 @@ pub const CONFIG_KEY: &str = "extraconfig-from-values.hcl";
 /// The userpass user the sample data gets.
 pub const SAMPLE_USER: &str = "alice";
 
-
 /// How a cluster's Vault is initialised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
@@ -274,11 +273,10 @@ impl VaultCluster {
 
     /// The address of pod `ordinal`'s Vault API.
     pub fn pod_address(&self, ordinal: u32) -> Option<SocketAddr> {
-        let ip = self.cluster.node()?.pod_ip(
-            self.chart.namespace(),
-            self.chart.release(),
-            ordinal,
-        )?;
+        let ip =
+            self.cluster
+                .node()?
+                .pod_ip(self.chart.namespace(), self.chart.release(), ordinal)?;
         Some(SocketAddr::from((ip, 8200)))
     }
 
@@ -1139,7 +1137,8 @@ impl Scenario {
             self.vaults.iter().find(|v| v.name() == "new"),
         ) {
             let reference = |name: &str| format!("file:{}", files.secret(name).display());
-            let (namespace, flavour) = (self.options.chart.namespace(), self.options.chart.flavour());
+            let (namespace, flavour) =
+                (self.options.chart.namespace(), self.options.chart.flavour());
             let params = match (&old.seal, &new.seal, &self.azure) {
                 (ClusterSeal::Azure(old_seal), ClusterSeal::Azure(new_seal), Some(azure)) => {
                     env.push_str(&self.azure_env(azure, &shell, &write)?);
