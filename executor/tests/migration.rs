@@ -687,6 +687,70 @@ async fn the_live_plan_refuses_a_new_vault_that_cannot_join_before_any_change() 
     std::fs::remove_dir_all(&bed.dir).ok();
 }
 
+/// The live plan when the clusters lose each other in the middle of the join, as when the
+/// peering between their networks goes: the Vault processes' own traffic between the clusters is
+/// reset (planx, the gateways and clients still reach every pod). The join fails, and the
+/// rollback, run while the cut lasts, removes the nodes that had joined: the old cluster is its
+/// own three nodes again, serving every secret, with no acknowledged write lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_run_whose_clusters_lose_each_other_mid_join_rolls_back_to_the_old_cluster_alone() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let bed = bed_of("live-cut", ScenarioOptions::vault_pair_live()).await;
+    let files = bed.scenario.files();
+    let args = plan_args(&bed, "vault-transit-migration-live.yaml", &[files.params()]);
+    let mut child = planx_command(&bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let output = tokio::task::spawn_blocking(move || std::io::read_to_string(stdout).unwrap());
+    // Cut as planx joins the second pod: the first has joined and caught up.
+    let twin = bed.scenario.twin();
+    let cut = loop {
+        let journal = std::fs::read_dir(bed.dir.join("runs"))
+            .ok()
+            .and_then(|mut runs| runs.next())
+            .and_then(|run| std::fs::read_to_string(run.ok()?.path().join("journal.jsonl")).ok())
+            .unwrap_or_default();
+        if journal.contains("\"effect\":\"join pod vault-1 of new_vault") {
+            break twin
+                .cluster("new")
+                .cut_network_to(twin.cluster("old"))
+                .expect("the clusters' pods are cut off each other");
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "planx ended before it joined the second pod: {}",
+            output.await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let status = child.wait().unwrap();
+    let stdout = output.await.unwrap();
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    assert!(
+        outcome.starts_with("failed at `handover.join`"),
+        "{outcome}"
+    );
+    let joined = raft_servers(&bed, "vault.old.test").await.len();
+    assert!(joined >= 4, "the first new pod had joined: {joined} peers");
+    let stderr = roll_back(&bed);
+    assert!(
+        stderr.contains("handover.join: undone"),
+        "the joined nodes are removed:\n{stderr}"
+    );
+    assert_eq!(
+        raft_servers(&bed, "vault.old.test").await.len(),
+        3,
+        "the old cluster is its own three nodes again"
+    );
+    drop(cut);
+    assert_rolled_back(&bed).await;
+    std::fs::remove_dir_all(&bed.dir).ok();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_run_failing_after_the_join_rolls_back_to_the_old_cluster_alone() {
     let _one = ONE_AT_A_TIME.lock().await;

@@ -119,10 +119,11 @@ pub enum PodFault {
     /// The container's process exits at once with code 1, as a broken image or entrypoint does.
     FailStart,
     /// The ingress gateway and port-forward cannot reach the pod, and what it runs in exec
-    /// reaches nothing (raft traffic between pods, which runs on loopback, is not cut).
+    /// reaches nothing (raft traffic between pods is cut by `Cluster::cut_network_to`).
     NetworkCut,
     /// What the pod runs in exec reaches only its own cluster's pods, as when the peering
-    /// between two clusters' networks is gone (raft traffic, on loopback, is not cut).
+    /// between two clusters' networks is gone (the Vault processes' own traffic is cut by
+    /// `Cluster::cut_network_to`).
     OtherClustersCut,
 }
 

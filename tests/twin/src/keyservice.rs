@@ -114,7 +114,7 @@ impl Inner {
         let log = self.dir.join(format!("kms-{}.log", self.spec.name));
         let pid = self
             .processes
-            .spawn(&format!("kms-{}", self.spec.name), command, &log)
+            .spawn(&format!("kms-{}", self.spec.name), command, &log, None)
             .map_err(|e| format!("cannot start key service {}: {e}", self.spec.name))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {

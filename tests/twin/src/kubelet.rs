@@ -824,7 +824,8 @@ pub async fn run_pod(node: Arc<Node>, pod: Value, mut stop: watch::Receiver<bool
             ),
         );
         let name = format!("{}/{}/{}", node.cluster_name, key.namespace, key.name);
-        let pid = match node.processes.spawn(&name, command, &log) {
+        let group = node.group.as_ref().ok().and_then(|g| g.procs_file().ok());
+        let pid = match node.processes.spawn(&name, command, &log, group) {
             Ok(pid) => pid,
             Err(error) => {
                 status.state = ContainerState::Waiting {

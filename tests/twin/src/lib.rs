@@ -67,6 +67,7 @@ pub mod keyservice;
 pub mod kubeconfig;
 pub mod kubelet;
 pub mod kubeproxy;
+pub mod netcut;
 pub mod netwatch;
 pub mod node;
 pub mod patch;

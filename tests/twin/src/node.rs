@@ -51,6 +51,9 @@ pub struct Node {
     pub authority: Arc<Authority>,
     /// Signs the service-account tokens of projected volumes.
     pub signer: Arc<crate::identity::TokenSigner>,
+    /// The cgroup its pod processes run in (what a network cut between clusters acts on), or
+    /// why there is none.
+    pub group: Result<crate::netcut::ClusterGroup, String>,
     statefulset_indexes: Mutex<Vec<(String, String)>>,
     pods: Mutex<HashMap<String, PodRuntime>>,
 }
@@ -111,6 +114,7 @@ impl Node {
             gateway,
             authority: shared.authority.clone(),
             signer: shared.signer.clone(),
+            group: crate::netcut::ClusterGroup::create(cluster_name),
             statefulset_indexes: Mutex::new(Vec::new()),
             pods: Mutex::new(HashMap::new()),
         }
@@ -129,6 +133,11 @@ impl Node {
         }
         indexes.push(key);
         Some(indexes.len() - 1)
+    }
+
+    /// The addresses of the pods that have run here.
+    pub fn pod_ips(&self) -> Vec<Ipv4Addr> {
+        lock(&self.pods).values().filter_map(|pod| pod.ip).collect()
     }
 
     /// The address pod `ordinal` of StatefulSet `namespace/name` gets.

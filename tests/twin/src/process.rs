@@ -80,9 +80,16 @@ impl Processes {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Starts `command` with stdin closed and stdout and stderr appended to `log`; records it
-    /// under `name`. The process is not waited for.
-    pub fn spawn(&self, name: &str, mut command: Command, log: &Path) -> std::io::Result<u32> {
+    /// Starts `command` with stdin closed and stdout and stderr appended to `log`, in the cgroup
+    /// whose `cgroup.procs` is `group` (when given); records it under `name`. The process is not
+    /// waited for.
+    pub fn spawn(
+        &self,
+        name: &str,
+        mut command: Command,
+        log: &Path,
+        group: Option<std::fs::File>,
+    ) -> std::io::Result<u32> {
         use std::os::unix::process::CommandExt;
         if let Some(parent) = log.parent() {
             std::fs::create_dir_all(parent)?;
@@ -101,11 +108,18 @@ impl Processes {
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
             .process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
-        // async-signal-safe.
+        let group_fd = group.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl and
+        // write (on a descriptor opened before the fork), which are async-signal-safe.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Writing 0 to a group's cgroup.procs moves the writer into it.
+                if let Some(fd) = group_fd
+                    && libc::write(fd, b"0\n".as_ptr().cast(), 2) != 2
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -113,6 +127,7 @@ impl Processes {
         }
         let mut running = self.lock();
         let child = command.spawn()?;
+        drop(group);
         let pid = child.id();
         let record = json!({"pid": pid, "name": name, "program": program});
         let _ = crate::kubeconfig::write_private(
@@ -330,7 +345,7 @@ mod tests {
         let mut sleeper = Command::new("sleep");
         sleeper.arg("60");
         let pid = processes
-            .spawn("sleeper", sleeper, &dir.join("log"))
+            .spawn("sleeper", sleeper, &dir.join("log"), None)
             .unwrap();
         let records = read_pid_records(processes.pid_dir());
         assert_eq!(records.len(), 1);
@@ -339,7 +354,7 @@ mod tests {
         let mut failing = Command::new("sh");
         failing.args(["-c", "echo broken >&2; exit 3"]);
         let failed = processes
-            .spawn("failing", failing, &dir.join("log"))
+            .spawn("failing", failing, &dir.join("log"), None)
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         let exit = loop {

@@ -138,6 +138,30 @@ impl Cluster {
         self.state.faults.deny(verb, resource);
     }
 
+    /// Cuts the network between this cluster's pods and `other`'s, for the pods' own processes
+    /// (raft, joins, forwarding): TCP from one side's processes to the other side's pod
+    /// addresses is reset, both ways, until the returned cut is dropped. Clients, planx and the
+    /// twin still reach every pod. Pods must have run on both sides.
+    pub fn cut_network_to(&self, other: &Cluster) -> Result<crate::netcut::NetCut, String> {
+        let (Some(own), Some(theirs)) = (self.node(), other.node()) else {
+            return Err("both clusters must run workloads".into());
+        };
+        fn group(node: &Node) -> Result<&crate::netcut::ClusterGroup, String> {
+            node.group.as_ref().map_err(|why| {
+                format!(
+                    "cluster {} runs its pods in no cgroup: {why}",
+                    node.cluster_name
+                )
+            })
+        }
+        crate::netcut::NetCut::between(
+            group(own)?,
+            &own.pod_ips(),
+            group(theirs)?,
+            &theirs.pod_ips(),
+        )
+    }
+
     /// Cuts pod `namespace/pod` off the other clusters: what it runs in exec reaches only this
     /// cluster's pods, until `clear_pod_fault`.
     pub fn cut_pod_from_other_clusters(&self, namespace: &str, pod: &str) {
