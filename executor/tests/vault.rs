@@ -419,3 +419,40 @@ async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
         "not cancelled"
     );
 }
+
+/// The live plan's preflight reads the names of the old active node's API certificate as a
+/// joining node will check them, against real OpenBao serving TLS with a certificate for
+/// `vault-0.vault-internal`: that name passes, another is refused naming what the certificate
+/// has, and a plain-HTTP listener answers no TLS.
+#[tokio::test]
+async fn the_names_of_a_tls_certificate_are_read_as_a_joining_node_checks_them() {
+    use planx::adapters::tls_names::certificate_is_valid_for;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["vault-0.vault-internal".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let _tls = BaoNode::start_tls("127.0.9.10", &certificate.pem(), &key.serialize_pem());
+    let address = "127.0.9.10:8200".parse().unwrap();
+    let checked = tokio::task::spawn_blocking(move || {
+        (
+            certificate_is_valid_for(address, "vault-0.vault-internal"),
+            certificate_is_valid_for(address, "vault-0.vault-internal.vault.svc.cluster.local"),
+        )
+    })
+    .await
+    .unwrap();
+    checked
+        .0
+        .expect("the certificate names vault-0.vault-internal");
+    let refused = checked.1.unwrap_err();
+    assert!(refused.contains("vault-0.vault-internal"), "{refused}");
+    let _plain = BaoNode::start("127.0.9.11");
+    let plain = tokio::task::spawn_blocking(|| {
+        certificate_is_valid_for("127.0.9.11:8200".parse().unwrap(), "vault-0.vault-internal")
+    })
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(plain.contains("no TLS server answered"), "{plain}");
+}

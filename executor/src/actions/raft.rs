@@ -141,6 +141,8 @@ async fn preflight(live: &Live, run: &StepRun, _: &Effects) -> Result<Outputs, A
         }
     }
     problems.extend(unreachable_peers(live, on, &input.to, &servers).await?);
+    let leader_address = active.leader().await?.leader_address;
+    problems.extend(tls_name_problem(&active, &input.to, &leader_address).await);
     if !problems.is_empty() {
         return Err(ActionError::permanent(format!(
             "the pods of `{on}` cannot join the raft cluster of `{}`:\n  {}",
@@ -149,11 +151,41 @@ async fn preflight(live: &Live, run: &StepRun, _: &Effects) -> Result<Outputs, A
         )));
     }
     let mut outputs = Outputs::new();
-    outputs.insert(
-        "leader_api_addr",
-        json!(active.leader().await?.leader_address),
-    );
+    outputs.insert("leader_api_addr", json!(leader_address));
     Ok(outputs)
+}
+
+/// When the new pods join at an `https` address: the API certificate of the active node they
+/// join must be valid for that address's host, which a joining node checks (the chain is the
+/// joining node's business: planx reads only the names, through the connection it already has
+/// to the node). `None` for `http`, or when the certificate names the host.
+async fn tls_name_problem(active: &Vault, to: &str, leader_address: &str) -> Option<String> {
+    let url = reqwest::Url::parse(leader_address).ok()?;
+    if url.scheme() != "https" {
+        return None;
+    }
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let reached = reqwest::Url::parse(active.address()).ok()?;
+    let address = reached
+        .socket_addrs(|| Some(8200))
+        .ok()?
+        .into_iter()
+        .next()?;
+    let checked_host = host.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        crate::adapters::tls_names::certificate_is_valid_for(address, &checked_host)
+    })
+    .await
+    .ok()?;
+    answer.err().map(|why| {
+        format!(
+            "the API certificate of `{to}`'s active node is not valid for `{host}`, the name the new pods join at ({leader_address}): {why}; reissue it with that name, or give the join a `leader_api_addr` it names"
+        )
+    })
 }
 
 /// From inside each running pod of `vault` (its Vault container), the API and cluster ports of

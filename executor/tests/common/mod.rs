@@ -55,6 +55,19 @@ impl BaoNode {
     /// A node of OpenBao `release` (from the twin's setup), or of the default `bao` when
     /// `None`.
     pub fn start_release(ip: &str, release: Option<twin::bao::OpenBao>) -> BaoNode {
+        BaoNode::start_with(ip, release, None)
+    }
+
+    /// A node whose API listener serves TLS with `certificate` and `key` (PEM).
+    pub fn start_tls(ip: &str, certificate: &str, key: &str) -> BaoNode {
+        BaoNode::start_with(ip, None, Some((certificate, key)))
+    }
+
+    fn start_with(
+        ip: &str,
+        release: Option<twin::bao::OpenBao>,
+        tls: Option<(&str, &str)>,
+    ) -> BaoNode {
         let program = match release {
             Some(release) => release
                 .path()
@@ -64,6 +77,18 @@ impl BaoNode {
         let dir = std::env::temp_dir().join(format!("planx-bao-{}-{ip}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("temp dir");
+        let listener_tls = match tls {
+            None => "tls_disable     = true".to_string(),
+            Some((certificate, key)) => {
+                std::fs::write(dir.join("tls.crt"), certificate).expect("certificate");
+                std::fs::write(dir.join("tls.key"), key).expect("key");
+                format!(
+                    "tls_cert_file   = \"{}\"\n  tls_key_file    = \"{}\"",
+                    dir.join("tls.crt").display(),
+                    dir.join("tls.key").display()
+                )
+            }
+        };
         let config = format!(
             r#"api_addr     = "http://{ip}:8200"
 cluster_addr = "https://{ip}:8201"
@@ -72,7 +97,7 @@ log_level = "warn"
 listener "tcp" {{
   address         = "{ip}:8200"
   cluster_address = "{ip}:8201"
-  tls_disable     = true
+  {listener_tls}
 }}
 storage "raft" {{
   path                   = "{data}"
