@@ -145,6 +145,20 @@ fn plan_args(bed: &Bed, plan: &str, params: &[PathBuf]) -> Vec<String> {
     args
 }
 
+/// `planx apply` of the transit plan with the bed's parameters, which must complete; its stdout
+/// and stderr.
+fn apply_to_completion(bed: &Bed) -> (String, String) {
+    let args = apply_args(bed);
+    let out = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(summary(&stdout)["outcome"], "completed");
+    (stdout, stderr)
+}
+
 /// Run planx with `args` and expect it to stop at `step`: exit 1, and a summary whose outcome
 /// is `failed at `STEP`: ...`, which it returns.
 fn apply_until_it_fails_at(bed: &Bed, args: &[String], step: &str) -> String {
@@ -302,20 +316,8 @@ async fn the_full_migration_moves_every_secret() {
     let _one = ONE_AT_A_TIME.lock().await;
     let bed = bed("full").await;
     let started = Instant::now();
-    let out = planx_command(
-        &bed,
-        &apply_args(&bed)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (stdout, stderr) = apply_to_completion(&bed);
     let summary = summary(&stdout);
-    assert_eq!(summary["outcome"], "completed");
     let outage = summary["outage_secs"].as_f64().unwrap();
     let waits = summary["outage_waits_secs"].as_f64().unwrap();
     println!(
@@ -398,19 +400,7 @@ async fn the_full_migration_on_openbao_chart_installs_moves_every_secret() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = planx_command(
-        &bed,
-        &apply_args(&bed)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    )
-    .output()
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(summary(&stdout)["outcome"], "completed");
+    let (stdout, stderr) = apply_to_completion(&bed);
     // The preflight found the server it runs, and journaled what it found.
     let journal = std::fs::read_to_string(run_dir(&bed).join("journal.jsonl")).unwrap();
     let server = journal

@@ -295,14 +295,17 @@ impl Vault {
     }
 
     pub async fn seal_status(&self) -> Result<SealStatus, VaultError> {
-        let response = self
-            .send(
-                "seal-status",
-                self.http.get(self.url("sys/seal-status")),
-                &[200],
-            )
-            .await?;
+        let response = self.seal_status_response().await?;
         self.json("seal-status", response).await
+    }
+
+    async fn seal_status_response(&self) -> Result<reqwest::Response, VaultError> {
+        self.send(
+            "seal-status",
+            self.http.get(self.url("sys/seal-status")),
+            &[200],
+        )
+        .await
     }
 
     /// One unseal share; with `migrate` for a node in seal migration (sent with every share).
@@ -362,13 +365,7 @@ impl Vault {
     /// What the server says it is, from `sys/seal-status` and `sys/health` (both
     /// unauthenticated, answered in every state).
     pub async fn server(&self) -> Result<Server, VaultError> {
-        let response = self
-            .send(
-                "seal-status",
-                self.http.get(self.url("sys/seal-status")),
-                &[200],
-            )
-            .await?;
+        let response = self.seal_status_response().await?;
         let seal_status: serde_json::Value = self.json("seal-status", response).await?;
         let response = self.health_response().await?;
         let health: serde_json::Value = self.json("health", response).await?;
