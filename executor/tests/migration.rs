@@ -165,9 +165,7 @@ fn apply_until_it_fails_at(bed: &Bed, args: &[String], step: &str) -> String {
     let out = planx_command(bed, &args.iter().map(String::as_str).collect::<Vec<_>>())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    let (stdout, outcome) = failed(&out);
     assert!(
         outcome.starts_with(&format!("failed at `{step}`")),
         "{stdout}"
@@ -175,10 +173,24 @@ fn apply_until_it_fails_at(bed: &Bed, args: &[String], step: &str) -> String {
     outcome
 }
 
+/// A planx run that must have failed (exit 1): its stdout and the outcome of its summary.
+fn failed(out: &std::process::Output) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    (stdout, outcome)
+}
+
 /// `planx rollback RUN --yes` of the bed's one run, which must finish; what it printed.
 fn roll_back(bed: &Bed) -> String {
-    let run = run_dir(bed);
+    roll_back_in(bed, &bed.dir)
+}
+
+/// `planx rollback RUN --yes`, run from `folder`, of the one run started there.
+fn roll_back_in(bed: &Bed, folder: &Path) -> String {
+    let run = run_dir_in(folder);
     let out = planx_command(bed, &["rollback", run.to_str().unwrap(), "--yes"])
+        .current_dir(folder)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -187,7 +199,12 @@ fn roll_back(bed: &Bed) -> String {
 }
 
 fn run_dir(bed: &Bed) -> PathBuf {
-    let runs: Vec<PathBuf> = std::fs::read_dir(bed.dir.join("runs"))
+    run_dir_in(&bed.dir)
+}
+
+/// The one run started from `folder`.
+fn run_dir_in(folder: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = std::fs::read_dir(folder.join("runs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -373,9 +390,7 @@ async fn the_full_migration_on_openbao_chart_installs_moves_every_secret() {
         .current_dir(&elsewhere)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let outcome = summary(&stdout)["outcome"].as_str().unwrap().to_string();
+    let (stdout, outcome) = failed(&out);
     assert!(
         outcome.contains("does not exist in namespace `openbao`")
             && outcome.contains("flavour: openbao-helm"),
@@ -386,20 +401,7 @@ async fn the_full_migration_on_openbao_chart_installs_moves_every_secret() {
         "nothing changed: {stdout}"
     );
     // Rolled back (nothing to undo), the refused run leaves the clusters to the next one.
-    let refused: Vec<PathBuf> = std::fs::read_dir(elsewhere.join("runs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let out = planx_command(&bed, &["rollback", refused[0].to_str().unwrap(), "--yes"])
-        .current_dir(&elsewhere)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    roll_back_in(&bed, &elsewhere);
     let (stdout, stderr) = apply_to_completion(&bed);
     // The preflight found the server it runs, and journaled what it found.
     let journal = std::fs::read_to_string(run_dir(&bed).join("journal.jsonl")).unwrap();

@@ -8,7 +8,7 @@
 mod replay;
 
 use planx::adapters::server::Product;
-use planx::adapters::vault::Vault;
+use planx::adapters::vault::{Vault, VaultError};
 use planx::secrets::Secret;
 use replay::Replay;
 use replay::recorded::VAULT_API;
@@ -22,29 +22,31 @@ fn keys() -> Vec<Secret> {
     ]
 }
 
-/// Finish `replay` (every exchange made) and serve `files` afresh.
-async fn replay_again(replay: Replay, files: &[&str]) -> Replay {
-    replay.finish();
-    Replay::start(&VAULT_API, files).await
+/// Serve the recordings `files` and prove the keys through them, with the operator's token when
+/// `with_token`; the replay (to finish) and what planx answered.
+async fn prove_through(files: &[&str], with_token: bool) -> (Replay, Result<(), VaultError>) {
+    let replay = Replay::start(&VAULT_API, files).await;
+    let vault = Vault::new(&replay.base, &[]).unwrap();
+    let token = Secret::new(OPERATOR_TOKEN);
+    let proved = vault
+        .prove_keys(with_token.then_some(&token), &keys())
+        .await;
+    (replay, proved)
 }
 
 #[tokio::test]
 async fn vault_1_19_is_identified_and_proves_keys_without_a_token() {
-    let replay = Replay::start(
-        &VAULT_API,
+    let (replay, proved) = prove_through(
         &[
             "vault-1.19.0-seal-status",
             "vault-1.19.0-health",
             "generate-root-unauthenticated",
             "token-revoke-self",
         ],
+        true,
     )
     .await;
-    let vault = Vault::new(&replay.base, &[]).unwrap();
-    vault
-        .prove_keys(Some(&Secret::new(OPERATOR_TOKEN)), &keys())
-        .await
-        .expect("the keys are proved");
+    proved.expect("the keys are proved");
     let requests = replay.finish_with_requests();
     let generation: Vec<_> = requests
         .iter()
@@ -61,21 +63,17 @@ async fn vault_1_19_is_identified_and_proves_keys_without_a_token() {
 
 #[tokio::test]
 async fn vault_2_0_gets_the_token_on_generate_root() {
-    let replay = Replay::start(
-        &VAULT_API,
+    let (replay, proved) = prove_through(
         &[
             "vault-2.0.0-seal-status",
             "vault-2.0.0-health",
             "generate-root-with-token",
             "token-revoke-self",
         ],
+        true,
     )
     .await;
-    let vault = Vault::new(&replay.base, &[]).unwrap();
-    vault
-        .prove_keys(Some(&Secret::new(OPERATOR_TOKEN)), &keys())
-        .await
-        .expect("the keys are proved with the token");
+    proved.expect("the keys are proved with the token");
     replay.finish();
 }
 
@@ -92,13 +90,10 @@ async fn vault_2_0_without_a_token_is_refused_before_a_generation_starts() {
         (server.product, server.describe()),
         (Product::Vault, "HashiCorp Vault 2.0.0".to_string())
     );
-    let replay = replay_again(replay, &["vault-2.0.0-seal-status", "vault-2.0.0-health"]).await;
-    let vault = Vault::new(&replay.base, &[]).unwrap();
-    let error = vault
-        .prove_keys(None, &keys())
-        .await
-        .unwrap_err()
-        .to_string();
+    replay.finish();
+    let (replay, proved) =
+        prove_through(&["vault-2.0.0-seal-status", "vault-2.0.0-health"], false).await;
+    let error = proved.unwrap_err().to_string();
     assert!(
         error.contains("HashiCorp Vault 2.0.0") && error.contains("give the step a `token`"),
         "{error}"
@@ -109,21 +104,16 @@ async fn vault_2_0_without_a_token_is_refused_before_a_generation_starts() {
 
 #[tokio::test]
 async fn a_vault_that_switched_generate_root_off_is_explained() {
-    let replay = Replay::start(
-        &VAULT_API,
+    let (replay, proved) = prove_through(
         &[
             "vault-1.19.0-seal-status",
             "vault-1.19.0-health",
             "generate-root-refused",
         ],
+        true,
     )
     .await;
-    let vault = Vault::new(&replay.base, &[]).unwrap();
-    let error = vault
-        .prove_keys(Some(&Secret::new(OPERATOR_TOKEN)), &keys())
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = proved.unwrap_err().to_string();
     assert!(
         error.contains("HashiCorp Vault 1.19.0 refuses root-token generation"),
         "{error}"
