@@ -52,7 +52,7 @@ use planx::secrets::Secret;
 const TOKEN_ENV: &str = "PLANX_BENCH_TOKEN";
 const IP: &str = "127.0.91.1";
 const VALUE_CHARS: usize = 700_000;
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 const MB: f64 = 1e6;
 
 fn main() {
@@ -72,8 +72,10 @@ fn child(args: &[String]) {
     let [mode, address, path, rest @ ..] = args else {
         panic!("usage: --child MODE ADDRESS PATH [SHA256]");
     };
+    let started = Instant::now();
     let path = Path::new(path);
     let token = Secret::new(std::env::var(TOKEN_ENV).expect("the token in PLANX_BENCH_TOKEN"));
+    let mut first_byte = None;
     planx::adapters::vault::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,7 +86,11 @@ fn child(args: &[String]) {
         match mode.as_str() {
             "save" => {
                 let file = vault
-                    .snapshot_save(&token, path, |_| {})
+                    .snapshot_save(&token, path, |bytes| {
+                        if bytes > 0 && first_byte.is_none() {
+                            first_byte = Some(started.elapsed().as_secs_f64());
+                        }
+                    })
                     .await
                     .expect("planx snapshot save");
                 (file.sha256, file.bytes)
@@ -92,7 +98,7 @@ fn child(args: &[String]) {
             "restore" => {
                 let expected = rest.first().expect("the SHA-256 to restore");
                 vault
-                    .snapshot_restore_force(&token, path, expected, |_| {})
+                    .snapshot_restore_force(&token, path, Some(expected), |_| {})
                     .await
                     .expect("planx snapshot restore");
                 (String::new(), 0)
@@ -101,9 +107,10 @@ fn child(args: &[String]) {
         }
     });
     println!(
-        "sha256={sha256} bytes={bytes} vmhwm_kb={} cpu_s={}",
+        "sha256={sha256} bytes={bytes} vmhwm_kb={} cpu_s={} first_byte_s={}",
         vmhwm_kb(),
-        cpu_seconds("self")
+        cpu_seconds("self"),
+        first_byte.unwrap_or(0.0)
     );
 }
 
@@ -150,6 +157,9 @@ struct Run {
     sha256: String,
     /// After a restore: how long the node took to come back, active, with the snapshot's data.
     settled: f64,
+    /// A save: seconds from the client's start until its first data arrived (curl's
+    /// `time_starttransfer`; planx's first batch, at most 1 MiB).
+    first_byte: f64,
 }
 
 impl Run {
@@ -293,19 +303,20 @@ fn bench() {
     }
     println!();
     println!(
-        "where a save's time goes (median of {RUNS}; {} cores here): CPU seconds of the client and of the server while it ran, and the cores they kept busy together",
+        "where a save's time goes (median of {RUNS}; {} cores here): seconds until the first data arrived (the server preparing the snapshot), CPU seconds of the client and of the server while it ran, and the cores they kept busy together",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
     println!(
-        "| size MB | planx wall s | planx CPU s | server CPU s | cores busy | curl wall s | curl CPU s | server CPU s | cores busy |"
+        "| size MB | planx wall s | first data s | planx CPU s | server CPU s | cores busy | curl wall s | first data s | curl CPU s | server CPU s | cores busy |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         let [planx_cpu, planx_server, curl_cpu, curl_server] = row.cpu;
         let [planx_wall, curl_wall] = row.seconds;
+        let [planx_first, curl_first] = row.first_byte;
         println!(
-            "| {:.1} | {planx_wall:.2} | {planx_cpu:.2} | {planx_server:.2} | {:.2} | {curl_wall:.2} | {curl_cpu:.2} | {curl_server:.2} | {:.2} |",
+            "| {:.1} | {planx_wall:.2} | {planx_first:.3} | {planx_cpu:.2} | {planx_server:.2} | {:.2} | {curl_wall:.2} | {curl_first:.3} | {curl_cpu:.2} | {curl_server:.2} | {:.2} |",
             row.bytes as f64 / MB,
             (planx_cpu + planx_server) / planx_wall,
             (curl_cpu + curl_server) / curl_wall,
@@ -395,6 +406,8 @@ struct Row {
     cpu: [f64; 4],
     /// Median wall seconds of a save: planx, curl.
     seconds: [f64; 2],
+    /// Median seconds to a save's first data: planx, curl.
+    first_byte: [f64; 2],
     /// Median seconds of SHA-256 over the snapshot already in memory, on one core: work a
     /// save must do and `curl -o` does not.
     hash_alone: f64,
@@ -569,6 +582,7 @@ impl Bench {
             server_cpu,
             sha256: field("sha256"),
             settled: 0.0,
+            first_byte: field("first_byte_s").parse().unwrap_or(0.0),
         }
     }
 
@@ -584,8 +598,9 @@ impl Bench {
         args.extend(self.curl_common());
         args.push(url);
         let server = self.server_cpu();
-        let (seconds, code, rss_kb, cpu) = self.curl(&args);
+        let (seconds, written, rss_kb, cpu) = self.curl(&args);
         let server_cpu = self.server_cpu() - server;
+        let (code, first_byte) = written.split_once(' ').unwrap_or((&written, "0"));
         assert_eq!(code, "200", "curl save");
         Run {
             seconds,
@@ -595,6 +610,7 @@ impl Bench {
             server_cpu,
             sha256: String::new(),
             settled: 0.0,
+            first_byte: first_byte.parse().unwrap_or(0.0),
         }
     }
 
@@ -612,7 +628,8 @@ impl Bench {
         ];
         args.extend(self.curl_common());
         args.push(url);
-        let (seconds, code, rss_kb, cpu) = self.curl(&args);
+        let (seconds, written, rss_kb, cpu) = self.curl(&args);
+        let code = written.split_whitespace().next().unwrap_or_default();
         assert!(code == "200" || code == "204", "curl restore: HTTP {code}");
         Run {
             seconds,
@@ -622,6 +639,7 @@ impl Bench {
             server_cpu: 0.0,
             sha256: String::new(),
             settled: 0.0,
+            first_byte: 0.0,
         }
     }
 
@@ -645,7 +663,7 @@ impl Bench {
             "-H".into(),
             format!("@{}", self.header.display()),
             "-w".into(),
-            "%{http_code}".into(),
+            "%{http_code} %{time_starttransfer}".into(),
         ]
     }
 
@@ -703,6 +721,7 @@ impl Bench {
     /// Restore with `restore`, then wait for the node to be back with the snapshot's data.
     fn restore(&mut self, snapshot_marker: &str, restore: impl FnOnce(&Self) -> Run) -> Run {
         self.dirty_marker();
+        self.wait_quiet();
         let mut run = restore(self);
         let start = Instant::now();
         self.wait_restored(snapshot_marker);
@@ -710,8 +729,30 @@ impl Bench {
         run
     }
 
-    /// Three rounds of: planx save, curl save (then `sha256sum` of its file), planx restore,
-    /// curl restore.
+    /// `curl -o FILE` on a quiet server, then `sync FILE`, then `sha256sum FILE`: each one's
+    /// seconds.
+    fn timed_curl_save(&self, path: &Path) -> (Run, f64, f64) {
+        self.wait_quiet();
+        let curl = self.curl_save(path);
+        let synced = self.sync(path);
+        let hashed = self.sha256sum(path);
+        (curl, synced, hashed)
+    }
+
+    /// Wait (10 s at most) until the server spends less than one clock tick of CPU in 200 ms.
+    fn wait_quiet(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let before = self.server_cpu();
+            std::thread::sleep(Duration::from_millis(200));
+            if self.server_cpu() - before < 0.015 {
+                return;
+            }
+        }
+    }
+
+    /// Five rounds of a planx save and a curl save (then `sync` and `sha256sum` of its file),
+    /// then a planx restore and a curl restore; planx goes first in rounds 1, 3 and 5.
     fn measure(&mut self, label: &str) -> Row {
         let marker = format!("snapshot-{label}");
         self.set_marker(&marker);
@@ -720,13 +761,20 @@ impl Bench {
         for run in 0..RUNS {
             let planx_file = self.path(&format!("planx-{label}-{run}.snap"));
             let curl_file = self.path(&format!("curl-{label}-{run}.snap"));
+            // Who goes first alternates, and each save starts on a quiet server: a save right
+            // after a restore otherwise meets the server still settling it.
+            let planx_first = run % 2 == 0;
+            let mut curl_run = None;
+            if !planx_first {
+                curl_run = Some(self.timed_curl_save(&curl_file));
+            }
+            self.wait_quiet();
             let save = self.planx("save", &planx_file, None);
             let sha256 = save.sha256.clone();
             ps.push(save);
             hashes.push(hash_in_memory(&planx_file, &sha256));
-            let curl = self.curl_save(&curl_file);
-            let synced = self.sync(&curl_file);
-            let hashed = self.sha256sum(&curl_file);
+            let (curl, synced, hashed) =
+                curl_run.unwrap_or_else(|| self.timed_curl_save(&curl_file));
             css.push(Run {
                 seconds: curl.seconds + synced,
                 bytes: curl.bytes,
@@ -735,6 +783,7 @@ impl Bench {
                 server_cpu: 0.0,
                 sha256: String::new(),
                 settled: 0.0,
+                first_byte: 0.0,
             });
             chs.push(Run {
                 seconds: curl.seconds + synced + hashed,
@@ -744,19 +793,28 @@ impl Bench {
                 server_cpu: 0.0,
                 sha256: String::new(),
                 settled: 0.0,
+                first_byte: 0.0,
             });
             cs.push(curl);
-            pr.push(self.restore(&marker, |b| b.planx("restore", &planx_file, Some(&sha256))));
-            cr.push(self.restore(&marker, |b| b.curl_restore(&curl_file)));
+            if planx_first {
+                pr.push(self.restore(&marker, |b| b.planx("restore", &planx_file, Some(&sha256))));
+                cr.push(self.restore(&marker, |b| b.curl_restore(&curl_file)));
+            } else {
+                cr.push(self.restore(&marker, |b| b.curl_restore(&curl_file)));
+                pr.push(self.restore(&marker, |b| b.planx("restore", &planx_file, Some(&sha256))));
+            }
             let _ = std::fs::remove_file(&planx_file);
             let _ = std::fs::remove_file(&curl_file);
             println!(
-                "  {label} MB run {}: save planx {:.2} s (CPU {:.2} s, server {:.2} s) / curl {:.2} s (CPU {:.2} s, server {:.2} s; + sync {:.2} s, + sha256sum {:.2} s); restore planx {:.2} s / curl {:.2} s (back active after {:.1} s / {:.1} s)",
+                "  {label} MB run {} ({} first): save planx {:.2} s (first data {:.3} s, CPU {:.2} s, server {:.2} s) / curl {:.2} s (first data {:.3} s, CPU {:.2} s, server {:.2} s; + sync {:.2} s, + sha256sum {:.2} s); restore planx {:.2} s / curl {:.2} s (back active after {:.1} s / {:.1} s)",
                 run + 1,
+                if run % 2 == 0 { "planx" } else { "curl" },
                 ps[run].seconds,
+                ps[run].first_byte,
                 ps[run].cpu,
                 ps[run].server_cpu,
                 cs[run].seconds,
+                cs[run].first_byte,
                 cs[run].cpu,
                 cs[run].server_cpu,
                 css[run].seconds - cs[run].seconds,
@@ -783,6 +841,10 @@ impl Bench {
             seconds: [
                 middle(ps.iter().map(|r| r.seconds)),
                 middle(cs.iter().map(|r| r.seconds)),
+            ],
+            first_byte: [
+                middle(ps.iter().map(|r| r.first_byte)),
+                middle(cs.iter().map(|r| r.first_byte)),
             ],
             hash_alone: middle(hashes.into_iter()),
             planx_restore: median(&pr),

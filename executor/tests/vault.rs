@@ -170,27 +170,74 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
         );
     }
 
-    // A changed file is refused before anything is sent.
-    let copy = dir.join("changed.snap");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    std::fs::write(&copy, bytes).unwrap();
-    let error = target
-        .snapshot_restore_force(
-            &Secret::new(target_init.root_token.clone()),
-            &copy,
-            &file.sha256,
-            |_| {},
-        )
+    // A changed file (one byte in the middle flipped), the saved file with bytes after its end,
+    // and a cut one are each refused, their upload cut short: the target, never given a whole
+    // file, stays as it was (unsealed, its own token valid).
+    let original = std::fs::read(&path).unwrap();
+    let other = dir.join("other.snap");
+    let (status, _) = call(
+        &source_node.address,
+        root,
+        Method::POST,
+        "secret/data/app/other",
+        Some(serde_json::json!({"data": {"value": "other"}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    source
+        .snapshot_save(&token, &other, |_| {})
         .await
-        .unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("the file changed since it was saved"),
-        "{error}"
-    );
+        .expect("another snapshot");
+    let other = std::fs::read(&other).unwrap();
+    let mut flipped = original.clone();
+    flipped[original.len() / 2] ^= 0xff;
+    let mut extended = original.clone();
+    extended.extend_from_slice(&vec![0u8; 1 << 20]);
+    let cut = original[..original.len() - 100].to_vec();
+    for (name, bytes, reason) in [
+        ("changed.snap", other, "the file changed since it was saved"),
+        ("flipped.snap", flipped, ""),
+        (
+            "extended.snap",
+            extended,
+            "the file goes on after the snapshot archive's end",
+        ),
+        ("cut.snap", cut, "the snapshot archive is damaged"),
+    ] {
+        let copy = dir.join(name);
+        std::fs::write(&copy, bytes).unwrap();
+        let error = target
+            .snapshot_restore_force(
+                &Secret::new(target_init.root_token.clone()),
+                &copy,
+                Some(&file.sha256),
+                |_| {},
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(reason)
+                && error.contains(
+                    "refusing to restore it (the upload was cut short: nothing was restored)"
+                ),
+            "{name}: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !target.seal_status().await.unwrap().sealed,
+            "{name}: the target did not restore (a restore seals it)"
+        );
+        let (status, _) = call(
+            &target_node.address,
+            &target_init.root_token,
+            Method::GET,
+            "sys/mounts",
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{name}: the target still takes its own token");
+    }
 
     // Restore into the other cluster: it seals itself and comes back with the source's keys.
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -199,7 +246,7 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
         .snapshot_restore_force(
             &Secret::new(target_init.root_token.clone()),
             &path,
-            &file.sha256,
+            Some(&file.sha256),
             move |bytes| counter.store(bytes, std::sync::atomic::Ordering::Relaxed),
         )
         .await
@@ -264,7 +311,7 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
 }
 
 #[test]
-fn an_archive_without_sealed_sums_is_refused() {
+fn an_archive_without_sealed_sums_or_with_bytes_after_its_end_is_refused() {
     let dir = std::env::temp_dir().join(format!("planx-archive-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("fake.snap");
@@ -281,14 +328,38 @@ fn an_archive_without_sealed_sums_is_refused() {
         .append_data(&mut header, "meta.json", &data[..])
         .unwrap();
     archive.into_inner().unwrap().finish().unwrap();
-    let error = planx::adapters::vault::check_snapshot_archive(&path).unwrap_err();
+    let error = planx::adapters::snapshot_archive::check_snapshot_archive(&path).unwrap_err();
     assert_eq!(
         error,
         "the archive has no SHA256SUMS.sealed: the snapshot cannot be verified"
     );
+    // With its sums the archive passes, and fails again with bytes after its end.
+    let file = std::fs::File::create(&path).unwrap();
+    let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::fast(),
+    ));
+    for (name, data) in [
+        ("meta.json", &b"{}"[..]),
+        ("SHA256SUMS.sealed", &b"sealed"[..]),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        archive.append_data(&mut header, name, data).unwrap();
+    }
+    archive.into_inner().unwrap().finish().unwrap();
+    planx::adapters::snapshot_archive::check_snapshot_archive(&path).expect("a whole archive");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.push(0);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(
+        planx::adapters::snapshot_archive::check_snapshot_archive(&path).unwrap_err(),
+        "the file goes on after the snapshot archive's end: it is not the snapshot that was saved"
+    );
     std::fs::write(&path, b"not a gzip").unwrap();
     assert!(
-        planx::adapters::vault::check_snapshot_archive(&path)
+        planx::adapters::snapshot_archive::check_snapshot_archive(&path)
             .unwrap_err()
             .starts_with("not a snapshot archive")
     );

@@ -279,7 +279,8 @@ pub struct SnapshotSaveInput {
 pub struct SnapshotRestoreInput {
     /// `{{ steps.ID.outputs.snapshot }}` of a `vault.snapshot-save` step.
     pub snapshot: String,
-    /// Expected SHA-256 of the file, checked before the upload.
+    /// Expected SHA-256 of the file, checked as it is sent: the file's last 256 KiB are held back
+    /// until it matches, so the server never receives a changed file whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     pub token: SecretRef,

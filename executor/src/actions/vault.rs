@@ -310,12 +310,6 @@ pub(super) async fn snapshot_restore(
     let input: inputs::SnapshotRestoreInput = typed(run)?;
     let token = live.secret(run, "token")?;
     let path = PathBuf::from(&input.snapshot);
-    let expected = match &input.sha256 {
-        Some(sha) => sha.clone(),
-        None => crate::adapters::vault::file_sha256(&path)
-            .await
-            .map_err(|e| ActionError::permanent(format!("cannot read {}: {e}", path.display())))?,
-    };
     let (leader, _) = live.leader(on).await?;
     let client = live.vault_on(on, &leader).await?;
     let size = tokio::fs::metadata(&path).await.map(|m| m.len()).ok();
@@ -323,7 +317,7 @@ pub(super) async fn snapshot_restore(
     effects
         .perform(&format!("force-restore the snapshot into {on}"), async {
             client
-                .snapshot_restore_force(&token, &path, &expected, sent)
+                .snapshot_restore_force(&token, &path, input.sha256.as_deref(), sent)
                 .await
                 .map_err(ActionError::from)
         })
