@@ -1,6 +1,7 @@
 //! Snapshot transfer benchmark: planx's streaming raft-snapshot save and restore versus curl doing
 //! the same two transfers against the same real OpenBao server, at a small and a large snapshot;
 //! prints throughput, the planx/curl ratio and planx's peak RSS (a table, never an assertion).
+//! Run with `cargo bench -p planx --bench snapshot`.
 //!
 //! One single-node raft OpenBao runs on a loopback address (stopped by a drop guard, even on a
 //! panic). It is filled with random base64 in a kv-v1 mount, ~700 KB a value (below raft's 1 MiB
@@ -9,14 +10,13 @@
 //! `--child`, the token in `PLANX_BENCH_TOKEN`, never argv), so the peak RSS it reports
 //! (`VmHWM`) belongs to that transfer alone; the parent times it, process start included. curl
 //! gets the token from a 0600 header file. After each restore the parent waits until a marker
-//! written after the save reads back as it was in the snapshot and `sys/health` answers 200,
-//! before the next transfer. Every figure is the median of three runs. Under the table, per size:
-//! `curl -o FILE` followed by `sha256sum FILE`, timed together, as the like-for-like comparison
-//! for planx's save, which hashes what it writes. Run with
-//! `cargo bench -p planx --bench snapshot`.
+//! written after the save reads back as it was in the snapshot and `sys/health` answers 200.
+//! Every transfer starts on a quiet server (less than a clock tick of its CPU in 200 ms), and
+//! planx and curl take turns going first; every figure is the median of five runs.
 //!
 //! Under the tables: `curl -o FILE && sync FILE` (planx syncs what it saves) and `&& sha256sum
-//! FILE` as like-for-like comparisons, and where a save's time goes: CPU seconds of the client
+//! FILE` as like-for-like comparisons, and where a save's time goes: seconds until the first
+//! data arrived (curl's `time_starttransfer`, planx's first batch), CPU seconds of the client
 //! (`/proc/PID/stat` of the child, `/usr/bin/time` of curl) and of the server while it ran.
 //!
 //! `PLANX_BENCH_PIN=1` puts the server on the first CPU and the clients (planx's child, curl) on
@@ -31,11 +31,15 @@
 //! single-threaded runtime of its own (receiving alone: 0.215 s), hands 1 MiB batches to a
 //! writer thread (SHA-256, vectored write, writeback started every 8 MiB without waiting, so the
 //! final sync takes 2-5 ms where curl's `sync FILE` takes 0.06-0.11 s) and a checker thread.
-//! What is left is CPU: the server needs one of this machine's two cores to produce the
-//! snapshot (its CPU seconds equal the wall time), and the save adds 0.09 s of SHA-256 per
-//! 110 MB (1.2 GB/s with SHA-NI; `ring` measured the same) to what curl does. Sharing the two
-//! cores the save runs at 0.74-0.84x of `curl -o`; pinned apart, at 0.89-1.04x. Restore: 4 KiB
-//! reads gave 0.27x; 256 KiB reads and the up-front hash with 1 MiB blocking reads give ~1x.
+//! Until this bench took turns, planx's save always ran right after a restore and curl's never
+//! did: a save on a server still settling a restore took up to 0.1 s longer (0.70-0.81x); taking
+//! turns on a quiet server, the save runs at 0.92-0.95x of `curl -o`. Both wait the same
+//! 0.05-0.08 s for the server to start sending (it walks the whole snapshot once before the
+//! first byte); what is left is CPU: the server needs one of this machine's two cores, and the
+//! save adds 0.09 s of SHA-256 per 110 MB (1.2 GB/s with SHA-NI; `ring` measured the same) to
+//! what curl does. Restore: 4 KiB reads gave 0.27x; 256 KiB reads with the hash taken first
+//! 0.91-1.06x; one pass that hashes and checks the file as it is sent (its tail held back until
+//! both pass) 1.35-1.43x: `curl --data-binary @FILE` reads the whole file into memory first.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
