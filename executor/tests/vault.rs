@@ -228,15 +228,11 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
             !target.seal_status().await.unwrap().sealed,
             "{name}: the target did not restore (a restore seals it)"
         );
-        let (status, _) = call(
-            &target_node.address,
-            &target_init.root_token,
-            Method::GET,
-            "sys/mounts",
-            None,
-        )
-        .await;
-        assert_eq!(status, 200, "{name}: the target still takes its own token");
+        assert_eq!(
+            mounts_status(&target_node, &target_init).await,
+            200,
+            "{name}: the target still takes its own token"
+        );
     }
 
     // Restore into the other cluster: it seals itself and comes back with the source's keys.
@@ -295,16 +291,9 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
             format!("secret-value-{i}")
         );
     }
-    let (status, _) = call(
-        &target_node.address,
-        &target_init.root_token,
-        Method::GET,
-        "sys/mounts",
-        None,
-    )
-    .await;
     assert_eq!(
-        status, 403,
+        mounts_status(&target_node, &target_init).await,
+        403,
         "after the restore only the source's tokens are valid"
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -364,6 +353,19 @@ fn an_archive_without_sealed_sums_or_with_bytes_after_its_end_is_refused() {
             .starts_with("not a snapshot archive")
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The status `sys/mounts` answers on `node` to the root token of `init`.
+async fn mounts_status(node: &BaoNode, init: &common::Init) -> u16 {
+    call(
+        &node.address,
+        &init.root_token,
+        Method::GET,
+        "sys/mounts",
+        None,
+    )
+    .await
+    .0
 }
 
 /// How many tokens the node holds.

@@ -226,12 +226,20 @@ impl HoldingReader {
 
 impl Read for HoldingReader {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let available = self.fill_buf()?;
-        let count = buffer.len().min(available.len());
-        buffer[..count].copy_from_slice(&available[..count]);
-        self.consume(count);
-        Ok(count)
+        read_through_buffer(self, buffer)
     }
+}
+
+/// `Read::read` for a reader whose own buffer is the source: copy what `fill_buf` offers.
+pub(crate) fn read_through_buffer(
+    reader: &mut impl BufRead,
+    buffer: &mut [u8],
+) -> std::io::Result<usize> {
+    let available = reader.fill_buf()?;
+    let count = buffer.len().min(available.len());
+    buffer[..count].copy_from_slice(&available[..count]);
+    reader.consume(count);
+    Ok(count)
 }
 
 impl BufRead for HoldingReader {

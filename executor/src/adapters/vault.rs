@@ -1202,12 +1202,7 @@ impl BatchReader {
 
 impl std::io::Read for BatchReader {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        use std::io::BufRead;
-        let available = self.fill_buf()?;
-        let count = buffer.len().min(available.len());
-        buffer[..count].copy_from_slice(&available[..count]);
-        self.consume(count);
-        Ok(count)
+        super::snapshot_archive::read_through_buffer(self, buffer)
     }
 }
 
