@@ -11,8 +11,9 @@
 //! (`VmHWM`) belongs to that transfer alone; the parent times it, process start included. curl
 //! gets the token from a 0600 header file. After each restore the parent waits until a marker
 //! written after the save reads back as it was in the snapshot and `sys/health` answers 200.
-//! Every transfer starts on a quiet server (less than a clock tick of its CPU in 200 ms), and
-//! planx and curl take turns going first; every figure is the median of five runs.
+//! Every transfer starts on a quiet server (less than a clock tick of its CPU in 200 ms), every
+//! save after one untimed snapshot read, and planx and curl take turns going first; every
+//! figure is the median of five runs.
 //!
 //! Under the tables: `curl -o FILE && sync FILE` (planx syncs what it saves) and `&& sha256sum
 //! FILE` as like-for-like comparisons, and where a save's time goes: seconds until the first
@@ -32,12 +33,15 @@
 //! writer thread (SHA-256, vectored write, writeback started every 8 MiB without waiting, so the
 //! final sync takes 2-5 ms where curl's `sync FILE` takes 0.06-0.11 s) and a checker thread.
 //! Until this bench took turns, planx's save always ran right after a restore and curl's never
-//! did: a save on a server still settling a restore took up to 0.1 s longer (0.70-0.81x); taking
-//! turns on a quiet server, the save runs at 0.92-0.95x of `curl -o`. Both wait the same
-//! 0.05-0.08 s for the server to start sending (it walks the whole snapshot once before the
-//! first byte); what is left is CPU: the server needs one of this machine's two cores, and the
-//! save adds 0.09 s of SHA-256 per 110 MB (1.2 GB/s with SHA-NI; `ring` measured the same) to
-//! what curl does. Restore: 4 KiB reads gave 0.27x; 256 KiB reads with the hash taken first
+//! did, into the writeback of the server's freshly restored raft database: 0.70-0.81x. With a
+//! `sync` and a quiet server before every save, and turns taken, the save runs at 0.87-0.95x of
+//! `curl -o` on the two shared cores, 0.95x pinned apart (`PLANX_BENCH_PIN=1`), and 1.06-1.24x
+//! of `curl -o && sync`. Both wait the same 0.05-0.07 s for the server to start sending (it
+//! walks the whole snapshot once before the first byte); what is left is CPU: planx's save uses
+//! 0.15-0.18 s of it per 110 MB against curl's 0.07 s, of which 0.097 s is SHA-256 (1.14 GB/s
+//! with SHA-NI; `ring` measured the same) and about 0.02 s the archive walk, while the server
+//! needs one of this machine's two cores (a lower priority for the hashing thread measured
+//! within the noise). Restore: 4 KiB reads gave 0.27x; 256 KiB reads with the hash taken first
 //! 0.91-1.06x; one pass that hashes and checks the file as it is sent (its tail held back until
 //! both pass) 1.35-1.43x: `curl --data-binary @FILE` reads the whole file into memory first.
 
@@ -197,6 +201,8 @@ fn bench() {
         .enable_all()
         .build()
         .expect("runtime");
+    // Counted before any pinning, which narrows what this process may use.
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let node = common::BaoNode::start(IP);
     if std::env::var_os("PLANX_BENCH_PIN").is_some_and(|v| v == "1") {
         pin_server_and_clients(node.pid());
@@ -308,7 +314,7 @@ fn bench() {
     println!();
     println!(
         "where a save's time goes (median of {RUNS}; {} cores here): seconds until the first data arrived (the server preparing the snapshot), CPU seconds of the client and of the server while it ran, and the cores they kept busy together",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        cores
     );
     println!();
     println!(
@@ -733,14 +739,23 @@ impl Bench {
         run
     }
 
-    /// `curl -o FILE` on a quiet server, then `sync FILE`, then `sha256sum FILE`: each one's
+    /// `curl -o FILE` on a settled server, then `sync FILE`, then `sha256sum FILE`: each one's
     /// seconds.
     fn timed_curl_save(&self, path: &Path) -> (Run, f64, f64) {
-        self.wait_quiet();
+        self.settle_for_a_save();
         let curl = self.curl_save(path);
         let synced = self.sync(path);
         let hashed = self.sha256sum(path);
         (curl, synced, hashed)
+    }
+
+    /// Every dirty page on the machine written out (`sync`), then a quiet server: the restore
+    /// before leaves hundreds of MB (the server's new raft database) for the kernel to write
+    /// back, and whichever save ran into that writeback came out 10-25% slower.
+    fn settle_for_a_save(&self) {
+        let status = Command::new("sync").status().expect("sync runs");
+        assert!(status.success(), "sync");
+        self.wait_quiet();
     }
 
     /// Wait (10 s at most) until the server spends less than one clock tick of CPU in 200 ms.
@@ -772,7 +787,7 @@ impl Bench {
             if !planx_first {
                 curl_run = Some(self.timed_curl_save(&curl_file));
             }
-            self.wait_quiet();
+            self.settle_for_a_save();
             let save = self.planx("save", &planx_file, None);
             let sha256 = save.sha256.clone();
             ps.push(save);
