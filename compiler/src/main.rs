@@ -247,7 +247,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "planc", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut without_hidden_subcommands(Cli::command()),
+                "planc",
+                &mut std::io::stdout(),
+            );
             ExitCode::SUCCESS
         }
         Command::Man { dir } => {
@@ -486,4 +491,20 @@ fn emit(text: &str) {
     let _ = stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush());
+}
+
+/// `command` without its hidden subcommands (`man`), which clap_complete would otherwise offer.
+fn without_hidden_subcommands(command: clap::Command) -> clap::Command {
+    let visible: Vec<clap::Command> = command
+        .get_subcommands()
+        .filter(|subcommand| !subcommand.is_hide_set())
+        .cloned()
+        .collect();
+    let trimmed = clap::Command::new("planc")
+        .args(command.get_arguments().cloned())
+        .subcommands(visible);
+    match command.get_version() {
+        Some(_) => trimmed.version(env!("CARGO_PKG_VERSION")),
+        None => trimmed,
+    }
 }

@@ -222,7 +222,15 @@ fn actions_schema_and_completions() {
         "`planc schema` differs from schema/plan.schema.json"
     );
     let out = planc(&["completions", "bash"]);
-    assert!(text(&out.stdout).contains("planc"));
+    let script = text(&out.stdout);
+    assert!(
+        script.contains("planc__subcmd__check") && script.contains("planc__subcmd__completions"),
+        "{script}"
+    );
+    assert!(
+        !script.contains("planc__subcmd__man"),
+        "the hidden `man` is not offered"
+    );
 }
 
 #[test]
