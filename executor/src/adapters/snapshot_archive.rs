@@ -112,9 +112,9 @@ pub fn stream_verified(
 
 fn verify(source: &mut HoldingReader, expected_sha256: Option<&str>) -> Result<(), StreamRefusal> {
     if let Err(message) = walk_archive(source) {
+        // An ended upload also stops the walk; `stream_verified` reports that before this.
         return Err(match source.read_error.take() {
             Some(error) => StreamRefusal::Unreadable(error),
-            None if source.upload_ended => StreamRefusal::UploadEnded,
             None => StreamRefusal::Refused(message),
         });
     }
