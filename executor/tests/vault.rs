@@ -196,13 +196,13 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
     let cut = original[..original.len() - 100].to_vec();
     for (name, bytes, reason) in [
         ("changed.snap", other, "the file changed since it was saved"),
-        ("flipped.snap", flipped, ""),
+        ("flipped.snap", flipped.clone(), ""),
         (
             "extended.snap",
             extended,
             "the file goes on after the snapshot archive's end",
         ),
-        ("cut.snap", cut, "the snapshot archive is damaged"),
+        ("cut.snap", cut.clone(), "the snapshot archive is damaged"),
     ] {
         let copy = dir.join(name);
         std::fs::write(&copy, bytes).unwrap();
@@ -232,6 +232,64 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
             mounts_status(&target_node, &target_init).await,
             200,
             "{name}: the target still takes its own token"
+        );
+    }
+
+    // The same damage met in a transfer, where the snapshot streams from the source straight into
+    // the target, replayed by a stand-in source: each transfer is refused, the target's upload
+    // cut short before the archive's end. The archive followed, a second later, by more bytes is
+    // the case the held-back tail decides: without it the target has the whole archive while
+    // planx waits for what follows, and restores it.
+    let target_root = Secret::new(target_init.root_token.clone());
+    for (name, bytes, pause_at, broken_at, reason) in [
+        ("flipped", flipped, None, None, ""),
+        (
+            "extended",
+            [original.clone(), vec![0u8; 1 << 20]].concat(),
+            Some(original.len()),
+            None,
+            "the file goes on after the snapshot archive's end",
+        ),
+        ("cut", cut, None, None, "the snapshot archive is damaged"),
+        (
+            "broken",
+            original.clone(),
+            None,
+            Some(original.len() / 2),
+            "",
+        ),
+    ] {
+        let replayed = Vault::new(&replaying(bytes, pause_at, broken_at).await, &[]).unwrap();
+        let error = replayed
+            .snapshot_transfer(
+                &Secret::new("replayed"),
+                &target,
+                &target_root,
+                &dir.join(format!("transfer-{name}.snap")),
+                |_| {},
+            )
+            .await
+            .unwrap_err();
+        match (&error, broken_at) {
+            (VaultError::Transport { .. }, Some(_)) => {}
+            (VaultError::Snapshot { message, .. }, None) => assert!(
+                message.contains(reason)
+                    && message.ends_with(
+                        "refusing to restore it (the upload was cut short: nothing was restored)"
+                    ),
+                "{name}: {message}"
+            ),
+            _ => panic!("{name}: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            !target.seal_status().await.unwrap().sealed,
+            "transfer {name}: the target did not restore (a restore seals it)"
+        );
+        assert_eq!(
+            mounts_status(&target_node, &target_init).await,
+            200,
+            "transfer {name}: the target still takes its own token"
         );
     }
 
@@ -353,6 +411,41 @@ fn an_archive_without_sealed_sums_or_with_bytes_after_its_end_is_refused() {
             .starts_with("not a snapshot archive")
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A source that replays `body` (bytes a real OpenBao produced, then damaged) to one snapshot
+/// request: `200` with the whole length announced, then the body in two writes split at
+/// `pause_at` with a second between them, or, at `broken_at`, the connection closed. Its address.
+async fn replaying(body: Vec<u8>, pause_at: Option<usize>, broken_at: Option<usize>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => request.extend_from_slice(&buffer[..read]),
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let sent = &body[..broken_at.unwrap_or(body.len())];
+        let (first, rest) = sent.split_at(pause_at.unwrap_or(sent.len()).min(sent.len()));
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = stream.write_all(first).await;
+        if !rest.is_empty() {
+            let _ = stream.flush().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = stream.write_all(rest).await;
+        }
+        let _ = stream.shutdown().await;
+    });
+    address
 }
 
 /// The status `sys/mounts` answers on `node` to the root token of `init`.

@@ -85,7 +85,7 @@ const AFTER_THE_END: &str =
     "the file goes on after the snapshot archive's end: it is not the snapshot that was saved";
 
 /// Read `file` once, hashing it and walking its archive, and hand it to `upload` as it goes,
-/// holding its last [`HOLD_BACK`] bytes until the archive proved whole with nothing after it
+/// holding its last 256 KiB (`HOLD_BACK`) until the archive proved whole with nothing after it
 /// and, when `expected_sha256` is given, the digest matched. Then the tail follows; on a refusal
 /// an error chunk does, which cuts the upload short, so the server never receives the file whole.
 /// Blocking: run it on a thread of its own.
@@ -94,23 +94,33 @@ pub fn stream_verified(
     expected_sha256: Option<&str>,
     upload: UploadChunks,
 ) -> Result<(), StreamRefusal> {
-    let mut source = HoldingReader::new(file, upload);
+    let send = move |chunk| upload.blocking_send(chunk).is_ok();
+    let mut source = HoldingReader::new(file, HeldUpload::new(send));
     let verdict = verify(&mut source, expected_sha256);
-    if source.upload_ended {
+    if source.upload.ended() {
         return Err(StreamRefusal::UploadEnded);
     }
     match verdict {
-        Ok(()) => source.release(),
+        Ok(()) => {
+            if source.upload.release() {
+                Ok(())
+            } else {
+                Err(StreamRefusal::UploadEnded)
+            }
+        }
         Err(refusal) => {
-            let _ = source.upload.blocking_send(Err(std::io::Error::other(
-                "planx refused the snapshot file before the upload's end",
-            )));
+            source
+                .upload
+                .cut("planx refused the snapshot file before the upload's end");
             Err(refusal)
         }
     }
 }
 
-fn verify(source: &mut HoldingReader, expected_sha256: Option<&str>) -> Result<(), StreamRefusal> {
+fn verify<S: FnMut(std::io::Result<bytes::Bytes>) -> bool>(
+    source: &mut HoldingReader<S>,
+    expected_sha256: Option<&str>,
+) -> Result<(), StreamRefusal> {
     if let Err(message) = walk_archive(source) {
         // An ended upload also stops the walk; `stream_verified` reports that before this.
         return Err(match source.read_error.take() {
@@ -132,33 +142,92 @@ fn verify(source: &mut HoldingReader, expected_sha256: Option<&str>) -> Result<(
     Ok(())
 }
 
-/// A [`BufRead`] over the file that hashes every chunk it reads and hands chunks on to the
-/// upload once [`HOLD_BACK`] bytes read after them.
-struct HoldingReader {
-    file: std::fs::File,
-    hasher: Sha256,
+/// Chunks on their way to an upload, each handed on once [`HOLD_BACK`] bytes followed it: the
+/// stream's tail stays here until the stream is verified, then goes on ([`HeldUpload::release`])
+/// or is replaced by an error that cuts the upload short ([`HeldUpload::cut`]). `send` hands one
+/// chunk on, and says `false` once the upload has ended.
+pub(crate) struct HeldUpload<S> {
     held: VecDeque<bytes::Bytes>,
     held_bytes: usize,
+    send: S,
+    ended: bool,
+}
+
+impl<S: FnMut(std::io::Result<bytes::Bytes>) -> bool> HeldUpload<S> {
+    pub(crate) fn new(send: S) -> HeldUpload<S> {
+        HeldUpload {
+            held: VecDeque::new(),
+            held_bytes: 0,
+            send,
+            ended: false,
+        }
+    }
+
+    /// Hold `chunk`, and hand on the held chunks that more than [`HOLD_BACK`] bytes now follow;
+    /// `false` once the upload has ended (what comes after is dropped).
+    pub(crate) fn push(&mut self, chunk: bytes::Bytes) -> bool {
+        if self.ended {
+            return false;
+        }
+        self.held_bytes += chunk.len();
+        self.held.push_back(chunk);
+        while let Some(oldest) = self.held.front()
+            && self.held_bytes - oldest.len() >= HOLD_BACK
+        {
+            let chunk = self.held.pop_front().expect("a held chunk");
+            self.held_bytes -= chunk.len();
+            if !(self.send)(Ok(chunk)) {
+                self.ended = true;
+                self.held.clear();
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether the upload stopped taking chunks (the server answered early: its answer says why).
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The stream was verified: hand on the held tail; `false` if the upload had ended.
+    pub(crate) fn release(mut self) -> bool {
+        while !self.ended
+            && let Some(chunk) = self.held.pop_front()
+        {
+            self.ended = !(self.send)(Ok(chunk));
+        }
+        !self.ended
+    }
+
+    /// The stream was refused: end the upload with an error instead of its tail.
+    pub(crate) fn cut(mut self, why: &str) {
+        if !self.ended {
+            (self.send)(Err(std::io::Error::other(why.to_string())));
+        }
+    }
+}
+
+/// A [`BufRead`] over the file that hashes every chunk it reads and holds it for the upload.
+struct HoldingReader<S> {
+    file: std::fs::File,
+    hasher: Sha256,
     /// The unread part of the newest chunk.
     current: bytes::Bytes,
     end_of_file: bool,
-    upload: UploadChunks,
-    upload_ended: bool,
+    upload: HeldUpload<S>,
     /// A read error, kept whole (the archive walk sees only that reading failed).
     read_error: Option<String>,
 }
 
-impl HoldingReader {
-    fn new(file: std::fs::File, upload: UploadChunks) -> HoldingReader {
+impl<S: FnMut(std::io::Result<bytes::Bytes>) -> bool> HoldingReader<S> {
+    fn new(file: std::fs::File, upload: HeldUpload<S>) -> HoldingReader<S> {
         HoldingReader {
             file,
             hasher: Sha256::new(),
-            held: VecDeque::new(),
-            held_bytes: 0,
             current: bytes::Bytes::new(),
             end_of_file: false,
             upload,
-            upload_ended: false,
             read_error: None,
         }
     }
@@ -179,21 +248,6 @@ impl HoldingReader {
         Ok(bytes::Bytes::from(buffer))
     }
 
-    /// Hand on the held chunks that more than [`HOLD_BACK`] bytes follow.
-    fn forward(&mut self) -> std::io::Result<()> {
-        while let Some(oldest) = self.held.front()
-            && self.held_bytes - oldest.len() >= HOLD_BACK
-        {
-            let chunk = self.held.pop_front().expect("a held chunk");
-            self.held_bytes -= chunk.len();
-            if self.upload.blocking_send(Ok(chunk)).is_err() {
-                self.upload_ended = true;
-                return Err(std::io::Error::other("the upload ended"));
-            }
-        }
-        Ok(())
-    }
-
     /// Whether the file holds more than has been read, reading ahead without hashing or
     /// handing anything on.
     fn has_more(&mut self) -> Result<bool, String> {
@@ -212,19 +266,9 @@ impl HoldingReader {
             }
         }
     }
-
-    /// Hand on the held tail; the file has been verified.
-    fn release(mut self) -> Result<(), StreamRefusal> {
-        while let Some(chunk) = self.held.pop_front() {
-            if self.upload.blocking_send(Ok(chunk)).is_err() {
-                return Err(StreamRefusal::UploadEnded);
-            }
-        }
-        Ok(())
-    }
 }
 
-impl Read for HoldingReader {
+impl<S: FnMut(std::io::Result<bytes::Bytes>) -> bool> Read for HoldingReader<S> {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         read_through_buffer(self, buffer)
     }
@@ -242,7 +286,7 @@ pub(crate) fn read_through_buffer(
     Ok(count)
 }
 
-impl BufRead for HoldingReader {
+impl<S: FnMut(std::io::Result<bytes::Bytes>) -> bool> BufRead for HoldingReader<S> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.current.is_empty() && !self.end_of_file {
             let chunk = self.read_chunk().inspect_err(|error| {
@@ -252,10 +296,10 @@ impl BufRead for HoldingReader {
                 self.end_of_file = true;
             } else {
                 self.hasher.update(&chunk);
-                self.held_bytes += chunk.len();
-                self.held.push_back(chunk.clone());
-                self.current = chunk;
-                self.forward()?;
+                self.current = chunk.clone();
+                if !self.upload.push(chunk) {
+                    return Err(std::io::Error::other("the upload ended"));
+                }
             }
         }
         Ok(&self.current)

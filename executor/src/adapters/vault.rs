@@ -11,7 +11,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::server::Server;
-use super::snapshot_archive::{StreamRefusal, check_snapshot_stream};
+use super::snapshot_archive::StreamRefusal;
+use super::snapshot_receive::{self, ReceiveFailure};
 use crate::secrets::Secret;
 
 /// What went wrong talking to a Vault. Never carries a secret.
@@ -672,13 +673,12 @@ impl Vault {
             .map_err(|e| self.client_error("token revoke", e))
     }
 
-    /// Stream a raft snapshot from the active node into `path`. Receiving, hashing and writing,
-    /// and the check that the archive carries a non-empty `SHA256SUMS.sealed`, overlap on three
-    /// threads: the transfer runs on a thread of its own (a single-threaded runtime and a client
-    /// of its own, built by the same HTTP policy: the connection and the reader then share a
-    /// thread, with no handover per network chunk) and passes batches of about 1 MiB to a writer
-    /// thread (SHA-256, a vectored write, writeback started every 8 MiB, one sync at the end) and a checker
-    /// thread (gunzip and tar walk). `progress` sees the byte count.
+    /// Stream a raft snapshot from the active node into `path`: on a thread of its own, with a
+    /// current-thread runtime and a client of its own (built by the same HTTP policy), each chunk
+    /// is hashed (SHA-256), written (one vectored write a MiB, writeback started every 8 MiB, one
+    /// sync at the end) and walked as an archive (gunzip and tar: a non-empty
+    /// `SHA256SUMS.sealed`, nothing after its end) as it arrives; see
+    /// `snapshot_receive`. `progress` sees the byte count.
     pub async fn snapshot_save(
         &self,
         token: &Secret,
@@ -690,8 +690,8 @@ impl Vault {
 
     /// [`Vault::snapshot_save`] that also streams the snapshot, as it arrives, into `target`'s
     /// `sys/storage/raft/snapshot-force` with `target_token`: one pass, the copy in `path`
-    /// written and hashed alongside. The last batch is held back until the checker accepted the
-    /// archive, so a damaged snapshot never reaches the target whole (its upload is aborted).
+    /// written and hashed alongside. The last 256 KiB received are held back until the archive
+    /// proved whole, so a damaged snapshot never reaches the target whole (its upload is cut).
     pub async fn snapshot_transfer(
         &self,
         token: &Secret,
@@ -724,186 +724,103 @@ impl Vault {
             .map_err(|e| snapshot_error(format!("cannot create: {e}")))?
             .into_std()
             .await;
-        let (to_writer, batches) = tokio::sync::mpsc::channel::<Batch>(PIPELINE_BATCHES);
-        let writer = tokio::task::spawn_blocking(move || write_and_hash(file, batches));
-        let (to_checker, batches) = tokio::sync::mpsc::channel::<Batch>(PIPELINE_BATCHES);
-        let (verdict, checked) = tokio::sync::oneshot::channel();
-        let checker = tokio::task::spawn_blocking(move || {
-            let result = check_snapshot_stream(&mut BatchReader::new(batches));
-            let _ = verdict.send(result.is_ok());
-            result
-        });
         let (report, mut received) = tokio::sync::watch::channel(0u64);
         let (done, transfer) = tokio::sync::oneshot::channel();
         let vault = self.clone();
         let token = token.clone();
+        let shown_path = path.display().to_string();
         std::thread::Builder::new()
             .name("planx-snapshot".into())
             .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| VaultError::Client {
-                        call: "snapshot",
-                        address: vault.address.clone(),
-                        message: e.to_string(),
-                    })
-                    .and_then(|runtime| {
-                        runtime.block_on(vault.receive_snapshot(
-                            &token,
-                            Outlets {
-                                writer: to_writer,
-                                checker: to_checker,
-                                checked,
-                                report,
-                            },
-                            restore,
-                        ))
-                    });
-                let _ = done.send(result);
+                let _ =
+                    done.send(vault.receive_snapshot(&token, file, restore, report, shown_path));
             })
             .map_err(|e| snapshot_error(format!("cannot start the transfer: {e}")))?;
         while received.changed().await.is_ok() {
             progress(*received.borrow_and_update());
         }
-        let bytes = transfer
+        transfer
             .await
-            .map_err(|_| snapshot_error("the transfer thread stopped".into()));
-        let sha256 = writer
-            .await
-            .map_err(|e| snapshot_error(e.to_string()))?
-            .map_err(|e| snapshot_error(format!("cannot write: {e}")));
-        let checked = checker
-            .await
-            .map_err(|e| snapshot_error(e.to_string()))?
-            .map_err(snapshot_error);
-        let bytes = bytes?;
-        // A cut download explains a truncated archive: say that first. Otherwise a refused
-        // archive explains an aborted upload.
-        if let Err(error @ VaultError::Transport { .. }) = bytes {
-            return Err(error);
-        }
-        checked?;
-        let bytes = bytes?;
-        Ok(SnapshotFile {
-            sha256: sha256?,
-            bytes,
-        })
+            .map_err(|_| snapshot_error("the transfer thread stopped".into()))?
     }
 
-    /// The transfer of [`Vault::save_snapshot`], on its own runtime: `GET` the snapshot with a
-    /// client of its own, and hand the chunks on in batches (and, for a transfer, into the
-    /// target's restore); the bytes received.
-    async fn receive_snapshot(
+    /// The thread of [`Vault::save_snapshot`]: a current-thread runtime and a client of its own
+    /// `GET` the snapshot (and, for a transfer, `POST` it into the target) while
+    /// [`snapshot_receive::receive`] hashes, writes and walks it on this thread.
+    fn receive_snapshot(
         self,
         token: &Secret,
-        outlets: Outlets,
+        file: std::fs::File,
         restore: Option<Restore>,
-    ) -> Result<u64, VaultError> {
-        let Outlets {
-            writer: to_writer,
-            checker: to_checker,
-            checked,
-            report,
-        } = outlets;
+        report: tokio::sync::watch::Sender<u64>,
+        path: String,
+    ) -> Result<SnapshotFile, VaultError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| VaultError::Client {
+                call: "snapshot",
+                address: self.address.clone(),
+                message: e.to_string(),
+            })?;
         let http = self.own_client("snapshot")?;
         let vault = Vault { http, ..self };
-        let (to_restore, restoring) = match restore {
+        let request = vault
+            .http
+            .get(vault.url("sys/storage/raft/snapshot"))
+            .header("X-Vault-Token", token.expose());
+        let response = runtime.block_on(vault.send("snapshot", request, &[200]))?;
+        let (upload, restoring) = match restore {
             Some(restore) => {
-                let (sender, chunks) = tokio::sync::mpsc::channel(PIPELINE_BATCHES);
-                (Some(sender), Some(restore.run(chunks)))
+                let (sender, chunks) = tokio::sync::mpsc::channel(UPLOAD_CHUNKS);
+                (Some(sender), Some(runtime.spawn(restore.run(chunks))))
             }
             None => (None, None),
         };
-        let receiving = async {
-            let request = vault
-                .http
-                .get(vault.url("sys/storage/raft/snapshot"))
-                .header("X-Vault-Token", token.expose());
-            let response = vault.send("snapshot", request, &[200]).await?;
-            let mut to_checker = Some(to_checker);
-            let mut to_restore = to_restore;
-            let mut held_back: Option<Batch> = None;
-            let mut bytes = 0u64;
-            let mut batch = Batch::new();
-            let mut batched = 0;
-            let mut stream = response.bytes_stream();
-            let failed = loop {
-                let chunk = match stream.next().await.transpose() {
-                    Ok(chunk) => chunk,
-                    Err(source) => {
-                        break Some(VaultError::Transport {
-                            call: "snapshot",
-                            address: vault.address.clone(),
-                            source,
-                        });
-                    }
-                };
-                let end = chunk.is_none();
-                if let Some(chunk) = chunk {
-                    bytes += chunk.len() as u64;
-                    batched += chunk.len();
-                    batch.push(chunk);
-                }
-                // The network's small chunks go on in batches of about 1 MiB: two handovers per
-                // MiB instead of two per chunk.
-                if batched < SNAPSHOT_BUFFER && !end {
-                    continue;
-                }
-                let full = std::mem::take(&mut batch);
-                batched = 0;
-                // The restore gets each batch one behind: the last one waits for the checker.
-                if let Some(sender) = &to_restore
-                    && let Some(previous) = held_back.replace(full.clone())
-                    && !send_batch(sender, previous).await
-                {
-                    // The target answered early: its answer says why.
-                    to_restore = None;
-                }
-                // A checker that stopped early found the sums, or refused the archive: the
-                // caller reads which.
-                if let Some(sender) = &to_checker
-                    && sender.send(full.clone()).await.is_err()
-                {
-                    to_checker = None;
-                }
-                let written = to_writer.send(full).await.is_ok();
-                let _ = report.send(bytes);
-                if end || !written {
-                    break None;
-                }
-            };
-            drop(to_checker);
-            drop(to_writer);
-            if let Some(sender) = to_restore {
-                let accepted = failed.is_none() && checked.await == Ok(true);
-                match held_back {
-                    Some(last) if accepted => {
-                        send_batch(&sender, last).await;
-                    }
-                    _ => {
-                        let _ = sender
-                            .send(Err(std::io::Error::other(
-                                "the snapshot was not received whole, or its archive was refused",
-                            )))
-                            .await;
-                    }
-                }
-            }
-            match failed {
-                Some(error) => Err(error),
-                None => Ok(bytes),
-            }
+        let received = snapshot_receive::receive(
+            &runtime,
+            response.bytes_stream().boxed(),
+            file,
+            upload,
+            report,
+        );
+        let restored = restoring.map(|task| {
+            runtime
+                .block_on(task)
+                .map_err(|e| VaultError::Snapshot {
+                    path: path.clone(),
+                    message: format!("the upload stopped: {e}"),
+                })
+                .and_then(|restored| restored)
+        });
+        // A transfer's upload was cut short before its end: the target restored nothing.
+        let cut = if restored.is_some() {
+            "; refusing to restore it (the upload was cut short: nothing was restored)"
+        } else {
+            ""
         };
-        match restoring {
-            Some(restoring) => {
-                let (received, restored) = tokio::join!(receiving, restoring);
-                let bytes = received?;
-                restored?;
-                Ok(bytes)
-            }
-            None => receiving.await,
+        let received = received.map_err(|failure| match failure {
+            ReceiveFailure::Transport(source) => VaultError::Transport {
+                call: "snapshot",
+                address: vault.address.clone(),
+                source,
+            },
+            ReceiveFailure::Write(error) => VaultError::Snapshot {
+                path: path.clone(),
+                message: format!("cannot write: {error}{cut}"),
+            },
+            ReceiveFailure::Refused(message) => VaultError::Snapshot {
+                path: path.clone(),
+                message: format!("{message}{cut}"),
+            },
+        })?;
+        if let Some(restored) = restored {
+            restored?;
         }
+        Ok(SnapshotFile {
+            sha256: received.sha256,
+            bytes: received.bytes,
+        })
     }
 
     /// A client of this Vault's HTTP policy for a runtime of its own.
@@ -936,7 +853,7 @@ impl Vault {
         };
         let file =
             std::fs::File::open(path).map_err(|e| snapshot_error(format!("cannot open: {e}")))?;
-        let (upload, chunks) = tokio::sync::mpsc::channel(PIPELINE_BATCHES);
+        let (upload, chunks) = tokio::sync::mpsc::channel(UPLOAD_CHUNKS);
         let expected = expected_sha256.map(str::to_owned);
         let reader = tokio::task::spawn_blocking(move || {
             super::snapshot_archive::stream_verified(file, expected.as_deref(), upload)
@@ -1053,15 +970,6 @@ pub async fn file_sha256(path: &Path) -> std::io::Result<String> {
     .map_err(std::io::Error::other)?
 }
 
-/// Where a received snapshot goes besides the progress report.
-struct Outlets {
-    writer: tokio::sync::mpsc::Sender<Batch>,
-    checker: tokio::sync::mpsc::Sender<Batch>,
-    /// The checker's verdict (`true`: the archive carries its sums).
-    checked: tokio::sync::oneshot::Receiver<bool>,
-    report: tokio::sync::watch::Sender<u64>,
-}
-
 /// The Vault a transfer restores into, and its token.
 struct Restore {
     target: Vault,
@@ -1096,131 +1004,8 @@ impl Restore {
     }
 }
 
-/// Hand a batch to a transfer's restore chunk by chunk; `false` once the upload has ended.
-async fn send_batch(
-    sender: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
-    batch: Batch,
-) -> bool {
-    for chunk in batch {
-        if sender.send(Ok(chunk)).await.is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-/// How much of a snapshot is written or hashed at once.
+/// How much of a file [`file_sha256`] reads at once.
 const SNAPSHOT_BUFFER: usize = 1 << 20;
 
-/// Received chunks handed on together.
-type Batch = Vec<bytes::Bytes>;
-
-/// Batches in flight between the receiving task and each of its two threads: room for what
-/// arrives while the writer waits on a flush.
-const PIPELINE_BATCHES: usize = 4;
-
-/// How much the writer writes before it asks the kernel to start writing it to disk.
-const WRITEBACK_EVERY: u64 = 8 << 20;
-
-/// The writer thread of a snapshot save: SHA-256 of every chunk and one vectored write per
-/// batch (the chunks are not copied), writeback started as it goes, then one sync; the hex
-/// digest.
-fn write_and_hash(
-    mut file: std::fs::File,
-    mut batches: tokio::sync::mpsc::Receiver<Batch>,
-) -> std::io::Result<String> {
-    use std::io::{IoSlice, Write};
-    let mut hasher = Sha256::new();
-    let mut written_total = 0u64;
-    let mut writeback_from = 0u64;
-    while let Some(batch) = batches.blocking_recv() {
-        for chunk in &batch {
-            hasher.update(chunk);
-            written_total += chunk.len() as u64;
-        }
-        let mut slices: Vec<IoSlice> = batch.iter().map(|c| IoSlice::new(c)).collect();
-        let mut slices = slices.as_mut_slice();
-        while !slices.is_empty() {
-            let written = file.write_vectored(slices)?;
-            if written == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut slices, written);
-        }
-        // The disk writes while the next batches arrive, and nobody waits for it here: the one
-        // sync at the end has little left to wait for.
-        if written_total - writeback_from >= WRITEBACK_EVERY {
-            start_writeback(&file, writeback_from, written_total - writeback_from);
-            writeback_from = written_total;
-        }
-    }
-    file.sync_all()?;
-    Ok(planc::hex::encode(&hasher.finalize()))
-}
-
-/// Ask the kernel to start writing a range of `file` to disk without waiting for it
-/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Only a head start for the final sync, which
-/// still decides durability: where the call is unavailable or fails, nothing is lost.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &std::fs::File, offset: u64, length: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else {
-        return;
-    };
-    // SAFETY: the descriptor is open for the duration of the call (borrowed from `file`), and
-    // sync_file_range reads no memory of this process.
-    unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset,
-            length,
-            libc::SYNC_FILE_RANGE_WRITE,
-        );
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &std::fs::File, _offset: u64, _length: u64) {}
-
-/// Batches from a channel, read as one stream without copying (the checker's view of a
-/// transfer in progress).
-struct BatchReader {
-    batches: tokio::sync::mpsc::Receiver<Batch>,
-    chunks: std::vec::IntoIter<bytes::Bytes>,
-    current: bytes::Bytes,
-}
-
-impl BatchReader {
-    fn new(batches: tokio::sync::mpsc::Receiver<Batch>) -> BatchReader {
-        BatchReader {
-            batches,
-            chunks: Vec::new().into_iter(),
-            current: bytes::Bytes::new(),
-        }
-    }
-}
-
-impl std::io::Read for BatchReader {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        super::snapshot_archive::read_through_buffer(self, buffer)
-    }
-}
-
-impl std::io::BufRead for BatchReader {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.current.is_empty() {
-            match self.chunks.next() {
-                Some(chunk) => self.current = chunk,
-                None => match self.batches.blocking_recv() {
-                    Some(batch) => self.chunks = batch.into_iter(),
-                    None => break,
-                },
-            }
-        }
-        Ok(&self.current)
-    }
-
-    fn consume(&mut self, amount: usize) {
-        let _ = self.current.split_to(amount.min(self.current.len()));
-    }
-}
+/// Chunks in flight into a restore's upload.
+const UPLOAD_CHUNKS: usize = 16;
