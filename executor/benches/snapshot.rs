@@ -28,22 +28,27 @@
 //! What the breakdowns found. Save: unbuffered per-chunk writes gave 0.41-0.55x curl; a 1 MiB
 //! buffer 0.59-0.72x; then receiving on a multi-threaded runtime alone (no hash, no write) took
 //! 0.29 s for 110 MB against curl's whole 0.24 s: every network chunk was handed between the
-//! connection's task and the reader on another worker. The save now receives on a thread with a
-//! single-threaded runtime of its own (receiving alone: 0.215 s), hands 1 MiB batches to a
-//! writer thread (SHA-256, vectored write, writeback started every 8 MiB without waiting, so the
-//! final sync takes 2-5 ms where curl's `sync FILE` takes 0.06-0.11 s) and a checker thread.
-//! Until this bench took turns, planx's save always ran right after a restore and curl's never
-//! did, into the writeback of the server's freshly restored raft database: 0.70-0.81x. With a
-//! `sync` and a quiet server before every save, and turns taken, the save runs at 0.87-0.95x of
-//! `curl -o` on the two shared cores, 0.95x pinned apart (`PLANX_BENCH_PIN=1`), and 1.06-1.24x
-//! of `curl -o && sync`. Both wait the same 0.05-0.07 s for the server to start sending (it
-//! walks the whole snapshot once before the first byte); what is left is CPU: planx's save uses
-//! 0.15-0.18 s of it per 110 MB against curl's 0.07 s, of which 0.097 s is SHA-256 (1.14 GB/s
-//! with SHA-NI; `ring` measured the same) and about 0.02 s the archive walk, while the server
-//! needs one of this machine's two cores (a lower priority for the hashing thread measured
-//! within the noise). Restore: 4 KiB reads gave 0.27x; 256 KiB reads with the hash taken first
-//! 0.91-1.06x; one pass that hashes and checks the file as it is sent (its tail held back until
-//! both pass) 1.35-1.43x: `curl --data-binary @FILE` reads the whole file into memory first.
+//! connection's task and the reader on another worker. The save then received on a thread with
+//! a single-threaded runtime of its own (receiving alone: 0.215 s) and handed 1 MiB batches to
+//! a writer thread (SHA-256, vectored write, writeback started every 8 MiB without waiting, so
+//! the final sync takes 2-5 ms where curl's `sync FILE` takes 0.06-0.11 s) and a checker
+//! thread. Until this bench took turns, planx's save always ran right after a restore and
+//! curl's never did, into the writeback of the server's freshly restored raft database:
+//! 0.70-0.81x. With a `sync` and a quiet server before every save, and turns taken, those three
+//! threads ran at 0.84-0.95x of `curl -o` on the two shared cores (0.95x pinned apart,
+//! `PLANX_BENCH_PIN=1`): both wait the same 0.05-0.07 s for the server to start sending (it
+//! walks the whole snapshot once before the first byte), and what was left was CPU, 0.15-0.18 s
+//! of it per 110 MB against curl's 0.07 s while the server needs one of the two cores. SHA-256
+//! is 0.06-0.10 s of that (1.1-1.8 GB/s with SHA-NI, the same as `ring` and OpenSSL on data in
+//! cache) and cannot go; the handovers could. The save now does everything on its one thread,
+//! each chunk hashed, queued for the write and walked as it arrives, while the kernel keeps
+//! receiving into the socket: 0.12-0.14 s of CPU and 0.94-0.98x of `curl -o`, 1.2x of `curl -o
+//! && sync`. Reporting progress per chunk instead of per MiB woke the caller's runtime on every
+//! chunk and cost 0.83-0.87x; building a client loaded the system's CA roots again (2 ms each,
+//! two per save) until the TLS settings were shared (31 us). Restore: 4 KiB reads gave 0.27x;
+//! 256 KiB reads with the hash taken first 0.91-1.06x; one pass that hashes and checks the file
+//! as it is sent (its tail held back until both pass) 1.25-1.48x: `curl --data-binary @FILE`
+//! reads the whole file into memory first.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
