@@ -622,3 +622,69 @@ async fn the_names_of_a_tls_certificate_are_read_as_a_joining_node_checks_them()
     .unwrap_err();
     assert!(plain.contains("no TLS server answered"), "{plain}");
 }
+
+/// A node joins a leader whose API certificate comes from a private CA only when the join
+/// carries that CA (`leader_ca_cert`): without it the node refuses the leader's certificate and
+/// joins nothing; with it the node joins, unseals with the leader's key and is a peer.
+#[tokio::test]
+async fn a_node_joins_an_https_leader_with_the_ca_it_is_given() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "planx test private CA");
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.9.13".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let leader_node =
+        BaoNode::start_with_tls_port("127.0.9.13", 8300, &leaf.pem(), &leaf_key.serialize_pem());
+    let leader = Vault::new(&leader_node.address, &[]).unwrap();
+    let init = init(&leader_node.address).await;
+    leader
+        .unseal(&Secret::new(init.key.clone()), false)
+        .await
+        .expect("unseal the leader");
+    eventually("a leader", Duration::from_secs(30), || async {
+        leader.leader().await.is_ok_and(|l| l.is_self)
+    })
+    .await;
+    let joining_node = BaoNode::start("127.0.9.14");
+    let joining = Vault::new(&joining_node.address, &[]).unwrap();
+    let leader_api_addr = "https://127.0.9.13:8300";
+
+    let refused = joining
+        .raft_join(leader_api_addr, true, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    let log = joining_node.log();
+    assert!(
+        refused.contains("failed to get raft challenge")
+            && log.contains("certificate signed by unknown authority"),
+        "without the CA the leader's certificate is refused: {refused}\n{log}"
+    );
+    assert!(!joining.seal_status().await.unwrap().initialized);
+
+    joining
+        .raft_join(leader_api_addr, true, Some(&ca_pem))
+        .await
+        .expect("the join with the leader's CA");
+    let token = Secret::new(init.root_token.clone());
+    eventually(
+        "the joined node to unseal and be a peer",
+        Duration::from_secs(60),
+        || async {
+            let _ = joining.unseal(&Secret::new(init.key.clone()), false).await;
+            leader
+                .raft_configuration(&token)
+                .await
+                .is_ok_and(|servers| servers.iter().any(|s| s.node_id == "node-127.0.9.14"))
+        },
+    )
+    .await;
+}

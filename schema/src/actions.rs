@@ -417,6 +417,12 @@ pub struct RaftJoinInput {
     /// the active node advertises (`sys/leader`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_api_addr: Option<String>,
+    /// The CA certificate (PEM) that the API certificate at the join address chains to, for an
+    /// `https` join address whose certificate the pods' own roots do not trust (a private CA):
+    /// sent with each join as `leader_ca_cert`. A certificate, not a secret; without it a pod
+    /// verifies the leader with its system roots and refuses a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_ca_cert: Option<String>,
 }
 
 /// `vault.raft-promote`: make the node in `pod` of this Vault a voter of the raft cluster it

@@ -11,7 +11,7 @@ use planc_schema::actions as inputs;
 use serde_json::{Value, json};
 
 use super::{Live, LiveAction, Outputs, live_action_fns, typed};
-use crate::adapters::vault::{RaftChange, RaftServer, Vault};
+use crate::adapters::vault::{RaftChange, RaftServer, Vault, VaultError};
 use crate::engine::{ActionError, BoxFuture, Effects, StepRun};
 use crate::secrets::Secret;
 
@@ -261,6 +261,11 @@ async fn join(live: &Live, run: &StepRun, effects: &Effects) -> Result<Outputs, 
         Some(address) => address.clone(),
         None => active.leader().await?.leader_address,
     };
+    // A module passes an empty value when the plan gives no CA.
+    let leader_ca_cert = input
+        .leader_ca_cert
+        .as_deref()
+        .filter(|pem| !pem.trim().is_empty());
     let mut nodes = Vec::new();
     for pod in live.vault_pods(on).await? {
         let client = live.vault_on(on, &pod).await?;
@@ -297,9 +302,9 @@ async fn join(live: &Live, run: &StepRun, effects: &Effects) -> Result<Outputs, 
                 ),
                 async {
                     client
-                        .raft_join(&leader_api_addr, true)
+                        .raft_join(&leader_api_addr, true, leader_ca_cert)
                         .await
-                        .map_err(ActionError::from)
+                        .map_err(|error| join_error(error, &leader_api_addr, leader_ca_cert))
                 },
             )
             .await?;
@@ -342,6 +347,25 @@ async fn join(live: &Live, run: &StepRun, effects: &Effects) -> Result<Outputs, 
     let mut outputs = Outputs::new();
     outputs.insert("nodes", json!(nodes));
     Ok(outputs)
+}
+
+/// A refused join, with what to do when the likely cause is a leader certificate the pod does
+/// not trust: OpenBao answers only "failed to get raft challenge" and logs the x509 error.
+fn join_error(
+    error: VaultError,
+    leader_api_addr: &str,
+    leader_ca_cert: Option<&str>,
+) -> ActionError {
+    let mut refused = ActionError::from(error);
+    if refused.message.contains("raft challenge")
+        && leader_api_addr.starts_with("https://")
+        && leader_ca_cert.is_none()
+    {
+        refused.message.push_str(&format!(
+            "; if the pod's log says `certificate signed by unknown authority`, the API certificate at {leader_api_addr} comes from a CA the pod does not trust: give the join that CA's PEM as `leader_ca_cert` (the live plans' `old_vault_ca_cert` parameter)"
+        ));
+    }
+    refused
 }
 
 /// Undo a `vault.raft-join`: every pod of the target that is a peer of the joined cluster is
@@ -506,4 +530,45 @@ async fn remove_peer(
     )
     .await?;
     Ok(Outputs::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> VaultError {
+        VaultError::Status {
+            call: "raft join",
+            address: "http://127.0.0.1:8200".into(),
+            status: 500,
+            message: "failed to join raft cluster: failed to get raft challenge".into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_https_join_without_a_ca_says_to_give_the_ca() {
+        let hinted = join_error(refused(), "https://vault-0.vault-internal:8200", None);
+        assert!(
+            hinted
+                .message
+                .starts_with("raft join on http://127.0.0.1:8200: HTTP 500")
+                && hinted
+                    .message
+                    .contains("give the join that CA's PEM as `leader_ca_cert`"),
+            "{}",
+            hinted.message
+        );
+        assert!(hinted.transient, "a 500 stays worth retrying");
+        for (address, ca) in [
+            ("http://vault-0.vault-internal:8200", None),
+            ("https://vault-0.vault-internal:8200", Some("PEM")),
+        ] {
+            let plain = join_error(refused(), address, ca);
+            assert!(
+                !plain.message.contains("leader_ca_cert"),
+                "{}",
+                plain.message
+            );
+        }
+    }
 }

@@ -572,14 +572,19 @@ impl Vault {
 
     /// Ask this (uninitialised) node to join the raft cluster whose node answers at
     /// `leader_api_addr` (`sys/storage/raft/join`, unauthenticated on an uninitialised node).
-    /// The node then unseals itself through its seal, which must use the cluster's key.
+    /// The node then unseals itself through its seal, which must use the cluster's key. With
+    /// `leader_ca_cert` (PEM), the node verifies an `https` leader against that CA.
     pub async fn raft_join(
         &self,
         leader_api_addr: &str,
         non_voter: bool,
+        leader_ca_cert: Option<&str>,
     ) -> Result<(), VaultError> {
-        let body =
+        let mut body =
             serde_json::json!({ "leader_api_addr": leader_api_addr, "non_voter": non_voter });
+        if let Some(ca) = leader_ca_cert {
+            body["leader_ca_cert"] = serde_json::Value::from(ca);
+        }
         let request = self
             .http
             .post(self.url("sys/storage/raft/join"))

@@ -55,18 +55,25 @@ impl BaoNode {
     /// A node of OpenBao `release` (from the twin's setup), or of the default `bao` when
     /// `None`.
     pub fn start_release(ip: &str, release: Option<twin::bao::OpenBao>) -> BaoNode {
-        BaoNode::start_with(ip, release, None)
+        BaoNode::start_with(ip, release, None, None)
     }
 
     /// A node whose API listener serves TLS with `certificate` and `key` (PEM).
     pub fn start_tls(ip: &str, certificate: &str, key: &str) -> BaoNode {
-        BaoNode::start_with(ip, None, Some((certificate, key)))
+        BaoNode::start_with(ip, None, Some((certificate, key)), None)
+    }
+
+    /// A node with its plain API listener on 8200 (its `address`) and a second one on
+    /// `tls_port` that serves TLS with `certificate` and `key` (PEM).
+    pub fn start_with_tls_port(ip: &str, tls_port: u16, certificate: &str, key: &str) -> BaoNode {
+        BaoNode::start_with(ip, None, None, Some((tls_port, certificate, key)))
     }
 
     fn start_with(
         ip: &str,
         release: Option<twin::bao::OpenBao>,
         tls: Option<(&str, &str)>,
+        tls_listener: Option<(u16, &str, &str)>,
     ) -> BaoNode {
         let program = match release {
             Some(release) => release
@@ -89,6 +96,18 @@ impl BaoNode {
                 )
             }
         };
+        let second_listener = match tls_listener {
+            None => String::new(),
+            Some((port, certificate, key)) => {
+                std::fs::write(dir.join("listener.crt"), certificate).expect("certificate");
+                std::fs::write(dir.join("listener.key"), key).expect("key");
+                format!(
+                    "listener \"tcp\" {{\n  address       = \"{ip}:{port}\"\n  tls_cert_file = \"{}\"\n  tls_key_file  = \"{}\"\n}}\n",
+                    dir.join("listener.crt").display(),
+                    dir.join("listener.key").display()
+                )
+            }
+        };
         let config = format!(
             r#"api_addr     = "http://{ip}:8200"
 cluster_addr = "https://{ip}:8201"
@@ -99,7 +118,7 @@ listener "tcp" {{
   cluster_address = "{ip}:8201"
   {listener_tls}
 }}
-storage "raft" {{
+{second_listener}storage "raft" {{
   path                   = "{data}"
   node_id                = "node-{ip}"
   performance_multiplier = 1
