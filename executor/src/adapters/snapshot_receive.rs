@@ -40,8 +40,9 @@ pub(crate) enum ReceiveFailure {
 /// Receive `body` into `file` on this thread, which `runtime` (a current-thread runtime, not
 /// entered here) drives whenever it waits for a chunk, together with whatever else runs on it
 /// (a transfer's upload). The archive is walked as the chunks arrive, and the file synced once
-/// at the end. With `upload`, every chunk goes on to it as well, the stream's tail only once the
-/// archive proved whole ([`HeldUpload`]); otherwise an error chunk cuts the upload short. `report` sees the bytes received.
+/// at the end. With `upload`, every chunk goes on to it as well, the stream's tail only once
+/// the archive proved whole ([`HeldUpload`]); otherwise an error chunk cuts the upload short.
+/// `report` sees the bytes received, once a MiB.
 pub(crate) fn receive(
     runtime: &tokio::runtime::Runtime,
     body: Body,
