@@ -11,6 +11,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
 use super::snapshot_archive::{HeldUpload, check_snapshot_stream, read_through_buffer};
+use super::vault::SnapshotFile;
 
 /// A response body, chunk by chunk.
 pub(crate) type Body = Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
@@ -20,12 +21,6 @@ const WRITE_BATCH: usize = 1 << 20;
 
 /// How much is written before the kernel is asked to start writing it to disk.
 const WRITEBACK_EVERY: u64 = 8 << 20;
-
-/// What receiving a snapshot came to.
-pub(crate) struct Received {
-    pub sha256: String,
-    pub bytes: u64,
-}
 
 /// Why a snapshot was not received whole and sound, most telling first.
 pub(crate) enum ReceiveFailure {
@@ -49,7 +44,7 @@ pub(crate) fn receive(
     file: std::fs::File,
     upload: Option<tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>>,
     report: tokio::sync::watch::Sender<u64>,
-) -> Result<Received, ReceiveFailure> {
+) -> Result<SnapshotFile, ReceiveFailure> {
     let upload = upload
         .map(|sender| HeldUpload::new(move |chunk| runtime.block_on(sender.send(chunk)).is_ok()));
     let mut receiver = Receiver {
@@ -92,7 +87,7 @@ pub(crate) fn receive(
             if let Some(upload) = upload {
                 upload.release();
             }
-            Ok(Received {
+            Ok(SnapshotFile {
                 sha256: planc::hex::encode(&receiver.hasher.finalize()),
                 bytes: receiver.received,
             })

@@ -822,10 +822,7 @@ impl Vault {
         if let Some(restored) = restored {
             restored?;
         }
-        Ok(SnapshotFile {
-            sha256: received.sha256,
-            bytes: received.bytes,
-        })
+        Ok(received)
     }
 
     /// A client of this Vault's HTTP policy for a runtime of its own.
