@@ -223,16 +223,7 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
                 ),
             "{name}: {error}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(
-            !target.seal_status().await.unwrap().sealed,
-            "{name}: the target did not restore (a restore seals it)"
-        );
-        assert_eq!(
-            mounts_status(&target_node, &target_init).await,
-            200,
-            "{name}: the target still takes its own token"
-        );
+        assert_not_restored(&target, &target_node, &target_init, name).await;
     }
 
     // The same damage met in a transfer, where the snapshot streams from the source straight into
@@ -281,16 +272,13 @@ async fn a_snapshot_moves_every_secret_into_another_cluster() {
             ),
             _ => panic!("{name}: {error}"),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(
-            !target.seal_status().await.unwrap().sealed,
-            "transfer {name}: the target did not restore (a restore seals it)"
-        );
-        assert_eq!(
-            mounts_status(&target_node, &target_init).await,
-            200,
-            "transfer {name}: the target still takes its own token"
-        );
+        assert_not_restored(
+            &target,
+            &target_node,
+            &target_init,
+            &format!("transfer {name}"),
+        )
+        .await;
     }
 
     // Restore into the other cluster: it seals itself and comes back with the source's keys.
@@ -446,6 +434,21 @@ async fn replaying(body: Vec<u8>, pause_at: Option<usize>, broken_at: Option<usi
         let _ = stream.shutdown().await;
     });
     address
+}
+
+/// Half a second after a refused restore, `target` is as it was: unsealed (a restore seals it)
+/// and taking its own root token.
+async fn assert_not_restored(target: &Vault, node: &BaoNode, init: &common::Init, what: &str) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !target.seal_status().await.unwrap().sealed,
+        "{what}: the target did not restore (a restore seals it)"
+    );
+    assert_eq!(
+        mounts_status(node, init).await,
+        200,
+        "{what}: the target still takes its own token"
+    );
 }
 
 /// The status `sys/mounts` answers on `node` to the root token of `init`.
