@@ -13,7 +13,11 @@ use reqwest::Method;
 
 /// A node initialised, unsealed and leading.
 async fn ready(ip: &str) -> (BaoNode, Vault, common::Init) {
-    let node = BaoNode::start(ip);
+    ready_node(BaoNode::start(ip)).await
+}
+
+/// `node` initialised, unsealed and leading.
+async fn ready_node(node: BaoNode) -> (BaoNode, Vault, common::Init) {
     let vault = Vault::new(&node.address, &[]).expect("client");
     let init = init(&node.address).await;
     let status = vault
@@ -644,17 +648,12 @@ async fn a_node_joins_an_https_leader_with_the_ca_it_is_given() {
         .unwrap()
         .signed_by(&leaf_key, &issuer)
         .unwrap();
-    let leader_node =
-        BaoNode::start_with_tls_port("127.0.9.13", 8300, &leaf.pem(), &leaf_key.serialize_pem());
-    let leader = Vault::new(&leader_node.address, &[]).unwrap();
-    let init = init(&leader_node.address).await;
-    leader
-        .unseal(&Secret::new(init.key.clone()), false)
-        .await
-        .expect("unseal the leader");
-    eventually("a leader", Duration::from_secs(30), || async {
-        leader.leader().await.is_ok_and(|l| l.is_self)
-    })
+    let (_leader_node, leader, init) = ready_node(BaoNode::start_with_tls_port(
+        "127.0.9.13",
+        8300,
+        &leaf.pem(),
+        &leaf_key.serialize_pem(),
+    ))
     .await;
     let joining_node = BaoNode::start("127.0.9.14");
     let joining = Vault::new(&joining_node.address, &[]).unwrap();
