@@ -10,7 +10,9 @@ use std::pin::Pin;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
-use super::snapshot_archive::{HeldUpload, check_snapshot_stream, read_through_buffer};
+use super::snapshot_archive::{
+    HeldUpload, UploadChunks, check_snapshot_stream, read_through_buffer,
+};
 use super::vault::SnapshotFile;
 
 /// A response body, chunk by chunk.
@@ -42,7 +44,7 @@ pub(crate) fn receive(
     runtime: &tokio::runtime::Runtime,
     body: Body,
     file: std::fs::File,
-    upload: Option<tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>>,
+    upload: Option<UploadChunks>,
     report: tokio::sync::watch::Sender<u64>,
 ) -> Result<SnapshotFile, ReceiveFailure> {
     let upload = upload
