@@ -66,6 +66,9 @@ pub struct StepRun {
 pub struct Effects {
     journal: Arc<Mutex<Journal>>,
     key: String,
+    /// The effect an earlier attempt of the step began and did not see through: from the
+    /// journal when a run resumes, then kept as this run's attempts go.
+    in_doubt: Arc<Mutex<Option<String>>>,
 }
 
 impl Effects {
@@ -79,12 +82,20 @@ impl Effects {
             step: self.key.clone(),
             effect: effect.to_string(),
         })?;
+        *self.in_doubt.lock().expect("effects lock") = Some(effect.to_string());
         let result = run.await?;
         self.write(Event::Done {
             step: self.key.clone(),
             effect: effect.to_string(),
         })?;
+        *self.in_doubt.lock().expect("effects lock") = None;
         Ok(result)
+    }
+
+    /// The effect an earlier attempt of this step (in this run, or before the run was resumed)
+    /// began and did not finish, if any: what an action may find half-done in the world.
+    pub fn in_doubt(&self) -> Option<String> {
+        self.in_doubt.lock().expect("effects lock").clone()
     }
 
     fn write(&self, event: Event) -> Result<(), ActionError> {
@@ -480,6 +491,10 @@ async fn run_once(shared: &Shared, run: &StepRun, force: bool) -> Result<Outputs
     let effects = Effects {
         journal: shared.journal.clone(),
         key: run.key.clone(),
+        in_doubt: Arc::new(Mutex::new(match state {
+            Some(StepState::InDoubt { effect }) => Some(effect.clone()),
+            _ => None,
+        })),
     };
     for attempt in 1..=attempts {
         journal(

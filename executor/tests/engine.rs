@@ -99,6 +99,8 @@ struct Recorder {
     /// Keys whose effect `observe` reports as done.
     observed_done: Mutex<Vec<String>>,
     seen_secrets: Mutex<Vec<String>>,
+    /// What each key's apply was told an earlier attempt left in doubt.
+    in_doubt_seen: Mutex<BTreeMap<String, Option<String>>>,
 }
 
 impl Actions for Recorder {
@@ -115,6 +117,10 @@ impl Actions for Recorder {
                 *most = (*most).max(*running);
             }
             self.calls.lock().unwrap().push(run.key.clone());
+            self.in_doubt_seen
+                .lock()
+                .unwrap()
+                .insert(run.key.clone(), effects.in_doubt());
             for (reference, secret) in &run.step_secrets {
                 self.seen_secrets
                     .lock()
@@ -403,6 +409,8 @@ async fn a_stopped_run_resumes_without_repeating_side_effects() {
     // A crash right after the intent of the first follower: the journal ends there.
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(&fake_intent(&text, "followers[vault-1]"));
+    // And the second follower's, which `observe` cannot settle: its apply is told.
+    text.push_str(&fake_intent(&text, "followers[vault-2]"));
     std::fs::write(&path, &text).unwrap();
     let (journal, events) = Journal::reopen(&path).unwrap();
     let states = replay(&events);
@@ -430,6 +438,13 @@ async fn a_stopped_run_resumes_without_repeating_side_effects() {
         "an effect observed as done is not repeated"
     );
     assert!(calls.contains(&"followers[vault-2]".to_string()));
+    let in_doubt = second.in_doubt_seen.lock().unwrap().clone();
+    assert_eq!(
+        in_doubt["followers[vault-2]"].as_deref(),
+        Some("effect of followers[vault-2]"),
+        "the apply of a step in doubt is told what its crashed attempt began"
+    );
+    assert_eq!(in_doubt["step-down"], None, "{in_doubt:?}");
     // `token` succeeded before the stop, but its token lived in memory only and the step-down
     // still needs it: it runs again, and the step-down gets the new token.
     assert!(calls.contains(&"token".to_string()));

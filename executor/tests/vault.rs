@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{BaoNode, call, eventually, init};
-use planx::adapters::vault::{Vault, VaultError, file_sha256};
+use planx::adapters::vault::{EarlierGeneration, Vault, VaultError, file_sha256};
 use planx::secrets::Secret;
 use reqwest::Method;
 
@@ -30,6 +30,18 @@ async fn ready_node(node: BaoNode) -> (BaoNode, Vault, common::Init) {
     })
     .await;
     (node, vault, init)
+}
+
+/// Prove `keys` as a step with nothing in doubt does: begin a root-token generation, submit.
+async fn prove_keys(
+    vault: &Vault,
+    token: Option<&Secret>,
+    keys: &[Secret],
+) -> Result<(), VaultError> {
+    let proof = vault
+        .begin_key_proof(token, &EarlierGeneration::None)
+        .await?;
+    vault.complete_key_proof(proof, keys).await
 }
 
 #[tokio::test]
@@ -507,8 +519,7 @@ async fn each_openbao_release_is_identified_and_asked_for_a_token_to_prove_keys(
             vault.leader().await.is_ok_and(|l| l.is_self)
         })
         .await;
-        let error = vault
-            .prove_keys(None, &[Secret::new(init.key.clone())])
+        let error = prove_keys(&vault, None, &[Secret::new(init.key.clone())])
             .await
             .unwrap_err()
             .to_string();
@@ -517,13 +528,13 @@ async fn each_openbao_release_is_identified_and_asked_for_a_token_to_prove_keys(
                 && error.contains("give the step a `token`"),
             "{error}"
         );
-        vault
-            .prove_keys(
-                Some(&Secret::new(init.root_token.clone())),
-                &[Secret::new(init.key.clone())],
-            )
-            .await
-            .unwrap_or_else(|e| panic!("OpenBao {}: {e}", release.version()));
+        prove_keys(
+            &vault,
+            Some(&Secret::new(init.root_token.clone())),
+            &[Secret::new(init.key.clone())],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("OpenBao {}: {e}", release.version()));
     }
 }
 
@@ -548,8 +559,7 @@ async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
     let root = Secret::new(init.root_token.clone());
     // A key of the right length (32 bytes) that is not the key.
     let wrong = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";
-    let error = vault
-        .prove_keys(Some(&root), &[Secret::new(wrong)])
+    let error = prove_keys(&vault, Some(&root), &[Secret::new(wrong)])
         .await
         .unwrap_err()
         .to_string();
@@ -560,8 +570,7 @@ async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
         "the attempt was cancelled"
     );
 
-    vault
-        .prove_keys(Some(&root), &[Secret::new(init.key.clone())])
+    prove_keys(&vault, Some(&root), &[Secret::new(init.key.clone())])
         .await
         .expect("the right key");
     assert_eq!(
@@ -581,8 +590,7 @@ async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
     )
     .await;
     assert_eq!(status, 200);
-    let error = vault
-        .prove_keys(Some(&root), &[Secret::new(init.key.clone())])
+    let error = prove_keys(&vault, Some(&root), &[Secret::new(init.key.clone())])
         .await
         .unwrap_err()
         .to_string();
@@ -591,6 +599,140 @@ async fn keys_are_proved_without_leaving_a_token_or_an_attempt_behind() {
         attempt(node.address.clone(), init.root_token.clone()).await,
         "not cancelled"
     );
+}
+
+/// A run killed while it proved keys leaves a root-token generation behind; the resumed step
+/// cancels that one (named by the nonce it journaled, or, killed before journaling it, one no
+/// key was given to) and proves the keys. A generation that is not planx's, or that holds a key
+/// someone gave, stays. The node has two key shares, so a generation can hold one key.
+#[tokio::test]
+async fn a_resumed_proof_cancels_only_the_generation_planx_left_behind() {
+    let node = BaoNode::start("127.0.9.5");
+    let vault = Vault::new(&node.address, &[]).expect("client");
+    let (status, init) = call(
+        &node.address,
+        "",
+        Method::PUT,
+        "sys/init",
+        Some(serde_json::json!({ "secret_shares": 2, "secret_threshold": 2 })),
+    )
+    .await;
+    assert_eq!(status, 200, "{init}");
+    let keys: Vec<Secret> = init["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|key| Secret::new(key.as_str().expect("key")))
+        .collect();
+    for key in &keys {
+        vault.unseal(key, false).await.expect("unseal");
+    }
+    eventually("a leader", Duration::from_secs(30), || async {
+        vault.leader().await.is_ok_and(|l| l.is_self)
+    })
+    .await;
+    let root_text = init["root_token"].as_str().expect("root token").to_string();
+    let root = Secret::new(root_text.clone());
+    let before = token_count(&node.address, &root_text).await;
+    let generation = || {
+        let (address, root) = (node.address.clone(), root_text.clone());
+        async move {
+            let (_, body) = call(
+                &address,
+                &root,
+                Method::GET,
+                "sys/generate-root-token/attempt",
+                None,
+            )
+            .await;
+            body["data"].clone()
+        }
+    };
+
+    // Killed after the nonce was journaled: that generation is planx's.
+    let left = vault
+        .begin_key_proof(Some(&root), &EarlierGeneration::None)
+        .await
+        .expect("begin");
+    let nonce = left.nonce().to_string();
+    drop(left);
+    for (earlier, what) in [
+        (EarlierGeneration::None, "nothing in doubt"),
+        (EarlierGeneration::Nonce("another".into()), "another nonce"),
+    ] {
+        let error = vault
+            .begin_key_proof(Some(&root), &earlier)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: someone else's generation was cancelled"))
+            .to_string();
+        assert!(
+            error.contains(&format!("nonce {nonce}, 0 of 2 keys given"))
+                && error.contains("planx did not begin it"),
+            "{what}: {error}"
+        );
+        assert_eq!(generation().await["nonce"], nonce.as_str(), "{what}");
+    }
+    let resumed = vault
+        .begin_key_proof(Some(&root), &EarlierGeneration::Nonce(nonce.clone()))
+        .await
+        .expect("the generation planx left is cancelled");
+    assert_ne!(resumed.nonce(), nonce);
+    vault
+        .complete_key_proof(resumed, &keys)
+        .await
+        .expect("the keys are proved");
+    assert_eq!(generation().await["started"], false);
+
+    // Killed between asking for a generation and journaling its nonce: one that no key was
+    // given to is taken for planx's.
+    drop(
+        vault
+            .begin_key_proof(Some(&root), &EarlierGeneration::None)
+            .await
+            .expect("begin"),
+    );
+    let resumed = vault
+        .begin_key_proof(Some(&root), &EarlierGeneration::Begun)
+        .await
+        .expect("a generation no key was given to is cancelled");
+    vault
+        .complete_key_proof(resumed, &keys)
+        .await
+        .expect("the keys are proved");
+    assert_eq!(
+        token_count(&node.address, &root_text).await,
+        before,
+        "every root token generated was revoked"
+    );
+
+    // One that holds a key someone gave is theirs.
+    let (status, theirs) = call(
+        &node.address,
+        &root_text,
+        Method::PUT,
+        "sys/generate-root-token/attempt",
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{theirs}");
+    let (status, progress) = call(
+        &node.address,
+        &root_text,
+        Method::PUT,
+        "sys/generate-root-token/update",
+        Some(serde_json::json!({ "key": keys[0].expose(), "nonce": theirs["data"]["nonce"] })),
+    )
+    .await;
+    assert_eq!(status, 200, "{progress}");
+    let error = vault
+        .begin_key_proof(Some(&root), &EarlierGeneration::Begun)
+        .await
+        .err()
+        .expect("a generation holding a key is refused")
+        .to_string();
+    assert!(error.contains("1 of 2 keys given"), "{error}");
+    assert_eq!(generation().await["progress"], 1, "not cancelled");
 }
 
 /// The live plan's preflight reads the names of the old active node's API certificate as a

@@ -8,7 +8,7 @@
 mod replay;
 
 use planx::adapters::server::Product;
-use planx::adapters::vault::{Vault, VaultError};
+use planx::adapters::vault::{EarlierGeneration, Vault, VaultError};
 use planx::secrets::Secret;
 use replay::Replay;
 use replay::recorded::VAULT_API;
@@ -28,9 +28,11 @@ async fn prove_through(files: &[&str], with_token: bool) -> (Replay, Result<(), 
     let replay = Replay::start(&VAULT_API, files).await;
     let vault = Vault::new(&replay.base, &[]).unwrap();
     let token = Secret::new(OPERATOR_TOKEN);
-    let proved = vault
-        .prove_keys(with_token.then_some(&token), &keys())
-        .await;
+    let token = with_token.then_some(&token);
+    let proved = match vault.begin_key_proof(token, &EarlierGeneration::None).await {
+        Ok(proof) => vault.complete_key_proof(proof, &keys()).await,
+        Err(error) => Err(error),
+    };
     (replay, proved)
 }
 

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Live, Outputs, flavour_hint, typed};
 use crate::adapters::cluster;
+use crate::adapters::vault::EarlierGeneration;
 use crate::engine::{ActionError, Effects, StepRun};
 
 use super::live_action_fns;
@@ -393,18 +394,57 @@ pub(super) async fn recovery_keys(
     };
     let (leader, _) = live.leader(on).await?;
     let client = live.vault_on(on, &leader).await?;
-    effects
+    let earlier = earlier_generation(effects.in_doubt().as_deref());
+    let proof = effects
         .perform(
-            &format!("prove the recovery keys on {on} (a root token generated and revoked)"),
+            &format!("{BEGIN_KEY_PROOF} on {on} to prove the recovery keys"),
             async {
                 client
-                    .prove_keys(token.as_ref(), &keys)
+                    .begin_key_proof(token.as_ref(), &earlier)
+                    .await
+                    .map_err(ActionError::from)
+            },
+        )
+        .await?;
+    effects
+        .perform(
+            &format!(
+                "prove the recovery keys on {on} {PROOF_NONCE}{} (the root token is revoked at once)",
+                proof.nonce()
+            ),
+            async {
+                client
+                    .complete_key_proof(proof, &keys)
                     .await
                     .map_err(ActionError::from)
             },
         )
         .await?;
     Ok(Outputs::new())
+}
+
+/// How the journal names the start of a root-token generation, and the nonce of one begun.
+const BEGIN_KEY_PROOF: &str = "start a root-token generation";
+const PROOF_NONCE: &str = "with root-token generation ";
+
+/// The root-token generation an earlier attempt of the step began, from the effect it left in
+/// doubt.
+fn earlier_generation(in_doubt: Option<&str>) -> EarlierGeneration {
+    let Some(effect) = in_doubt else {
+        return EarlierGeneration::None;
+    };
+    if effect.starts_with(BEGIN_KEY_PROOF) {
+        return EarlierGeneration::Begun;
+    }
+    match effect.split_once(PROOF_NONCE) {
+        Some((_, rest)) => EarlierGeneration::Nonce(
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        None => EarlierGeneration::None,
+    }
 }
 
 /// The environment variables of a container spec that override a seal's configuration:
@@ -464,4 +504,31 @@ async fn seal_overriding_variables(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The effect texts the proof journals are read back into what a resumed run may cancel.
+    #[test]
+    fn the_generation_left_in_doubt_is_read_from_the_journaled_effect() {
+        let begin = format!("{BEGIN_KEY_PROOF} on old_vault to prove the recovery keys");
+        let prove = format!(
+            "prove the recovery keys on old_vault {PROOF_NONCE}2dbd10f1-643f-1ba6-fc2a-6c2f3d3a1b22 (the root token is revoked at once)"
+        );
+        assert_eq!(earlier_generation(None), EarlierGeneration::None);
+        assert_eq!(earlier_generation(Some(&begin)), EarlierGeneration::Begun);
+        assert_eq!(
+            earlier_generation(Some(&prove)),
+            EarlierGeneration::Nonce("2dbd10f1-643f-1ba6-fc2a-6c2f3d3a1b22".into())
+        );
+        // A journal written before planx journaled the nonce names no generation.
+        assert_eq!(
+            earlier_generation(Some(
+                "prove the recovery keys on old_vault (a root token generated and revoked)"
+            )),
+            EarlierGeneration::None
+        );
+    }
 }

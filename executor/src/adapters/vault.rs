@@ -392,17 +392,18 @@ impl Vault {
         self.send("health", request, &[200, 299, 429]).await
     }
 
-    /// Prove that `keys` (recovery keys, or unseal keys of a Shamir seal) open this Vault, keeping
-    /// nothing: start a root-token generation with a one-time pad, submit the keys (the server
-    /// checks them when the threshold is reached), decode the token and revoke it at once. An
-    /// attempt already in progress is someone else's: refused, never cancelled. The endpoint is
-    /// the one the server's product and version document ([`Server::root_token_generation`]);
-    /// `token` (`None` when the plan gives none) is sent where it is asked for.
-    pub async fn prove_keys(
+    /// Begin proving that keys (recovery keys, or unseal keys of a Shamir seal) open this Vault,
+    /// keeping nothing: start a root-token generation with a one-time pad, which stays in memory.
+    /// [`Vault::complete_key_proof`] submits the keys. A generation already in progress is
+    /// cancelled only when it is the one `earlier` says planx began (a run stopped half-way);
+    /// anyone else's is refused, never cancelled. The endpoint is the one the server's product
+    /// and version document ([`Server::root_token_generation`]); `token` (`None` when the plan
+    /// gives none) is sent where it is asked for.
+    pub async fn begin_key_proof(
         &self,
         token: Option<&Secret>,
-        keys: &[Secret],
-    ) -> Result<(), VaultError> {
+        earlier: &EarlierGeneration,
+    ) -> Result<KeyProof, VaultError> {
         let call = "generate-root";
         let server = self.server().await?;
         let generation = server
@@ -426,11 +427,18 @@ impl Vault {
                 other => other,
             })?;
         if status.started {
-            return Err(VaultError::Client {
-                call,
-                address: self.address.clone(),
-                message: "a root-token generation is already in progress; planx will not cancel someone else's: finish or cancel it (`bao operator generate-root -cancel`), then resume".into(),
-            });
+            if !earlier.is(&status) {
+                return Err(VaultError::Client {
+                    call,
+                    address: self.address.clone(),
+                    message: format!(
+                        "a root-token generation is already in progress (nonce {}, {} of {} keys given) and planx did not begin it; planx will not cancel someone else's: finish or cancel it (`bao operator generate-root -cancel`), then resume",
+                        status.nonce, status.progress, status.required
+                    ),
+                });
+            }
+            self.generate_root(base, "attempt", token, reqwest::Method::DELETE, None)
+                .await?;
         }
         let started = self
             .generate_root(
@@ -441,15 +449,35 @@ impl Vault {
                 Some(serde_json::json!({})),
             )
             .await?;
+        Ok(KeyProof {
+            base,
+            token: token.cloned(),
+            started,
+        })
+    }
+
+    /// Submit `keys` to the generation `proof` began (the server checks them when the threshold
+    /// is reached), decode the root token and revoke it at once. On a wrong key, too few keys or
+    /// an error, the generation is cancelled: no attempt is left behind.
+    pub async fn complete_key_proof(
+        &self,
+        proof: KeyProof,
+        keys: &[Secret],
+    ) -> Result<(), VaultError> {
+        let KeyProof {
+            base,
+            token,
+            started,
+        } = proof;
+        let token = token.as_ref();
         let result = self.submit_keys(base, token, keys, &started).await;
         if !matches!(result, Ok(Some(_))) {
-            // Leave no attempt behind: a wrong key, too few keys or an error.
             let _ = self
                 .generate_root(base, "attempt", token, reqwest::Method::DELETE, None)
                 .await;
         }
         let root = result?.ok_or_else(|| VaultError::Client {
-            call,
+            call: "generate-root",
             address: self.address.clone(),
             message: format!(
                 "{} keys given, the Vault needs {}: give at least the threshold, one per line",
@@ -899,13 +927,52 @@ impl Vault {
     }
 }
 
+/// What planx knows of a root-token generation it began earlier for the same step (the
+/// journal's effect in doubt), so that a resumed run can cancel its own leftover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EarlierGeneration {
+    /// planx began none: a generation in progress is someone else's.
+    None,
+    /// planx stopped between asking for a generation and journaling its nonce: a generation in
+    /// progress that no key has been given to is taken for that one.
+    Begun,
+    /// planx began the generation with this nonce.
+    Nonce(String),
+}
+
+impl EarlierGeneration {
+    fn is(&self, status: &GenerateRoot) -> bool {
+        match self {
+            EarlierGeneration::None => false,
+            EarlierGeneration::Begun => status.progress == 0,
+            EarlierGeneration::Nonce(nonce) => *nonce == status.nonce,
+        }
+    }
+}
+
+/// A root-token generation begun to prove keys. Its one-time pad never leaves memory; the
+/// nonce, which the server shows to anyone asking for the generation's status, is journaled.
+pub struct KeyProof {
+    base: &'static str,
+    token: Option<Secret>,
+    started: GenerateRoot,
+}
+
+impl KeyProof {
+    pub fn nonce(&self) -> &str {
+        &self.started.nonce
+    }
+}
+
 /// The state of a root-token generation, as `sys/generate-root*/*` answers.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Default, serde::Deserialize)]
 struct GenerateRoot {
     #[serde(default)]
     started: bool,
     #[serde(default)]
     nonce: String,
+    #[serde(default)]
+    progress: u32,
     #[serde(default)]
     required: u32,
     #[serde(default)]
