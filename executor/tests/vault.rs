@@ -751,8 +751,12 @@ async fn the_names_of_a_tls_certificate_are_read_as_a_joining_node_checks_them()
     let address = "127.0.9.10:8200".parse().unwrap();
     let checked = tokio::task::spawn_blocking(move || {
         (
-            certificate_is_valid_for(address, "vault-0.vault-internal"),
-            certificate_is_valid_for(address, "vault-0.vault-internal.vault.svc.cluster.local"),
+            certificate_is_valid_for(address, "vault-0.vault-internal", None),
+            certificate_is_valid_for(
+                address,
+                "vault-0.vault-internal.vault.svc.cluster.local",
+                None,
+            ),
         )
     })
     .await
@@ -760,31 +764,44 @@ async fn the_names_of_a_tls_certificate_are_read_as_a_joining_node_checks_them()
     checked
         .0
         .expect("the certificate names vault-0.vault-internal");
-    let refused = checked.1.unwrap_err();
+    let refused = checked.1.unwrap_err().to_string();
     assert!(refused.contains("vault-0.vault-internal"), "{refused}");
     let _plain = BaoNode::start("127.0.9.11");
     let plain = tokio::task::spawn_blocking(|| {
-        certificate_is_valid_for("127.0.9.11:8200".parse().unwrap(), "vault-0.vault-internal")
+        certificate_is_valid_for(
+            "127.0.9.11:8200".parse().unwrap(),
+            "vault-0.vault-internal",
+            None,
+        )
     })
     .await
     .unwrap()
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(plain.contains("no TLS server answered"), "{plain}");
 }
 
-/// A node joins a leader whose API certificate comes from a private CA only when the join
-/// carries that CA (`leader_ca_cert`): without it the node refuses the leader's certificate and
-/// joins nothing; with it the node joins, unseals with the leader's key and is a peer.
-#[tokio::test]
-async fn a_node_joins_an_https_leader_with_the_ca_it_is_given() {
+/// A private CA (certificate PEM, and the issuer its key signs with) named `name`.
+fn private_ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "planx test private CA");
+        .push(rcgen::DnType::CommonName, name);
     let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    (ca_pem, rcgen::Issuer::new(ca_params, ca_key))
+}
+
+/// A node joins a leader whose API certificate comes from a private CA only when the join
+/// carries that CA (`leader_ca_cert`): without it the node refuses the leader's certificate and
+/// joins nothing; with it the node joins, unseals with the leader's key and is a peer. The
+/// preflight's chain check agrees with the node: another CA is refused, naming the chain, and
+/// so is a CA that is no certificate; the leader's CA passes.
+#[tokio::test]
+async fn a_node_joins_an_https_leader_with_the_ca_it_is_given() {
+    use planx::adapters::tls_names::{CertificateRefusal, certificate_is_valid_for};
+    let (ca_pem, issuer) = private_ca("planx test private CA");
     let leaf_key = rcgen::KeyPair::generate().unwrap();
     let leaf = rcgen::CertificateParams::new(vec!["127.0.9.13".to_string()])
         .unwrap()
@@ -813,6 +830,38 @@ async fn a_node_joins_an_https_leader_with_the_ca_it_is_given() {
         "without the CA the leader's certificate is refused: {refused}\n{log}"
     );
     assert!(!joining.seal_status().await.unwrap().initialized);
+
+    let (other_ca_pem, _) = private_ca("another CA");
+    let leader_tls = "127.0.9.13:8300".parse().unwrap();
+    let checks = {
+        let ca_pem = ca_pem.clone();
+        tokio::task::spawn_blocking(move || {
+            [
+                certificate_is_valid_for(leader_tls, "127.0.9.13", Some(&other_ca_pem)),
+                certificate_is_valid_for(leader_tls, "127.0.9.13", Some("not a certificate")),
+                certificate_is_valid_for(leader_tls, "127.0.9.13", Some(&ca_pem)),
+                certificate_is_valid_for(leader_tls, "127.0.9.14", Some(&ca_pem)),
+            ]
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        matches!(&checks[0], Err(CertificateRefusal::Chain(why)) if why.contains("UnknownIssuer")),
+        "{:?}",
+        checks[0]
+    );
+    assert!(
+        matches!(&checks[1], Err(CertificateRefusal::UnusableCa(why)) if why.contains("no PEM certificate")),
+        "{:?}",
+        checks[1]
+    );
+    assert_eq!(checks[2], Ok(()), "the leader's own CA");
+    assert!(
+        matches!(&checks[3], Err(CertificateRefusal::Names(_))),
+        "names are checked before the chain: {:?}",
+        checks[3]
+    );
 
     joining
         .raft_join(leader_api_addr, true, Some(&ca_pem))

@@ -400,6 +400,12 @@ pub struct PreflightRaftJoinInput {
     pub to: String,
     /// A token of `to` with `read` on `sys/storage/raft/configuration`.
     pub token: SecretRef,
+    /// The CA certificate (PEM) the join will be given (`vault.raft-join`'s `leader_ca_cert`):
+    /// the API certificate of `to`'s active node must chain to it, as a joining pod will check.
+    /// Without it only the certificate's names are checked (the pods' own roots judge the
+    /// chain); an empty string is the same as none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_ca_cert: Option<String>,
 }
 
 /// `vault.raft-join`: every pod of this Vault, uninitialised and sealed by the key of the Vault

@@ -18,7 +18,7 @@ pub struct Preflight;
 impl Action for Preflight {
     fn line(&self) -> Line {
         Line {
-            summary: "check, before anything changes, that this Vault's pods can join another Vault's raft cluster: no retry_join, every pod uninitialised, no pod mistaken for one of its peers, every peer's API and cluster ports reached from each pod, and an https join address named by the active node's API certificate",
+            summary: "check, before anything changes, that this Vault's pods can join another Vault's raft cluster: no retry_join, every pod uninitialised, no pod mistaken for one of its peers, every peer's API and cluster ports reached from each pod, and an https join address named by the active node's API certificate, which chains to the `leader_ca_cert` given",
             target: Vault,
             side_effect: ReadOnly,
             undo: Undo::NotNeeded,

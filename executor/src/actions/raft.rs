@@ -11,6 +11,7 @@ use planc_schema::actions as inputs;
 use serde_json::{Value, json};
 
 use super::{Live, LiveAction, Outputs, live_action_fns, typed};
+use crate::adapters::tls_names::CertificateRefusal;
 use crate::adapters::vault::{RaftChange, RaftServer, Vault, VaultError};
 use crate::engine::{ActionError, BoxFuture, Effects, StepRun};
 use crate::secrets::Secret;
@@ -142,7 +143,11 @@ async fn preflight(live: &Live, run: &StepRun, _: &Effects) -> Result<Outputs, A
     }
     problems.extend(unreachable_peers(live, on, &input.to, &servers).await?);
     let leader_address = active.leader().await?.leader_address;
-    problems.extend(tls_name_problem(&active, &input.to, &leader_address).await);
+    let leader_ca_cert = input
+        .leader_ca_cert
+        .as_deref()
+        .filter(|pem| !pem.is_empty());
+    problems.extend(tls_problem(&active, &input.to, &leader_address, leader_ca_cert).await);
     if !problems.is_empty() {
         return Err(ActionError::permanent(format!(
             "the pods of `{on}` cannot join the raft cluster of `{}`:\n  {}",
@@ -156,10 +161,16 @@ async fn preflight(live: &Live, run: &StepRun, _: &Effects) -> Result<Outputs, A
 }
 
 /// When the new pods join at an `https` address: the API certificate of the active node they
-/// join must be valid for that address's host, which a joining node checks (the chain is the
-/// joining node's business: planx reads only the names, through the connection it already has
-/// to the node). `None` for `http`, or when the certificate names the host.
-async fn tls_name_problem(active: &Vault, to: &str, leader_address: &str) -> Option<String> {
+/// join must be valid for that address's host, which a joining node checks, and, when the join
+/// is given the CA (`leader_ca_cert`), chain to it. Without a CA the chain is checked by the
+/// pods' own roots, which planx cannot see: it reads only the names. Through the connection
+/// planx already has to the node. `None` for `http`, or when the certificate passes.
+async fn tls_problem(
+    active: &Vault,
+    to: &str,
+    leader_address: &str,
+    leader_ca_cert: Option<&str>,
+) -> Option<String> {
     let url = reqwest::Url::parse(leader_address).ok()?;
     if url.scheme() != "https" {
         return None;
@@ -176,15 +187,22 @@ async fn tls_name_problem(active: &Vault, to: &str, leader_address: &str) -> Opt
         .into_iter()
         .next()?;
     let checked_host = host.clone();
+    let ca = leader_ca_cert.map(str::to_owned);
     let answer = tokio::task::spawn_blocking(move || {
-        crate::adapters::tls_names::certificate_is_valid_for(address, &checked_host)
+        crate::adapters::tls_names::certificate_is_valid_for(address, &checked_host, ca.as_deref())
     })
     .await
     .ok()?;
-    answer.err().map(|why| {
-        format!(
+    answer.err().map(|refusal| match refusal {
+        CertificateRefusal::UnusableCa(why) => format!(
+            "the `leader_ca_cert` given (the live plans' `old_vault_ca_cert`) cannot be used: {why}; give the PEM of the CA that issued the API certificate of `{to}`"
+        ),
+        CertificateRefusal::Chain(why) => format!(
+            "the API certificate of `{to}`'s active node ({leader_address}) does not chain to the `leader_ca_cert` given, so the joining pods would refuse it: {why}; give the PEM of the CA that issued it (the live plans' `old_vault_ca_cert`)"
+        ),
+        CertificateRefusal::Names(why) | CertificateRefusal::Unread(why) => format!(
             "the API certificate of `{to}`'s active node is not valid for `{host}`, the name the new pods join at ({leader_address}): {why}; reissue it with that name, or give the join a `leader_api_addr` it names"
-        )
+        ),
     })
 }
 
