@@ -609,7 +609,7 @@ impl Live {
         self.write_backup(&path, &value).await
     }
 
-    /// Undo a step of the run, as its action's [`LiveAction::undo`] does it. What cannot be
+    /// Undo a step of the run, as the `undo` of its action's `LiveAction` does it. What cannot be
     /// done is said, not failed (a token already gone).
     pub async fn undo_step(
         &self,
