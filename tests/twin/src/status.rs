@@ -64,7 +64,7 @@ impl ApiError {
         }
     }
 
-    /// 409 Conflict: "Operation cannot be fulfilled on <resource> "<name>": <why>".
+    /// 409 Conflict: `Operation cannot be fulfilled on <resource> "<name>": <why>`.
     pub fn conflict(resource: &ResourceType, name: &str, why: &str) -> ApiError {
         ApiError {
             details: Some(Box::new(ErrorDetails::of(resource, name))),
@@ -88,7 +88,7 @@ impl ApiError {
         )
     }
 
-    /// 422 Invalid: "<Kind> "<name>" is invalid: <field>: <why>".
+    /// 422 Invalid: `<Kind> "<name>" is invalid: <field>: <why>`.
     pub fn invalid(resource: &ResourceType, name: &str, field_error: &str) -> ApiError {
         ApiError {
             details: Some(Box::new(ErrorDetails::of(resource, name))),
