@@ -27,6 +27,9 @@ pub enum ScenarioName {
     /// As `vault-pair`, sealed by Azure Key Vault through the twin's Azure emulator (OpenBao
     /// 2.6.2), NEW's pods signing in with workload identity; for the AKS plan.
     VaultPairAzure,
+    /// As `vault-pair-azure`, NEW left uninitialised and without retry_join; for the AKS live
+    /// plan.
+    VaultPairAzureLive,
     /// As `vault-pair`, both clusters installed with OpenBao's chart (`openbao-helm`): release
     /// and namespace `openbao`, `openbao-active` labels, `BAO_*` variables.
     OpenbaoPair,
@@ -40,10 +43,11 @@ impl ScenarioName {
             "vault-pair" => Ok(ScenarioName::VaultPair),
             "vault-pair-live" => Ok(ScenarioName::VaultPairLive),
             "vault-pair-azure" => Ok(ScenarioName::VaultPairAzure),
+            "vault-pair-azure-live" => Ok(ScenarioName::VaultPairAzureLive),
             "openbao-pair" => Ok(ScenarioName::OpenbaoPair),
             "empty" => Ok(ScenarioName::Empty),
             other => Err(format!(
-                "unknown scenario {other:?}: use vault-pair (the default), vault-pair-live, vault-pair-azure, openbao-pair or empty"
+                "unknown scenario {other:?}: use vault-pair (the default), vault-pair-live, vault-pair-azure, vault-pair-azure-live, openbao-pair or empty"
             )),
         }
     }
@@ -53,6 +57,7 @@ impl ScenarioName {
             ScenarioName::VaultPair => "vault-pair",
             ScenarioName::VaultPairLive => "vault-pair-live",
             ScenarioName::VaultPairAzure => "vault-pair-azure",
+            ScenarioName::VaultPairAzureLive => "vault-pair-azure-live",
             ScenarioName::OpenbaoPair => "openbao-pair",
             ScenarioName::Empty => "empty",
         }
@@ -187,6 +192,7 @@ pub fn serve(dir: &Path, options: &UpOptions) -> Result<(), String> {
         ScenarioName::VaultPair
         | ScenarioName::VaultPairLive
         | ScenarioName::VaultPairAzure
+        | ScenarioName::VaultPairAzureLive
         | ScenarioName::OpenbaoPair => {
             let base = match options.scenario {
                 ScenarioName::VaultPairLive => ScenarioOptions::vault_pair_live(),
@@ -194,11 +200,17 @@ pub fn serve(dir: &Path, options: &UpOptions) -> Result<(), String> {
                 ScenarioName::VaultPairAzure => ScenarioOptions::vault_pair_azure(
                     crate::scenario::IdentityForm::WorkloadIdentity,
                 ),
+                ScenarioName::VaultPairAzureLive => ScenarioOptions::vault_pair_azure_live(
+                    crate::scenario::IdentityForm::WorkloadIdentity,
+                ),
                 _ => ScenarioOptions::vault_pair(),
             };
             let mut scenario_options = base.dir(&paths.dir);
-            // The AKS plan's Vault URLs are https.
-            if options.scenario != ScenarioName::VaultPairAzure {
+            // The AKS plans' Vault URLs are https.
+            if !matches!(
+                options.scenario,
+                ScenarioName::VaultPairAzure | ScenarioName::VaultPairAzureLive
+            ) {
                 scenario_options.url_scheme = options.url_scheme.clone();
             }
             Running::Scenario(Box::new(Scenario::start(scenario_options)?))

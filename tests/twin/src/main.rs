@@ -38,6 +38,8 @@ enum Commands {
         /// `vault-pair` (OLD with data, NEW empty, both with real OpenBao), `vault-pair-live` (NEW left
         /// uninitialised, for the live plan), `vault-pair-azure` (sealed by Azure Key Vault through
         /// the twin's Azure emulator, OpenBao 2.6.2, https URLs; for plans/vault-aks-migration.yaml),
+        /// `vault-pair-azure-live` (as vault-pair-azure, NEW left uninitialised; for
+        /// plans/vault-aks-migration-live.yaml),
         /// `openbao-pair` (as vault-pair, installed with OpenBao's chart: namespace and release
         /// `openbao`; the plans take `flavour: openbao-helm` from DIR/params.yaml) or `empty`.
         #[arg(long, default_value = "vault-pair")]

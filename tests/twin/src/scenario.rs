@@ -184,6 +184,16 @@ impl ScenarioOptions {
         }
     }
 
+    /// `vault-pair-azure-live`: as `vault-pair-azure`, with NEW left uninitialised and without
+    /// retry_join (its nodes join OLD's raft cluster in the AKS live plan).
+    pub fn vault_pair_azure_live(new_identity: IdentityForm) -> ScenarioOptions {
+        let mut options = ScenarioOptions::vault_pair_azure(new_identity);
+        let new = &mut options.clusters[1];
+        new.init = Init::None;
+        new.retry_join = false;
+        options
+    }
+
     /// Only the clusters given.
     pub fn with_clusters(clusters: Vec<ClusterPlan>) -> ScenarioOptions {
         ScenarioOptions {
@@ -1157,7 +1167,7 @@ impl Scenario {
                         None => String::new(),
                     };
                     format!(
-                        "# Written by `twin up` for plans/vault-aks-migration.yaml (the twin's clusters old and new).\n\
+                        "# Written by `twin up` for plans/vault-aks-migration{}.yaml (the twin's clusters old and new).\n\
                          old_context: old\nnew_context: new\nold_namespace: {namespace}\nnew_namespace: {namespace}\n\
                          flavour: {flavour}\n\
                          old_domain: {}\nnew_domain: {}\nexpected_replicas: {}\n\
@@ -1166,7 +1176,8 @@ impl Scenario {
                          new_key_vault_name: {}\nnew_unseal_key_name: {}\n\
                          key_vault_subscription: {}\n\
                          old_key_vault_resource_group: {}\nnew_key_vault_resource_group: {}\n\
-                         old_admin_token: {}\nnew_admin_token: {}\nold_recovery_keys: {}\n{client_secret}",
+                         old_admin_token: {}\n{}old_recovery_keys: {}\n{client_secret}",
+                        if new.keys.is_some() { "" } else { "-live" },
                         old.plan.domain,
                         new.plan.domain,
                         old.plan.replicas,
@@ -1180,7 +1191,13 @@ impl Scenario {
                         old.plan.resource_group(),
                         new.plan.resource_group(),
                         reference("old-root-token"),
-                        reference("new-root-token"),
+                        // An uninitialised NEW (vault-pair-azure-live) has no token yet; the
+                        // live plan's Ingress reaches the pods, which serve plain HTTP here.
+                        if new.keys.is_some() {
+                            format!("new_admin_token: {}\n", reference("new-root-token"))
+                        } else {
+                            "new_backend_protocol: HTTP\n".to_string()
+                        },
                         reference("old-recovery-keys"),
                     )
                 }
